@@ -1,0 +1,52 @@
+"""The ``fmt`` app: a thin Typer skin over the library. Commands import torch only when run."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from fmnist_toolkit import __version__
+from fmnist_toolkit.cli import ae, clf, data, gan, models
+from fmnist_toolkit.cli._render import ToolkitGroup
+
+app = typer.Typer(
+    rich_markup_mode="markdown",
+    cls=ToolkitGroup,
+    name="fmt",
+    help="Unsupervised deep learning on Fashion-MNIST: autoencoders, their latent space, "
+    "classifiers and GANs, from one command.\n\n"
+    "Start with `fmt data fetch`, then `fmt ae train`. Models live in the store "
+    "(`fmt models list`; FMT_HOME moves it).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(data.app, name="data")
+app.add_typer(models.app, name="models")
+app.add_typer(ae.app, name="ae")
+app.add_typer(clf.app, name="clf")
+app.add_typer(gan.app, name="gan")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"fmnist-toolkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Unsupervised deep learning on Fashion-MNIST."""
+
+
+def main() -> None:
+    """Console-script entry point of ``fmt`` and ``fmnist-toolkit``."""
+    app()

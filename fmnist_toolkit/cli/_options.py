@@ -1,0 +1,75 @@
+"""Options shared by many commands, declared once."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class Precision(str, enum.Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+ENGINE = "Engine"
+OUTPUT = "Output"
+
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        envvar="FMT_DEVICE",
+        help="Where to compute: auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps.",
+        rich_help_panel=ENGINE,
+    ),
+]
+SeedOption = Annotated[
+    int,
+    typer.Option(
+        "--seed",
+        help="Seeds weights and batch order; the same seed on the same device gives the same "
+        "metrics.",
+        rich_help_panel=ENGINE,
+    ),
+]
+PrecisionOption = Annotated[
+    Precision,
+    typer.Option(
+        "--precision",
+        help="fp32, or bf16 autocast on CUDA (CPU and MPS always compute in float32).",
+        rich_help_panel=ENGINE,
+    ),
+]
+CompileOption = Annotated[
+    bool,
+    typer.Option(
+        "--compile/--no-compile",
+        help="torch.compile the model (CUDA only; ignored elsewhere).",
+        rich_help_panel=ENGINE,
+    ),
+]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="FMT_DATA_DIR",
+        help="Folder with the four Fashion-MNIST IDX files (.gz or not; torchvision's "
+        "FashionMNIST/raw/ layout works too). Default: the per-user data folder "
+        "(see `fmt data path`).",
+        show_default=False,
+        file_okay=False,
+    ),
+]
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="Print one JSON object on stdout instead of tables.", rich_help_panel=OUTPUT
+    ),
+]
+QuietOption = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="No progress output on stderr.", rich_help_panel=OUTPUT),
+]

@@ -1,0 +1,54 @@
+"""Output: rich on stderr for people, JSON on stdout for scripts, errors to exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from fmnist_toolkit.errors import ToolkitError
+
+# Progress, tables and messages go to stderr so that stdout carries only results (JSON).
+console = Console(stderr=True, highlight=False)
+
+
+def print_json(payload: Any) -> None:
+    """Exactly one JSON document on stdout."""
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def print_error(message: str) -> None:
+    """One line on stderr, never wrapped or marked up, so scripts can grep it."""
+    first_line = " ".join(str(message).split())
+    click.echo(f"error: {first_line}", err=True)
+
+
+class ToolkitGroup(TyperGroup):
+    """The root group: turns user errors raised anywhere below it into one line and an exit code.
+
+    Usage errors of subcommands (a value out of range, an unknown option) are shown as one line
+    too, instead of click's multi-line usage box.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ToolkitError as error:
+            print_error(str(error))
+            raise typer.Exit(error.exit_code) from None
+        except click.UsageError as error:
+            hint = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
+            print_error(error.format_message() + hint)
+            raise typer.Exit(error.exit_code) from None
+        except click.exceptions.Abort:
+            print_error("aborted")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            print_error("interrupted")
+            raise typer.Exit(130) from None

@@ -1,0 +1,63 @@
+"""Typed, frozen configs that round-trip to JSON; a saved model's config is one of these."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+ConfigT = TypeVar("ConfigT")
+
+OPTIMIZERS = ("adam", "sgd")
+PRECISIONS = ("fp32", "bf16")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A dataclass config as a JSON-ready dict."""
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(cls: type[ConfigT], values: dict[str, Any]) -> ConfigT:
+    """Rebuild a config, ignoring keys that a newer or older toolkit wrote but this one lacks."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{key: value for key, value in values.items() if key in names})
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Where and how the engine computes: device, numeric precision and compilation."""
+
+    device: str = "auto"
+    precision: str = "fp32"  # "bf16" autocasts on CUDA only; CPU and MPS always run float32
+    compile: bool = False  # torch.compile, CUDA only
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What rebuilds a network without guessing: its kind, registered architecture and arguments."""
+
+    kind: str
+    architecture: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AutoencoderTrainConfig:
+    """The recipe of ``fmt ae train``; defaults are the course report's best trial."""
+
+    latent_dim: int = 16
+    architecture: str = "seed"
+    epochs: int = 60
+    batch_size: int = 256
+    optimizer: str = "adam"
+    lr: float = 0.00099
+    weight_decay: float = 3.5237e-5
+    seed: int = 0
+
+    def model_spec(self) -> ModelSpec:
+        return ModelSpec(
+            kind="autoencoder",
+            architecture=self.architecture,
+            params={"latent_dim": self.latent_dim},
+        )

@@ -1,0 +1,283 @@
+"""The autoencoder recipe: config in, trained and saved model plus metrics out."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fmnist_toolkit import __version__
+from fmnist_toolkit.config import (
+    OPTIMIZERS,
+    AutoencoderTrainConfig,
+    EngineConfig,
+    config_from_dict,
+    config_to_dict,
+)
+from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit, dataset_sha256, load_fashion_mnist
+from fmnist_toolkit.engine import checkpoint as ckpt
+from fmnist_toolkit.engine.callbacks import CheckpointCallback
+from fmnist_toolkit.engine.device import (
+    autocast,
+    check_precision,
+    describe_device,
+    maybe_compile,
+    resolve_device,
+    seed_everything,
+)
+from fmnist_toolkit.engine.loop import Callback, LoopState, fit
+from fmnist_toolkit.errors import CheckpointMissingError, TrainingInterrupted, UsageError
+from fmnist_toolkit.models import build_model
+from fmnist_toolkit.storage import ModelStore, validate_name
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+_EVAL_BATCH = 2048
+
+
+@dataclass
+class AutoencoderTrainResult:
+    """What ``fmt ae train`` reports."""
+
+    name: str
+    path: Path
+    epochs: int
+    train_mse: float
+    test_mse: float
+    seconds: float
+    device: str
+    resumed_from_epoch: int = 0
+    plots: list[Path] = field(default_factory=list)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def check_train_config(config: AutoencoderTrainConfig) -> None:
+    """Values that can never train: a usage error before any data is read."""
+    if config.epochs < 1 or config.batch_size < 1 or config.latent_dim < 1:
+        raise UsageError("epochs, batch size and latent dimension must be at least 1")
+    if config.lr <= 0 or config.weight_decay < 0:
+        raise UsageError("the learning rate must be > 0 and the weight decay >= 0")
+    if config.optimizer not in OPTIMIZERS:
+        raise UsageError(f"unknown optimizer {config.optimizer!r}; use {' or '.join(OPTIMIZERS)}")
+
+
+def make_optimizer(model: nn.Module, config: AutoencoderTrainConfig) -> torch.optim.Optimizer:
+    import torch
+
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def reconstruction_mse(model: nn.Module, split: DeviceSplit, *, precision: str = "fp32") -> float:
+    """Mean squared error per pixel of ``model``'s reconstructions of a whole split."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), device=split.images.device, dtype=torch.float64)
+    with torch.no_grad(), autocast(split.images.device, precision):
+        for images, _ in split.batches(_EVAL_BATCH):
+            reconstructions = model(images).float()
+            total += torch.nn.functional.mse_loss(reconstructions, images, reduction="sum")
+    model.train(was_training)
+    return float(total) / (len(split) * split.images[0].numel())
+
+
+def train_autoencoder(
+    name: str,
+    config: AutoencoderTrainConfig,
+    engine: EngineConfig,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    store: ModelStore | None = None,
+    resume: bool = False,
+    plots_dir: Path | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> AutoencoderTrainResult:
+    """Train the autoencoder, checkpointing every epoch; save it under ``name`` at the end.
+
+    With ``resume`` the recipe, weights, optimizer, RNG state and history come from the
+    checkpoint of the interrupted run, so the result is the one an uninterrupted run gives.
+    A model already saved under ``name`` is replaced only when the run finishes.
+    """
+    import torch
+
+    store = store or ModelStore()
+    validate_name(name)
+    check_precision(engine.precision)
+    saved_state: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
+    if resume:
+        if not store.has_checkpoint(name):
+            raise CheckpointMissingError(
+                f"no interrupted run named {name!r} to resume; start one without --resume"
+            )
+        saved_state = store.load_checkpoint(name)
+        config = config_from_dict(AutoencoderTrainConfig, saved_state[1]["recipe"])
+    check_train_config(config)
+
+    device = resolve_device(engine.device)
+    train_images, train_labels = load_fashion_mnist("train", data_dir)
+    data_sha256 = dataset_sha256(train_images, train_labels)
+    train = DeviceSplit(train_images.to(device), train_labels.to(device))
+    test = DeviceSplit.load("test", data_dir, device)
+
+    shuffle = seed_everything(config.seed)
+    spec = config.model_spec()
+    model = build_model(spec.kind, spec.architecture, **spec.params).to(device)
+    optimizer = make_optimizer(model, config)
+    state = LoopState(epochs=config.epochs, batches_per_epoch=train.num_batches(config.batch_size))
+    elapsed_before = 0.0
+    if saved_state is not None:
+        tensors, meta = saved_state
+        if meta.get("data_sha256") != data_sha256:
+            raise UsageError(
+                f"the checkpoint of {name!r} was trained on other data; resume with the same "
+                "--data-dir or start again without --resume"
+            )
+        label = f"checkpoint of {name!r}"
+        ckpt.restore_model(model, tensors, label)
+        ckpt.restore_optimizer(optimizer, tensors, meta["optimizer"])
+        shuffle.set_state(tensors["rng.shuffle"])
+        torch.set_rng_state(tensors["rng.torch"])
+        state.epoch = int(meta["epoch"])
+        state.history = list(meta["history"])
+        elapsed_before = float(meta.get("seconds", 0.0))
+    resumed_from = state.epoch
+
+    trainable = maybe_compile(model, device, engine.compile)
+    loss_fn = torch.nn.functional.mse_loss
+    started = time.perf_counter()
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        images, _ = batch
+        with autocast(device, engine.precision):
+            loss = loss_fn(trainable(images).float(), images)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach(), images.shape[0]
+
+    def evaluate() -> dict[str, float]:
+        return {"test_mse": reconstruction_mse(trainable, test, precision=engine.precision)}
+
+    def common_meta(loop: LoopState) -> dict[str, Any]:
+        return {
+            "name": name,
+            "kind": spec.kind,
+            "model": config_to_dict(spec),
+            "recipe": config_to_dict(config),
+            "engine": config_to_dict(engine),
+            "data_sha256": data_sha256,
+            "history": loop.history,
+            "seconds": elapsed_before + time.perf_counter() - started,
+            "device": describe_device(device),
+            "toolkit_version": __version__,
+        }
+
+    def save_checkpoint(loop: LoopState) -> None:
+        optimizer_tensors, optimizer_meta = ckpt.optimizer_to_tensors(optimizer)
+        tensors = {
+            **ckpt.model_tensors(model),
+            **optimizer_tensors,
+            "rng.shuffle": shuffle.get_state(),
+            "rng.torch": torch.get_rng_state(),
+        }
+        meta = {**common_meta(loop), "epoch": loop.epoch, "optimizer": optimizer_meta}
+        store.save_checkpoint(name, tensors, meta)
+
+    model.train()
+    try:
+        fit(
+            step,
+            lambda: train.batches(config.batch_size, shuffle),
+            state,
+            evaluate=evaluate,
+            train_metric="train_mse",
+            callbacks=[*callbacks, CheckpointCallback(save_checkpoint)],
+        )
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(
+            f"interrupted; {state.epoch}/{config.epochs} epochs are saved in a checkpoint",
+            model_name=name,
+            completed_epochs=state.epoch,
+        ) from None
+
+    final = state.last
+    meta = {
+        **common_meta(state),
+        "metrics": {"train_mse": final["train_mse"], "test_mse": final["test_mse"]},
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    path = store.save(name, model.state_dict(), meta)
+    store.remove_checkpoint(name)
+
+    plots = []
+    if plots_dir is not None:
+        plots = write_autoencoder_plots(model, test, state.history, name, config, plots_dir)
+    return AutoencoderTrainResult(
+        name=name,
+        path=path,
+        epochs=state.epoch,
+        train_mse=final["train_mse"],
+        test_mse=final["test_mse"],
+        seconds=meta["seconds"],
+        device=meta["device"],
+        resumed_from_epoch=resumed_from,
+        plots=plots,
+        history=state.history,
+    )
+
+
+def first_of_each_class(split: DeviceSplit) -> torch.Tensor:
+    """Index of the first image of every class present, in class order."""
+    import torch
+
+    indices = [
+        int(torch.nonzero(split.labels == label)[0])
+        for label in range(len(CLASS_NAMES))
+        if bool((split.labels == label).any())
+    ]
+    return torch.tensor(indices, device=split.images.device)
+
+
+def write_autoencoder_plots(
+    model: nn.Module,
+    test: DeviceSplit,
+    history: list[dict[str, float]],
+    name: str,
+    config: AutoencoderTrainConfig,
+    plots_dir: Path,
+) -> list[Path]:
+    """Loss curves and test images over their reconstructions, as PNGs in ``plots_dir``."""
+    import torch
+
+    from fmnist_toolkit import plots
+    from fmnist_toolkit.data import to_unit_float
+
+    subtitle = f"{name}: latent {config.latent_dim}, {len(history)} epochs"
+    curves = plots.loss_curves(
+        history, metrics=("train_mse", "test_mse"), title=f"Reconstruction MSE — {subtitle}"
+    )
+    index = first_of_each_class(test)
+    originals = to_unit_float(test.images[index])
+    model.eval()
+    with torch.no_grad():
+        reconstructions = model(originals).float()
+    columns = [CLASS_NAMES[int(label)] for label in test.labels[index]]
+    grid = plots.image_rows(
+        [originals, reconstructions],
+        row_labels=["test image", "reconstruction"],
+        column_labels=columns,
+        title=f"Test images and reconstructions — {subtitle}",
+    )
+    return [
+        plots.save_figure(curves, plots_dir / f"{name}-loss.png"),
+        plots.save_figure(grid, plots_dir / f"{name}-reconstructions.png"),
+    ]

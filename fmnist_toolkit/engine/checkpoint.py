@@ -1,0 +1,82 @@
+"""Training state as safetensors tensors + JSON, so checkpoints need no pickle either."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fmnist_toolkit.errors import ModelCorruptError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+_OPTIMIZER = "optimizer.state."
+_MODEL = "model."
+
+
+def prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {prefix + key: value for key, value in tensors.items()}
+
+
+def unprefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {key[len(prefix) :]: value for key, value in tensors.items() if key.startswith(prefix)}
+
+
+def optimizer_to_tensors(
+    optimizer: torch.optim.Optimizer,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer's state into tensors and a JSON-ready remainder."""
+    import torch
+
+    state_dict = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for index, slots in state_dict["state"].items():
+        for slot, value in slots.items():
+            key = f"{index}.{slot}"
+            if isinstance(value, torch.Tensor):
+                tensors[_OPTIMIZER + key] = value
+            else:
+                scalars[key] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
+
+
+def restore_optimizer(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
+    """Inverse of :func:`optimizer_to_tensors`."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in unprefixed(_OPTIMIZER, tensors).items():
+        index, slot = key.split(".", 1)
+        state.setdefault(int(index), {})[slot] = value
+    for key, value in meta.get("scalars", {}).items():
+        index, slot = key.split(".", 1)
+        state.setdefault(int(index), {})[slot] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def check_state_dict(model: nn.Module, tensors: dict[str, torch.Tensor], label: str) -> None:
+    """Weights must match the architecture the config describes: keys, shapes and dtypes."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise ModelCorruptError(f"{label}: weights do not match its config ({detail})")
+    for key, reference in expected.items():
+        actual = tensors[key]
+        if actual.shape != reference.shape or actual.dtype != reference.dtype:
+            raise ModelCorruptError(
+                f"{label}: weight {key} is {actual.dtype} {tuple(actual.shape)}, its config "
+                f"says {reference.dtype} {tuple(reference.shape)}"
+            )
+
+
+def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    return prefixed(_MODEL, model.state_dict())
+
+
+def restore_model(model: nn.Module, tensors: dict[str, torch.Tensor], label: str) -> None:
+    weights = unprefixed(_MODEL, tensors)
+    check_state_dict(model, weights, label)
+    model.load_state_dict(weights)

@@ -1,0 +1,105 @@
+"""The one place that names devices: choice (auto/cpu/cuda/mps), autocast, compilation, seeding."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import TYPE_CHECKING
+
+from fmnist_toolkit.config import PRECISIONS
+from fmnist_toolkit.errors import DeviceUnavailableError, UsageError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+DEVICE_ENV = "FMT_DEVICE"
+_DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then CPU; an explicit device must exist here."""
+    import torch
+
+    spec = (spec or "auto").strip().lower()
+    if not _DEVICE_PATTERN.fullmatch(spec):
+        raise UsageError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps")
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceUnavailableError(
+                f"device {spec!r} asked for, but CUDA is not available here; use --device cpu"
+            )
+        index = int(spec.split(":")[1]) if ":" in spec else 0
+        if index >= torch.cuda.device_count():
+            raise DeviceUnavailableError(
+                f"device {spec!r} asked for, but this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
+    if spec == "mps" and not _mps_available():
+        raise DeviceUnavailableError("device 'mps' asked for, but Apple MPS is not available here")
+    return torch.device(spec)
+
+
+def _mps_available() -> bool:
+    import torch
+
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def describe_device(device: torch.device) -> str:
+    """``cuda:0 (NVIDIA H100 80GB HBM3)``, ``cpu``, ``mps``: what a person wants in a report."""
+    import torch
+
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return device.type
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; use one of: {', '.join(PRECISIONS)}")
+    return precision
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[None]:
+    """bf16 autocast on CUDA when asked for; float32 everywhere else (CPU, MPS)."""
+    import torch
+
+    if device.type == "cuda" and check_precision(precision) == "bf16":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def maybe_compile(model: nn.Module, device: torch.device, enabled: bool) -> nn.Module:
+    """``torch.compile`` on CUDA when asked for; the model itself elsewhere."""
+    import torch
+
+    if enabled and device.type == "cuda":
+        return torch.compile(model)  # type: ignore[return-value]
+    return model
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch's global RNG (weights) and return the CPU generator that orders the batches."""
+    import torch
+
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work, so wall-clock timings mean something."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

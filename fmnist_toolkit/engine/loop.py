@@ -1,0 +1,85 @@
+"""The one training loop: epochs of steps over batches, extended by callbacks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+Step = Callable[[Any], tuple["torch.Tensor", int]]
+"""Trains on one batch; returns its mean loss (detached, still on the device) and its size."""
+
+
+@dataclass
+class LoopState:
+    """What callbacks see: progress so far and the per-epoch history."""
+
+    epochs: int
+    batches_per_epoch: int
+    epoch: int = 0  # epochs completed
+    history: list[dict[str, float]] = field(default_factory=list)
+    batch: int = 0  # batches completed in the current epoch
+
+    @property
+    def last(self) -> dict[str, float]:
+        return self.history[-1] if self.history else {}
+
+
+class Callback:
+    """Hooks into :func:`fit`; override what you need."""
+
+    def on_fit_start(self, state: LoopState) -> None: ...
+
+    def on_batch_end(self, state: LoopState) -> None: ...
+
+    def on_epoch_end(self, state: LoopState) -> None: ...
+
+    def on_fit_end(self, state: LoopState) -> None:
+        """Runs however the fit ends (finished, interrupted or crashed)."""
+
+
+def fit(
+    step: Step,
+    batches: Callable[[], Iterable[Any]],
+    state: LoopState,
+    *,
+    evaluate: Callable[[], dict[str, float]] | None = None,
+    train_metric: str = "train_loss",
+    callbacks: Sequence[Callback] = (),
+) -> LoopState:
+    """Run epochs ``state.epoch + 1 .. state.epochs``; history gets one row per epoch.
+
+    The epoch's training loss is summed on the device and read once per epoch, so the loop
+    never waits on the accelerator between batches.
+    """
+    for callback in callbacks:
+        callback.on_fit_start(state)
+    try:
+        while state.epoch < state.epochs:
+            started = time.perf_counter()
+            loss_sum: torch.Tensor | float = 0.0
+            seen = 0
+            state.batch = 0
+            for batch in batches():
+                loss, size = step(batch)
+                loss_sum = loss_sum + loss * size
+                seen += size
+                state.batch += 1
+                for callback in callbacks:
+                    callback.on_batch_end(state)
+            row = {"epoch": state.epoch + 1, train_metric: float(loss_sum) / max(seen, 1)}
+            if evaluate is not None:
+                row.update(evaluate())
+            row["seconds"] = time.perf_counter() - started
+            state.history.append(row)
+            state.epoch += 1
+            for callback in callbacks:
+                callback.on_epoch_end(state)
+    finally:
+        for callback in callbacks:
+            callback.on_fit_end(state)
+    return state

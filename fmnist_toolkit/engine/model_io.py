@@ -1,0 +1,68 @@
+"""Saved models back to modules: by store name or by path, checked against their config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fmnist_toolkit.config import ModelSpec, config_from_dict
+from fmnist_toolkit.engine.checkpoint import check_state_dict
+from fmnist_toolkit.errors import ModelCorruptError, ModelNotFoundError
+from fmnist_toolkit.models import build_model
+from fmnist_toolkit.storage import CONFIG_FILE, WEIGHTS_FILE, ModelStore, read_bundle
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+def _as_path(name_or_path: str | os.PathLike[str]) -> Path | None:
+    """The bundle directory if the argument points at one on disk, else None."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir() and (path / CONFIG_FILE).is_file():
+        return path
+    if path.is_file() and path.name in (WEIGHTS_FILE, CONFIG_FILE):
+        return path.parent
+    looks_like_path = os.sep in str(name_or_path) or str(name_or_path).endswith(".safetensors")
+    if looks_like_path:
+        raise ModelNotFoundError(
+            f"no saved model at {path} (expected {WEIGHTS_FILE} + {CONFIG_FILE})"
+        )
+    return None
+
+
+def read_saved_model(
+    name_or_path: str | os.PathLike[str], store: ModelStore | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
+    """Weights, config and a label for messages, by store name or by path."""
+    folder = _as_path(name_or_path)
+    if folder is not None:
+        label = str(folder)
+        tensors, config = read_bundle(folder, label)
+    else:
+        label = f"model {str(name_or_path)!r}"
+        tensors, config = (store or ModelStore()).load(str(name_or_path))
+    return tensors, config, label
+
+
+def model_spec_of(config: dict[str, Any], label: str) -> ModelSpec:
+    spec = config.get("model")
+    if not isinstance(spec, dict) or "kind" not in spec or "architecture" not in spec:
+        raise ModelCorruptError(f"{label}: its config does not say which architecture it is")
+    return config_from_dict(ModelSpec, spec)
+
+
+def load_model(
+    name_or_path: str | os.PathLike[str],
+    *,
+    store: ModelStore | None = None,
+    device: str | torch.device = "cpu",
+) -> nn.Module:
+    """A saved model rebuilt from its config, weights checked and loaded, in eval mode."""
+    tensors, config, label = read_saved_model(name_or_path, store)
+    spec = model_spec_of(config, label)
+    model = build_model(spec.kind, spec.architecture, **spec.params)
+    check_state_dict(model, tensors, label)
+    model.load_state_dict(tensors)
+    return model.to(device).eval()

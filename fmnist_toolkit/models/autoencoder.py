@@ -1,0 +1,57 @@
+"""Convolutional autoencoders for 1x28x28 images in [0, 1]."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fmnist_toolkit.models._registry import register
+
+
+@register("autoencoder", "seed")
+class SeedAutoencoder(nn.Module):
+    """The course report's autoencoder: three strided convolutions, two linear layers, mirrored.
+
+    Encoder: 1x28x28 -> 8x14x14 -> 16x7x7 -> 32x3x3 -> 288 -> 64 -> ``latent_dim``.
+    Decoder: the mirror image with transposed convolutions, sigmoid output in [0, 1].
+    """
+
+    def __init__(self, latent_dim: int = 16) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, 8, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(16, 32, 3, stride=2, padding=0),
+            nn.ReLU(inplace=True),
+            nn.Flatten(),
+            nn.Linear(32 * 3 * 3, 64),
+            nn.ReLU(inplace=True),
+            nn.Linear(64, latent_dim),
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, 64),
+            nn.ReLU(inplace=True),
+            nn.Linear(64, 32 * 3 * 3),
+            nn.ReLU(inplace=True),
+            nn.Unflatten(1, (32, 3, 3)),
+            nn.ConvTranspose2d(32, 16, 3, stride=2, output_padding=0),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(16, 8, 3, stride=2, padding=1, output_padding=1),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(8, 1, 3, stride=2, padding=1, output_padding=1),
+            nn.Sigmoid(),
+        )
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images [N, 1, 28, 28] in [0, 1] to latent codes [N, latent_dim]."""
+        return self.encoder(images)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Latent codes [N, latent_dim] to images [N, 1, 28, 28] in [0, 1]."""
+        return self.decoder(codes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(images))

@@ -1,0 +1,221 @@
+"""The per-user model store: safetensors weights + a JSON config per model; no pickle, ever.
+
+Layout: ``<root>/<name>/model.safetensors`` and ``<root>/<name>/config.json``; checkpoints of
+unfinished runs in ``<root>/.checkpoints/<name>/`` in the same two-file form. Writes build a
+temporary directory and swap it in under a per-name lock, so readers never see a half-written
+model and two writers never leave a mixed one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fmnist_toolkit.errors import InvalidNameError, ModelCorruptError, ModelNotFoundError
+
+if TYPE_CHECKING:
+    import torch
+
+STORE_ENV = "FMT_HOME"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+_CHECKPOINTS = ".checkpoints"
+_LOCKS = ".locks"
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def default_store_root() -> Path:
+    """``FMT_HOME`` if set, else the per-user cache directory of fmnist-toolkit."""
+    from_env = os.environ.get(STORE_ENV)
+    if from_env:
+        return Path(from_env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("fmnist-toolkit", appauthor=False))
+
+
+def validate_name(name: str) -> str:
+    """A model name: letters, digits and ``-_.``, starting with a letter or digit, no ``..``."""
+    if not _NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise InvalidNameError(
+            f"invalid model name {name!r}: use letters, digits, '-', '_' and '.', "
+            "starting with a letter or digit, without '..' (at most 100 characters)"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """One entry of the store as ``fmt models list`` shows it."""
+
+    name: str
+    kind: str
+    path: Path
+    config: dict[str, Any]
+
+
+def sha256_hex(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def write_bundle(folder: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Write weights and JSON into ``folder``; the JSON records the weights' SHA-256."""
+    from safetensors.torch import save
+
+    payload = save({key: value.detach().cpu().contiguous() for key, value in tensors.items()})
+    meta = {**meta, "weights_sha256": sha256_hex(payload)}
+    (folder / WEIGHTS_FILE).write_bytes(payload)
+    (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+
+
+def read_config_file(folder: Path, label: str) -> dict[str, Any]:
+    """The JSON config of a bundle, or a one-line error naming what is wrong."""
+    path = folder / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise ModelNotFoundError(f"{label}: no {CONFIG_FILE} in {folder}") from error
+    except (OSError, ValueError) as error:
+        raise ModelCorruptError(f"{label}: unreadable {path} ({error})") from error
+    if not isinstance(config, dict):
+        raise ModelCorruptError(f"{label}: {path} is not a JSON object")
+    return config
+
+
+def read_bundle(folder: Path, label: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Weights and JSON of a bundle, after checking the weights' SHA-256 and format."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    config = read_config_file(folder, label)
+    weights_path = folder / WEIGHTS_FILE
+    try:
+        payload = weights_path.read_bytes()
+    except OSError as error:
+        raise ModelCorruptError(f"{label}: cannot read {weights_path} ({error})") from error
+    expected = config.get("weights_sha256")
+    if expected and sha256_hex(payload) != expected:
+        raise ModelCorruptError(
+            f"{label}: {weights_path} is corrupt or truncated (SHA-256 does not match its config)"
+        )
+    try:
+        tensors = load(payload)
+    except (SafetensorError, ValueError, RuntimeError) as error:
+        raise ModelCorruptError(f"{label}: {weights_path} is not valid safetensors") from error
+    return tensors, config
+
+
+class ModelStore:
+    """Models by name under one root directory."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_store_root()
+
+    # ----------------------------------------------------------------- paths and locks
+    def model_dir(self, name: str) -> Path:
+        return self.root / validate_name(name)
+
+    def checkpoint_dir(self, name: str) -> Path:
+        return self.root / _CHECKPOINTS / validate_name(name)
+
+    @contextlib.contextmanager
+    def _locked(self, name: str) -> Iterator[None]:
+        from filelock import FileLock
+
+        lock_dir = self.root / _LOCKS
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(lock_dir / f"{name}.lock")):
+            yield
+
+    def _replace_atomically(
+        self, target: Path, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+    ) -> Path:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".tmp-{name}-"))
+        try:
+            write_bundle(staging, tensors, meta)
+            with self._locked(name):
+                # POSIX cannot rename a directory over a non-empty one: move the old aside first.
+                trash = None
+                if target.exists():
+                    trash = target.parent / f".trash-{name}-{uuid.uuid4().hex}"
+                    os.replace(target, trash)
+                os.replace(staging, target)
+            if trash is not None:
+                shutil.rmtree(trash, ignore_errors=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    # ----------------------------------------------------------------- models
+    def exists(self, name: str) -> bool:
+        return (self.model_dir(name) / CONFIG_FILE).is_file()
+
+    def require(self, name: str) -> Path:
+        """The directory of an existing model, or a one-line error that lists what exists."""
+        folder = self.model_dir(name)
+        if not (folder / CONFIG_FILE).is_file():
+            names = [model.name for model in self.list()]
+            known = f"; models here: {', '.join(names)}" if names else "; the store is empty"
+            raise ModelNotFoundError(f"no model named {name!r} in {self.root}{known}")
+        return folder
+
+    def save(self, name: str, tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> Path:
+        """Save (or replace) a model atomically; return its directory."""
+        return self._replace_atomically(self.model_dir(name), name, tensors, config)
+
+    def load(self, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return read_bundle(self.require(name), f"model {name!r}")
+
+    def read_config(self, name: str) -> dict[str, Any]:
+        return read_config_file(self.require(name), f"model {name!r}")
+
+    def remove(self, name: str) -> Path:
+        folder = self.require(name)
+        with self._locked(name):
+            shutil.rmtree(folder)
+        return folder
+
+    def list(self) -> list[StoredModel]:
+        """Every model in the store, sorted by name; a damaged config shows as kind 'corrupt'."""
+        if not self.root.is_dir():
+            return []
+        models = []
+        for folder in sorted(self.root.iterdir()):
+            if folder.name.startswith(".") or not (folder / CONFIG_FILE).is_file():
+                continue
+            try:
+                config = read_config_file(folder, folder.name)
+                kind = str(config.get("kind", "unknown"))
+            except ModelCorruptError:
+                config, kind = {}, "corrupt"
+            models.append(StoredModel(folder.name, kind, folder, config))
+        return models
+
+    # ----------------------------------------------------------------- checkpoints
+    def save_checkpoint(
+        self, name: str, tensors: dict[str, torch.Tensor], state: dict[str, Any]
+    ) -> Path:
+        return self._replace_atomically(self.checkpoint_dir(name), name, tensors, state)
+
+    def has_checkpoint(self, name: str) -> bool:
+        return (self.checkpoint_dir(name) / CONFIG_FILE).is_file()
+
+    def load_checkpoint(self, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return read_bundle(self.checkpoint_dir(name), f"checkpoint of {name!r}")
+
+    def remove_checkpoint(self, name: str) -> None:
+        folder = self.checkpoint_dir(name)
+        if folder.exists():
+            with self._locked(name):
+                shutil.rmtree(folder, ignore_errors=True)
