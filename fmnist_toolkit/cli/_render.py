@@ -6,7 +6,6 @@ import json
 import sys
 from typing import Any
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -15,6 +14,9 @@ from fmnist_toolkit.errors import ToolkitError
 
 # Progress, tables and messages go to stderr so that stdout carries only results (JSON).
 console = Console(stderr=True, highlight=False)
+
+# Typer may bundle its own copy of click, so take click's UsageError from Typer itself.
+_ClickUsageError = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
 
 
 def print_json(payload: Any) -> None:
@@ -26,7 +28,7 @@ def print_json(payload: Any) -> None:
 def print_error(message: str) -> None:
     """One line on stderr, never wrapped or marked up, so scripts can grep it."""
     first_line = " ".join(str(message).split())
-    click.echo(f"error: {first_line}", err=True)
+    typer.echo(f"error: {first_line}", err=True)
 
 
 class ToolkitGroup(TyperGroup):
@@ -36,17 +38,17 @@ class ToolkitGroup(TyperGroup):
     too, instead of click's multi-line usage box.
     """
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ToolkitError as error:
             print_error(str(error))
             raise typer.Exit(error.exit_code) from None
-        except click.UsageError as error:
+        except _ClickUsageError as error:
             hint = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
             print_error(error.format_message() + hint)
             raise typer.Exit(error.exit_code) from None
-        except click.exceptions.Abort:
+        except typer.Abort:
             print_error("aborted")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:

@@ -7,7 +7,6 @@ import shlex
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from fmnist_toolkit.cli._options import (
@@ -36,7 +35,7 @@ class Optimizer(str, enum.Enum):
     sgd = "sgd"
 
 
-def _resume_command(ctx: click.Context, name: str, data_dir: Path | None, device: str) -> str:
+def _resume_command(ctx: typer.Context, name: str, data_dir: Path | None, device: str) -> str:
     words = [*ctx.command_path.split(), "--name", name, "--resume"]
     if data_dir is not None:
         words += ["--data-dir", str(data_dir)]

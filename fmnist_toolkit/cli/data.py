@@ -42,12 +42,17 @@ def transfer_progress(quiet: bool):
     tasks: dict[str, int] = {}
 
     def hook(name: str, done: int, total: int | None) -> None:
+        if not tasks:  # start lazily: an early error must not leave an empty bar behind
+            progress.start()
         if name not in tasks:
             tasks[name] = progress.add_task(name, total=total)
         progress.update(tasks[name], completed=done, total=total)
 
-    with progress:
+    try:
         yield hook
+    finally:
+        if tasks:
+            progress.stop()
 
 
 @app.command()

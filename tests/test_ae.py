@@ -1,0 +1,123 @@
+"""The autoencoder recipe: determinism, exact resume, safe replacement, faithful reload."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from fmnist_toolkit.config import AutoencoderTrainConfig, EngineConfig
+from fmnist_toolkit.data import DeviceSplit
+from fmnist_toolkit.engine.ae import reconstruction_mse, train_autoencoder
+from fmnist_toolkit.engine.loop import Callback, LoopState
+from fmnist_toolkit.engine.model_io import load_model
+from fmnist_toolkit.errors import CheckpointMissingError, TrainingInterrupted, UsageError
+from fmnist_toolkit.storage import ModelStore
+
+CPU = EngineConfig(device="cpu")
+
+
+def tiny(**overrides) -> AutoencoderTrainConfig:
+    values = {"latent_dim": 4, "epochs": 3, "batch_size": 64, "lr": 3e-3, **overrides}
+    return AutoencoderTrainConfig(**values)
+
+
+class InterruptAfter(Callback):
+    """Plays the user pressing Ctrl-C once ``epochs`` epochs are done."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_epoch_end(self, state: LoopState) -> None:
+        if state.epoch == self.epochs:
+            raise KeyboardInterrupt
+
+
+def test_trains_saves_and_learns(synthetic_data: Path, tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    result = train_autoencoder("ae", tiny(epochs=4), CPU, data_dir=synthetic_data, store=store)
+    assert result.epochs == 4 and len(result.history) == 4
+    assert result.history[-1]["test_mse"] < result.history[0]["test_mse"]
+    config = store.read_config("ae")
+    assert config["recipe"]["epochs"] == 4 and config["model"]["params"] == {"latent_dim": 4}
+    assert len(config["data_sha256"]) == 64 and config["toolkit_version"]
+    assert config["metrics"]["test_mse"] == result.test_mse
+    assert not store.has_checkpoint("ae"), "a finished run leaves no checkpoint"
+
+
+def test_same_seed_same_metrics(synthetic_data: Path, tmp_path: Path) -> None:
+    runs = [
+        train_autoencoder("a", tiny(seed=seed), CPU, data_dir=synthetic_data,
+                          store=ModelStore(tmp_path / str(i)))
+        for i, seed in enumerate((7, 7, 8))
+    ]
+    assert runs[0].history[-1]["test_mse"] == runs[1].history[-1]["test_mse"]
+    assert [r["train_mse"] for r in runs[0].history] == [r["train_mse"] for r in runs[1].history]
+    assert runs[0].test_mse != runs[2].test_mse
+
+
+def test_interrupt_keeps_old_model_and_resume_is_exact(synthetic_data: Path, tmp_path: Path) -> None:
+    reference = train_autoencoder(
+        "ae", tiny(), CPU, data_dir=synthetic_data, store=ModelStore(tmp_path / "reference")
+    )
+
+    store = ModelStore(tmp_path / "interrupted")
+    earlier = train_autoencoder("ae", tiny(epochs=1, seed=5), CPU, data_dir=synthetic_data,
+                                store=store)
+    with pytest.raises(TrainingInterrupted) as caught:
+        train_autoencoder("ae", tiny(), CPU, data_dir=synthetic_data, store=store,
+                          callbacks=[InterruptAfter(2)])
+    assert caught.value.exit_code == 130
+    assert store.read_config("ae")["metrics"]["test_mse"] == earlier.test_mse
+    assert store.has_checkpoint("ae")
+
+    # The recipe comes from the checkpoint, whatever the caller passes.
+    resumed = train_autoencoder("ae", tiny(epochs=99), CPU, data_dir=synthetic_data, store=store,
+                                resume=True)
+    assert resumed.resumed_from_epoch in (1, 2)
+    assert resumed.epochs == 3
+    assert [row["test_mse"] for row in resumed.history] == [
+        row["test_mse"] for row in reference.history
+    ]
+    assert resumed.test_mse == reference.test_mse
+    assert not store.has_checkpoint("ae")
+
+
+def test_resume_without_checkpoint(synthetic_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(CheckpointMissingError, match="without --resume"):
+        train_autoencoder("nothing", tiny(), CPU, data_dir=synthetic_data,
+                          store=ModelStore(tmp_path), resume=True)
+
+
+@pytest.mark.parametrize(
+    "overrides", [{"epochs": 0}, {"lr": 0.0}, {"batch_size": 0}, {"optimizer": "lbfgs"}]
+)
+def test_impossible_recipes_are_usage_errors(synthetic_data: Path, overrides: dict) -> None:
+    with pytest.raises(UsageError):
+        train_autoencoder("x", tiny(**overrides), CPU, data_dir=synthetic_data)
+
+
+def test_sgd_trains_too(synthetic_data: Path, tmp_path: Path) -> None:
+    result = train_autoencoder("sgd", tiny(optimizer="sgd", lr=0.5, epochs=2), CPU,
+                               data_dir=synthetic_data, store=ModelStore(tmp_path))
+    assert result.test_mse < 1.0
+
+
+def test_reloaded_model_reconstructs_with_the_same_mse(synthetic_data: Path, tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    result = train_autoencoder("ae", tiny(), CPU, data_dir=synthetic_data, store=store)
+    model = load_model("ae", store=store)
+    test = DeviceSplit.load("test", synthetic_data, torch.device("cpu"))
+    assert reconstruction_mse(model, test) == pytest.approx(result.test_mse, rel=1e-6)
+    codes = model.encode(torch.rand(2, 1, 28, 28))
+    assert codes.shape == (2, 4)
+    assert model.decode(codes).shape == (2, 1, 28, 28)
+
+
+def test_plots_are_written(synthetic_data: Path, tmp_path: Path) -> None:
+    result = train_autoencoder("ae", tiny(epochs=1), CPU, data_dir=synthetic_data,
+                               store=ModelStore(tmp_path), plots_dir=tmp_path / "plots")
+    assert sorted(path.name for path in result.plots) == ["ae-loss.png", "ae-reconstructions.png"]
+    for path in result.plots:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000

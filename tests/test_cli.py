@@ -1,0 +1,120 @@
+"""Every command through the CLI runner: happy paths, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+TINY = ["--latent-dim", "4", "--batch-size", "64", "--device", "cpu"]
+
+
+def assert_one_line_error(result, exit_code: int, *fragments: str) -> None:
+    assert result.exit_code == exit_code, (result.exit_code, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def train(cli, data: Path, *extra: str):
+    return cli("ae", "train", "--data-dir", data, *TINY, *extra)
+
+
+def test_ae_train_json_is_one_object_on_stdout(cli, synthetic_data: Path, isolated_home: Path):
+    result = train(cli, synthetic_data, "--epochs", "2", "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert {"name", "path", "epochs", "train_mse", "test_mse", "seconds", "device"} <= set(summary)
+    assert summary["name"] == "ae-4" and summary["epochs"] == 2 and summary["device"] == "cpu"
+    assert Path(summary["path"]) == isolated_home / "ae-4"
+    assert "epoch 1/2" in result.stderr and "epoch 2/2" in result.stderr  # plain lines off a tty
+
+
+def test_ae_train_quiet_and_human_output(cli, synthetic_data: Path) -> None:
+    result = train(cli, synthetic_data, "--epochs", "1", "--quiet", "--name", "mine")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    assert "epoch 1/1" not in result.stderr
+    assert "test_mse" in result.stderr and "mine" in result.stderr
+
+
+def test_ae_train_epochs_zero_is_a_usage_error(cli, synthetic_data: Path) -> None:
+    assert_one_line_error(train(cli, synthetic_data, "--epochs", "0"), 2, "--epochs")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (["--lr", "0"], 2, "learning rate"),
+        (["--optimizer", "lbfgs"], 2, "--optimizer"),
+        (["--device", "tpu"], 2, "unknown device"),
+        (["--name", "../escape"], 2, "invalid model name"),
+        (["--precision", "fp8"], 2, "--precision"),
+        (["--resume", "--name", "never-ran"], 1, "no interrupted run"),
+    ],
+)
+def test_ae_train_bad_input(cli, synthetic_data: Path, args, code, fragment) -> None:
+    assert_one_line_error(train(cli, synthetic_data, "--epochs", "1", *args), code, fragment)
+
+
+def test_ae_train_missing_data(cli) -> None:
+    result = cli("ae", "train", "--epochs", "1", "--data-dir", "/nonexistent", "--device", "cpu")
+    assert_one_line_error(result, 1, "fmt data fetch", "--data-dir")
+
+
+def test_ae_train_writes_plots(cli, synthetic_data: Path, tmp_path: Path) -> None:
+    result = train(cli, synthetic_data, "--epochs", "1", "--plots", tmp_path / "p", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert len(json.loads(result.stdout)["plots"]) == 2
+
+
+def test_models_list_show_path_rm(cli, synthetic_data: Path, isolated_home: Path) -> None:
+    empty = cli("models", "list", "--json")
+    assert empty.exit_code == 0 and json.loads(empty.stdout) == []
+    assert train(cli, synthetic_data, "--epochs", "1", "--quiet").exit_code == 0
+
+    listed = json.loads(cli("models", "list", "--json").stdout)
+    assert [(m["name"], m["kind"]) for m in listed] == [("ae-4", "autoencoder")]
+    assert Path(listed[0]["path"]) == isolated_home / "ae-4"
+    table = cli("models", "list")
+    assert table.exit_code == 0 and "ae-4" in table.stderr
+
+    shown = json.loads(cli("models", "show", "ae-4", "--json").stdout)
+    assert shown["recipe"]["latent_dim"] == 4 and len(shown["history"]) == 1
+    assert cli("models", "show", "ae-4").exit_code == 0
+    assert cli("models", "path", "ae-4").stdout.strip() == str(isolated_home / "ae-4")
+
+    kept = cli("models", "rm", "ae-4", input="n\n")
+    assert kept.exit_code == 1 and (isolated_home / "ae-4").exists()
+    removed = cli("models", "rm", "ae-4", "--yes")
+    assert removed.exit_code == 0 and not (isolated_home / "ae-4").exists()
+
+
+@pytest.mark.parametrize("command", [["show", "ghost"], ["path", "ghost"], ["rm", "ghost", "-y"]])
+def test_models_unknown_name(cli, command: list[str]) -> None:
+    assert_one_line_error(cli("models", *command), 1, "no model named 'ghost'")
+
+
+def test_models_corrupt_model_is_one_line(cli, synthetic_data: Path, isolated_home: Path) -> None:
+    assert train(cli, synthetic_data, "--epochs", "1", "--quiet").exit_code == 0
+    weights = isolated_home / "ae-4" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    from fmnist_toolkit.errors import ModelCorruptError
+
+    with pytest.raises(ModelCorruptError):
+        import fmnist_toolkit
+
+        fmnist_toolkit.load_model("ae-4")
+
+
+def test_unknown_command_is_one_line(cli) -> None:
+    assert_one_line_error(cli("ae", "fly"), 2, "fly")
+
+
+def test_groups_without_commands_say_so(cli) -> None:
+    for group in ("clf", "gan"):
+        result = cli(group, "--help")
+        assert result.exit_code == 0 and "planned" in result.stdout

@@ -1,0 +1,102 @@
+"""Device choice, the training loop and checkpoint serialisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fmnist_toolkit.engine.checkpoint import optimizer_to_tensors, restore_optimizer
+from fmnist_toolkit.engine.device import autocast, resolve_device
+from fmnist_toolkit.engine.loop import Callback, LoopState, fit
+from fmnist_toolkit.errors import DeviceUnavailableError, UsageError
+
+
+def test_cpu_and_auto() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else None
+    if expected is None and not (torch.backends.mps.is_available()):
+        assert resolve_device("auto") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("spec", ["gpu", "cuda:x", "tpu", "cpu0"])
+def test_unknown_device_is_a_usage_error(spec: str) -> None:
+    with pytest.raises(UsageError):
+        resolve_device(spec)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_is_a_clear_error() -> None:
+    with pytest.raises(DeviceUnavailableError, match="--device cpu"):
+        resolve_device("cuda:1")
+
+
+def test_cpu_never_autocasts() -> None:
+    with autocast(torch.device("cpu"), "bf16"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+class Recorder(Callback):
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def on_fit_start(self, state: LoopState) -> None:
+        self.events.append(f"start@{state.epoch}")
+
+    def on_batch_end(self, state: LoopState) -> None:
+        self.events.append("b")
+
+    def on_epoch_end(self, state: LoopState) -> None:
+        self.events.append(f"epoch{state.epoch}")
+
+    def on_fit_end(self, state: LoopState) -> None:
+        self.events.append("end")
+
+
+def test_fit_runs_remaining_epochs_and_weights_the_loss_by_batch_size() -> None:
+    recorder = Recorder()
+    state = LoopState(epochs=3, batches_per_epoch=2, epoch=1)
+
+    def step(batch: float) -> tuple[torch.Tensor, int]:
+        return torch.tensor(batch), 3 if batch == 1.0 else 1
+
+    fit(step, lambda: [1.0, 5.0], state, evaluate=lambda: {"val": 7.0}, callbacks=[recorder])
+    assert recorder.events == ["start@1", "b", "b", "epoch2", "b", "b", "epoch3", "end"]
+    assert [row["epoch"] for row in state.history] == [2, 3]
+    assert state.history[0]["train_loss"] == pytest.approx((1.0 * 3 + 5.0) / 4)
+    assert state.history[0]["val"] == 7.0
+
+
+def test_fit_end_runs_when_interrupted() -> None:
+    recorder = Recorder()
+
+    def step(batch: float) -> tuple[torch.Tensor, int]:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(step, lambda: [1.0], LoopState(epochs=1, batches_per_epoch=1), callbacks=[recorder])
+    assert recorder.events == ["start@0", "end"]
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_optimizer_state_round_trips_without_pickle(name: str) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    make = {
+        "adam": lambda p: torch.optim.Adam(p, lr=0.1),
+        "sgd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+    }[name]
+    optimizer = make(model.parameters())
+    for _ in range(2):
+        model(torch.randn(4, 3)).sum().backward()
+        optimizer.step()
+    tensors, meta = optimizer_to_tensors(optimizer)
+    import json
+
+    meta = json.loads(json.dumps(meta))  # what the checkpoint's JSON gives back
+    fresh = make(model.parameters())
+    restore_optimizer(fresh, tensors, meta)
+    original, restored = optimizer.state_dict(), fresh.state_dict()
+    for index, slots in original["state"].items():
+        for slot, value in slots.items():
+            other = restored["state"][index][slot]
+            assert torch.equal(value, other) if isinstance(value, torch.Tensor) else value == other

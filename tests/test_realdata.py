@@ -1,0 +1,41 @@
+"""The foundation's acceptance check on the real Fashion-MNIST (skipped where it is absent)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import fmnist_toolkit
+from fmnist_toolkit.data import verify_dataset
+
+pytestmark = pytest.mark.realdata
+
+
+def test_real_files_verify(real_data: Path) -> None:
+    assert all(check.ok for check in verify_dataset(real_data))
+    images, labels = fmnist_toolkit.load_fashion_mnist("test", real_data)
+    assert images.shape == (10000, 28, 28) and images.dtype == torch.uint8
+    assert torch.bincount(labels).tolist() == [1000] * 10
+    train_images, _ = fmnist_toolkit.load_fashion_mnist("train", real_data)
+    assert float(train_images.float().div(255).mean()) == pytest.approx(0.2860406, abs=1e-6)
+
+
+def test_one_epoch_train_list_and_reload(cli, real_data: Path) -> None:
+    result = cli("ae", "train", "--epochs", "1", "--data-dir", real_data, "--json", "--device", "cpu")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["test_mse"] < 0.05
+    folder = Path(summary["path"])
+    assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
+    listed = json.loads(cli("models", "list", "--json").stdout)
+    assert summary["name"] in [model["name"] for model in listed]
+
+    model = fmnist_toolkit.load_model(summary["name"])
+    images, _ = fmnist_toolkit.load_fashion_mnist("test", real_data)
+    batch = images.unsqueeze(1).float() / 255
+    with torch.no_grad():
+        mse = float(torch.nn.functional.mse_loss(model(batch), batch))
+    assert mse == pytest.approx(summary["test_mse"], rel=1e-4)

@@ -1,0 +1,180 @@
+"""The model store: atomic, validated, checked on load, no pickle."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+import torch
+
+from fmnist_toolkit.engine.model_io import load_model
+from fmnist_toolkit.errors import InvalidNameError, ModelCorruptError, ModelNotFoundError
+from fmnist_toolkit.models import build_model
+from fmnist_toolkit.storage import CONFIG_FILE, WEIGHTS_FILE, ModelStore, validate_name
+
+
+def autoencoder_config(latent_dim: int = 4, **extra) -> dict:
+    return {
+        "kind": "autoencoder",
+        "model": {"kind": "autoencoder", "architecture": "seed", "params": {"latent_dim": latent_dim}},
+        **extra,
+    }
+
+
+def save_autoencoder(store: ModelStore, name: str, latent_dim: int = 4, seed: int = 0, **extra):
+    torch.manual_seed(seed)
+    model = build_model("autoencoder", "seed", latent_dim=latent_dim)
+    store.save(name, model.state_dict(), autoencoder_config(latent_dim, **extra))
+    return model
+
+
+@pytest.mark.parametrize("name", ["ae-16", "A.b_c-1", "x" * 100])
+def test_valid_names(name: str) -> None:
+    assert validate_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "..", "a/b", "../x", ".hidden", "a..b", "sp ace", "x" * 101])
+def test_invalid_names(name: str) -> None:
+    with pytest.raises(InvalidNameError):
+        validate_name(name)
+
+
+def test_round_trip_and_listing(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    model = save_autoencoder(store, "ae-4", metrics={"test_mse": 0.5})
+    folder = store.model_dir("ae-4")
+    assert sorted(p.name for p in folder.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    assert len(config["weights_sha256"]) == 64
+    tensors, loaded_config = store.load("ae-4")
+    assert loaded_config["metrics"] == {"test_mse": 0.5}
+    for key, value in model.state_dict().items():
+        assert torch.equal(tensors[key], value)
+    assert [(m.name, m.kind) for m in store.list()] == [("ae-4", "autoencoder")]
+
+
+def test_replacing_a_model_keeps_only_the_new_one(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    save_autoencoder(store, "m", seed=1, version=1)
+    second = save_autoencoder(store, "m", seed=2, version=2)
+    tensors, config = store.load("m")
+    assert config["version"] == 2
+    assert torch.equal(tensors["encoder.0.weight"], second.state_dict()["encoder.0.weight"])
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".locks")] == ["m"]
+
+
+def _save_many(root: str, worker: int) -> None:
+    store = ModelStore(root)
+    for round_ in range(8):
+        save_autoencoder(store, "shared", seed=worker * 100 + round_, worker=worker, round=round_)
+
+
+def test_concurrent_writers_never_leave_a_mixed_model(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_save_many, args=(str(tmp_path), w)) for w in range(3)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(120)
+        assert process.exitcode == 0
+    store = ModelStore(tmp_path)
+    tensors, config = store.load("shared")  # the SHA-256 check would catch a mixed pair
+    torch.manual_seed(config["worker"] * 100 + config["round"])
+    expected = build_model("autoencoder", "seed", latent_dim=4).state_dict()
+    assert torch.equal(tensors["decoder.0.weight"], expected["decoder.0.weight"])
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["shared"]
+
+
+def test_corrupt_weights_are_refused(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    save_autoencoder(store, "m")
+    weights = store.model_dir("m") / WEIGHTS_FILE
+    content = bytearray(weights.read_bytes())
+    content[-5] ^= 0x01
+    weights.write_bytes(bytes(content))
+    with pytest.raises(ModelCorruptError, match="corrupt or truncated"):
+        store.load("m")
+
+
+def test_truncated_weights_are_refused(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    save_autoencoder(store, "m")
+    weights = store.model_dir("m") / WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ModelCorruptError):
+        load_model("m", store=store)
+
+
+def test_not_safetensors_is_refused(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    save_autoencoder(store, "m")
+    folder = store.model_dir("m")
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    config.pop("weights_sha256")
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    (folder / WEIGHTS_FILE).write_bytes(b"\x80\x04 not a safetensors file")
+    with pytest.raises(ModelCorruptError, match="not valid safetensors"):
+        store.load("m")
+
+
+def test_weights_that_do_not_match_the_config(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    model = build_model("autoencoder", "seed", latent_dim=4)
+    store.save("wrong-shape", model.state_dict(), autoencoder_config(latent_dim=8))
+    with pytest.raises(ModelCorruptError, match="weight .* is"):
+        load_model("wrong-shape", store=store)
+    half = {k: v.half() for k, v in model.state_dict().items()}
+    store.save("wrong-dtype", half, autoencoder_config(latent_dim=4))
+    with pytest.raises(ModelCorruptError, match="float16"):
+        load_model("wrong-dtype", store=store)
+    partial = dict(list(model.state_dict().items())[:-1])
+    store.save("missing-key", partial, autoencoder_config(latent_dim=4))
+    with pytest.raises(ModelCorruptError, match="missing"):
+        load_model("missing-key", store=store)
+    store.save("no-arch", model.state_dict(), {"kind": "autoencoder"})
+    with pytest.raises(ModelCorruptError, match="architecture"):
+        load_model("no-arch", store=store)
+
+
+def test_load_by_name_or_path(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    saved = save_autoencoder(store, "m")
+    images = torch.rand(3, 1, 28, 28)
+    expected = saved.eval()(images)
+    for reference in ("m", store.model_dir("m"), store.model_dir("m") / WEIGHTS_FILE):
+        model = load_model(reference, store=store)
+        assert not model.training
+        assert torch.allclose(model(images), expected)
+    with pytest.raises(ModelNotFoundError, match="no model named 'other'.*models here: m"):
+        load_model("other", store=store)
+    with pytest.raises(ModelNotFoundError):
+        load_model(tmp_path / "nowhere" / "model.safetensors", store=store)
+
+
+def test_public_load_model_uses_fmt_home(isolated_home: Path) -> None:
+    import fmnist_toolkit
+
+    save_autoencoder(ModelStore(), "from-home")
+    model = fmnist_toolkit.load_model("from-home")
+    assert next(model.parameters()).device.type == "cpu"
+
+
+def test_list_skips_checkpoints_and_marks_corrupt_configs(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    save_autoencoder(store, "good")
+    store.save_checkpoint("running", {"x": torch.zeros(1)}, {"epoch": 1})
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / CONFIG_FILE).write_text("{not json")
+    assert [(m.name, m.kind) for m in store.list()] == [("broken", "corrupt"), ("good", "autoencoder")]
+    assert store.has_checkpoint("running")
+    store.remove_checkpoint("running")
+    assert not store.has_checkpoint("running")
+
+
+def test_no_pickle_anywhere() -> None:
+    source = Path(__file__).resolve().parent.parent / "fmnist_toolkit"
+    for path in source.rglob("*.py"):
+        text = path.read_text()
+        assert "torch.load(" not in text and "import pickle" not in text, path
