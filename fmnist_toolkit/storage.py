@@ -145,12 +145,18 @@ class ModelStore:
         try:
             write_bundle(staging, tensors, meta)
             with self._locked(name):
-                # POSIX cannot rename a directory over a non-empty one: move the old aside first.
+                # POSIX cannot rename a directory over a non-empty one: move the old aside first,
+                # and put it back if anything (Ctrl-C included) stops the swap half-way.
                 trash = None
-                if target.exists():
-                    trash = target.parent / f".trash-{name}-{uuid.uuid4().hex}"
-                    os.replace(target, trash)
-                os.replace(staging, target)
+                try:
+                    if target.exists():
+                        trash = target.parent / f".trash-{name}-{uuid.uuid4().hex}"
+                        os.replace(target, trash)
+                    os.replace(staging, target)
+                except BaseException:
+                    if trash is not None and not target.exists():
+                        os.replace(trash, target)
+                    raise
             if trash is not None:
                 shutil.rmtree(trash, ignore_errors=True)
         finally:

@@ -16,7 +16,9 @@ SHARED_DATA = PROJECT_ROOT.parent / "shared" / "fashion-mnist"
 
 def idx_bytes(array_bytes: bytes, dims: tuple[int, ...]) -> bytes:
     """An IDX file of unsigned bytes: magic 0x0800|ndim, big-endian dims, payload."""
-    return struct.pack(">I", 0x0800 | len(dims)) + struct.pack(f">{len(dims)}I", *dims) + array_bytes
+    return (
+        struct.pack(">I", 0x0800 | len(dims)) + struct.pack(f">{len(dims)}I", *dims) + array_bytes
+    )
 
 
 def synthetic_split(count: int, seed: int) -> tuple[bytes, bytes]:
@@ -83,9 +85,10 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def real_data() -> Path:
     """The real Fashion-MNIST (../shared/fashion-mnist or FMT_REAL_DATA_DIR); skip when absent."""
     folder = Path(os.environ.get("FMT_REAL_DATA_DIR", SHARED_DATA))
-    if not (folder / "train-images-idx3-ubyte.gz").exists() and not (
-        folder / "train-images-idx3-ubyte"
-    ).exists():
+    if (
+        not (folder / "train-images-idx3-ubyte.gz").exists()
+        and not (folder / "train-images-idx3-ubyte").exists()
+    ):
         pytest.skip(f"real Fashion-MNIST not found at {folder}")
     return folder
 

@@ -48,8 +48,9 @@ def test_trains_saves_and_learns(synthetic_data: Path, tmp_path: Path) -> None:
 
 def test_same_seed_same_metrics(synthetic_data: Path, tmp_path: Path) -> None:
     runs = [
-        train_autoencoder("a", tiny(seed=seed), CPU, data_dir=synthetic_data,
-                          store=ModelStore(tmp_path / str(i)))
+        train_autoencoder(
+            "a", tiny(seed=seed), CPU, data_dir=synthetic_data, store=ModelStore(tmp_path / str(i))
+        )
         for i, seed in enumerate((7, 7, 8))
     ]
     assert runs[0].history[-1]["test_mse"] == runs[1].history[-1]["test_mse"]
@@ -57,24 +58,29 @@ def test_same_seed_same_metrics(synthetic_data: Path, tmp_path: Path) -> None:
     assert runs[0].test_mse != runs[2].test_mse
 
 
-def test_interrupt_keeps_old_model_and_resume_is_exact(synthetic_data: Path, tmp_path: Path) -> None:
+def test_interrupt_keeps_old_model_and_resume_is_exact(
+    synthetic_data: Path, tmp_path: Path
+) -> None:
     reference = train_autoencoder(
         "ae", tiny(), CPU, data_dir=synthetic_data, store=ModelStore(tmp_path / "reference")
     )
 
     store = ModelStore(tmp_path / "interrupted")
-    earlier = train_autoencoder("ae", tiny(epochs=1, seed=5), CPU, data_dir=synthetic_data,
-                                store=store)
+    earlier = train_autoencoder(
+        "ae", tiny(epochs=1, seed=5), CPU, data_dir=synthetic_data, store=store
+    )
     with pytest.raises(TrainingInterrupted) as caught:
-        train_autoencoder("ae", tiny(), CPU, data_dir=synthetic_data, store=store,
-                          callbacks=[InterruptAfter(2)])
+        train_autoencoder(
+            "ae", tiny(), CPU, data_dir=synthetic_data, store=store, callbacks=[InterruptAfter(2)]
+        )
     assert caught.value.exit_code == 130
     assert store.read_config("ae")["metrics"]["test_mse"] == earlier.test_mse
     assert store.has_checkpoint("ae")
 
     # The recipe comes from the checkpoint, whatever the caller passes.
-    resumed = train_autoencoder("ae", tiny(epochs=99), CPU, data_dir=synthetic_data, store=store,
-                                resume=True)
+    resumed = train_autoencoder(
+        "ae", tiny(epochs=99), CPU, data_dir=synthetic_data, store=store, resume=True
+    )
     assert resumed.resumed_from_epoch in (1, 2)
     assert resumed.epochs == 3
     assert [row["test_mse"] for row in resumed.history] == [
@@ -86,8 +92,9 @@ def test_interrupt_keeps_old_model_and_resume_is_exact(synthetic_data: Path, tmp
 
 def test_resume_without_checkpoint(synthetic_data: Path, tmp_path: Path) -> None:
     with pytest.raises(CheckpointMissingError, match="without --resume"):
-        train_autoencoder("nothing", tiny(), CPU, data_dir=synthetic_data,
-                          store=ModelStore(tmp_path), resume=True)
+        train_autoencoder(
+            "nothing", tiny(), CPU, data_dir=synthetic_data, store=ModelStore(tmp_path), resume=True
+        )
 
 
 @pytest.mark.parametrize(
@@ -99,12 +106,19 @@ def test_impossible_recipes_are_usage_errors(synthetic_data: Path, overrides: di
 
 
 def test_sgd_trains_too(synthetic_data: Path, tmp_path: Path) -> None:
-    result = train_autoencoder("sgd", tiny(optimizer="sgd", lr=0.5, epochs=2), CPU,
-                               data_dir=synthetic_data, store=ModelStore(tmp_path))
+    result = train_autoencoder(
+        "sgd",
+        tiny(optimizer="sgd", lr=0.5, epochs=2),
+        CPU,
+        data_dir=synthetic_data,
+        store=ModelStore(tmp_path),
+    )
     assert result.test_mse < 1.0
 
 
-def test_reloaded_model_reconstructs_with_the_same_mse(synthetic_data: Path, tmp_path: Path) -> None:
+def test_reloaded_model_reconstructs_with_the_same_mse(
+    synthetic_data: Path, tmp_path: Path
+) -> None:
     store = ModelStore(tmp_path)
     result = train_autoencoder("ae", tiny(), CPU, data_dir=synthetic_data, store=store)
     model = load_model("ae", store=store)
@@ -116,8 +130,14 @@ def test_reloaded_model_reconstructs_with_the_same_mse(synthetic_data: Path, tmp
 
 
 def test_plots_are_written(synthetic_data: Path, tmp_path: Path) -> None:
-    result = train_autoencoder("ae", tiny(epochs=1), CPU, data_dir=synthetic_data,
-                               store=ModelStore(tmp_path), plots_dir=tmp_path / "plots")
+    result = train_autoencoder(
+        "ae",
+        tiny(epochs=1),
+        CPU,
+        data_dir=synthetic_data,
+        store=ModelStore(tmp_path),
+        plots_dir=tmp_path / "plots",
+    )
     assert sorted(path.name for path in result.plots) == ["ae-loss.png", "ae-reconstructions.png"]
     for path in result.plots:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000

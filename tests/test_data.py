@@ -50,7 +50,7 @@ def test_data_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_missing_data_says_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(DataMissingError, match="fmt data fetch.*--data-dir"):
+    with pytest.raises(DataMissingError, match=r"fmt data fetch.*--data-dir"):
         load_fashion_mnist("train", tmp_path)
 
 
@@ -85,7 +85,7 @@ def test_wrong_magic(synthetic_data: Path, tmp_path: Path) -> None:
     labels = folder / "train-labels-idx1-ubyte.gz"
     images = folder / "train-images-idx3-ubyte.gz"
     labels.write_bytes(images.read_bytes())  # an image file under the labels' name
-    with pytest.raises(DataCorruptError, match="labels-idx1-ubyte.gz: wrong magic number"):
+    with pytest.raises(DataCorruptError, match=r"labels-idx1-ubyte\.gz: wrong magic number"):
         load_fashion_mnist("train", folder)
 
 
@@ -120,11 +120,13 @@ def test_device_split_batches_cover_everything_once(synthetic_data: Path) -> Non
     seen = []
     for images, labels in split.batches(100, torch.Generator().manual_seed(3)):
         assert images.dtype == torch.float32 and images.shape[1:] == (1, 28, 28)
-        assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+        assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
         seen.append(labels)
-    assert [len(batch) for batch in seen] == [100, 100, 56] == [
-        min(100, 256 - 100 * i) for i in range(split.num_batches(100))
-    ]
+    assert (
+        [len(batch) for batch in seen]
+        == [100, 100, 56]
+        == [min(100, 256 - 100 * i) for i in range(split.num_batches(100))]
+    )
     assert torch.equal(torch.cat(seen).sort().values, split.labels.sort().values)
 
 

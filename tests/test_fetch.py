@@ -63,7 +63,9 @@ def test_fetch_downloads_verifies_and_reports_progress(
     dest = tmp_path / "data"
     progress: list[tuple[str, int, int | None]] = []
     paths = fetch_dataset(
-        dest, mirrors=[url + "/good/"], files=raw_files_of(synthetic_data),
+        dest,
+        mirrors=[url + "/good/"],
+        files=raw_files_of(synthetic_data),
         progress=lambda *call: progress.append(call),
     )
     assert sorted(path.name for path in paths) == sorted(p.name for p in synthetic_data.iterdir())
@@ -81,7 +83,9 @@ def test_fetch_moves_past_corrupt_and_missing_mirrors(
     url, requests = server
     mirrors = [url + "/empty/", url + "/corrupt/", url + "/good/"]
     fetch_dataset(tmp_path / "data", mirrors=mirrors, files=raw_files_of(synthetic_data))
-    assert all(check.ok for check in verify_dataset(tmp_path / "data", raw_files_of(synthetic_data)))
+    assert all(
+        check.ok for check in verify_dataset(tmp_path / "data", raw_files_of(synthetic_data))
+    )
     assert any(path.startswith("/corrupt/") for path in requests)
     assert not list((tmp_path / "data").glob("*.part"))
 
@@ -92,7 +96,8 @@ def test_fetch_fails_with_one_line_naming_every_try(
     url, _ = server
     with pytest.raises(DownloadError) as caught:
         fetch_dataset(
-            tmp_path / "data", mirrors=[url + "/empty/", url + "/corrupt/"],
+            tmp_path / "data",
+            mirrors=[url + "/empty/", url + "/corrupt/"],
             files=raw_files_of(synthetic_data),
         )
     message = str(caught.value)
@@ -107,8 +112,10 @@ def test_fetch_times_out_and_tries_the_next_mirror(
     url, _ = server
     started = time.perf_counter()
     fetch_dataset(
-        tmp_path / "data", mirrors=[url + "/slow/", url + "/good/"],
-        files=raw_files_of(synthetic_data)[:1], timeout=0.5,
+        tmp_path / "data",
+        mirrors=[url + "/slow/", url + "/good/"],
+        files=raw_files_of(synthetic_data)[:1],
+        timeout=0.5,
     )
     assert time.perf_counter() - started < 2.5 * 1 + 1.0
 

@@ -14,8 +14,9 @@ from fmnist_toolkit.storage import ModelStore
 pytestmark = pytest.mark.gpu
 
 
-@pytest.mark.parametrize(("precision", "compile_model"), [("fp32", False), ("bf16", False),
-                                                          ("fp32", True)])
+@pytest.mark.parametrize(
+    ("precision", "compile_model"), [("fp32", False), ("bf16", False), ("fp32", True)]
+)
 def test_trains_on_cuda(synthetic_data: Path, tmp_path: Path, precision: str, compile_model: bool):
     store = ModelStore(tmp_path)
     config = AutoencoderTrainConfig(latent_dim=4, epochs=3, batch_size=64, lr=3e-3)
@@ -30,8 +31,13 @@ def test_trains_on_cuda(synthetic_data: Path, tmp_path: Path, precision: str, co
 def test_same_seed_same_metrics_on_cuda(synthetic_data: Path, tmp_path: Path) -> None:
     config = AutoencoderTrainConfig(latent_dim=4, epochs=2, batch_size=64, lr=3e-3)
     runs = [
-        train_autoencoder("g", config, EngineConfig(device="cuda"), data_dir=synthetic_data,
-                          store=ModelStore(tmp_path / str(i)))
+        train_autoencoder(
+            "g",
+            config,
+            EngineConfig(device="cuda"),
+            data_dir=synthetic_data,
+            store=ModelStore(tmp_path / str(i)),
+        )
         for i in range(2)
     ]
     assert runs[0].test_mse == pytest.approx(runs[1].test_mse, rel=1e-4)

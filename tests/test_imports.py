@@ -27,7 +27,8 @@ def test_no_heavy_imports(argv: list[str] | None) -> None:
     run_cli = (
         f"import sys; sys.argv = {argv!r}\n"
         "from fmnist_toolkit.cli import main\n"
-        "try:\n    main()\nexcept SystemExit as exit:\n    assert exit.code in (0, None), exit.code\n"
+        "try:\n    main()\n"
+        "except SystemExit as exit:\n    assert exit.code in (0, None), exit.code\n"
         if argv
         else "import fmnist_toolkit\n"
     )
@@ -49,7 +50,10 @@ def test_python_dash_m_and_version() -> None:
 
     result = subprocess.run(
         [sys.executable, "-m", "fmnist_toolkit", "--version"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"fmnist-toolkit {__version__}"
@@ -61,7 +65,11 @@ def test_console_scripts_installed(script: str) -> None:
     if not path.exists():
         pytest.skip(f"{script} is not installed beside {sys.executable} (not a pip install)")
     result = subprocess.run(
-        [str(path), "--version"], capture_output=True, text=True, timeout=60, check=False,
+        [str(path), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env={**os.environ},
     )
     assert result.returncode == 0

@@ -21,16 +21,39 @@ def fmt(*args: str, env: dict[str, str]) -> list[str]:
 
 def test_ctrl_c_saves_checkpoint_and_resume_finishes(synthetic_data: Path, tmp_path: Path) -> None:
     env = {**os.environ, "FMT_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
-    common = ["ae", "train", "--data-dir", synthetic_data, "--device", "cpu", "--latent-dim", "4",
-              "--batch-size", "64", "--name", "run"]
-    first = subprocess.run(fmt(*common, "--epochs", "1", "--quiet", env=env), env=env,
-                           capture_output=True, text=True, timeout=120, check=False)
+    common = [
+        "ae",
+        "train",
+        "--data-dir",
+        synthetic_data,
+        "--device",
+        "cpu",
+        "--latent-dim",
+        "4",
+        "--batch-size",
+        "64",
+        "--name",
+        "run",
+    ]
+    first = subprocess.run(
+        fmt(*common, "--epochs", "1", "--quiet", env=env),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert first.returncode == 0, first.stderr
     before = json.loads((tmp_path / "home" / "run" / "config.json").read_text())
 
     epochs = 200
-    process = subprocess.Popen(fmt(*common, "--epochs", epochs, env=env), env=env,
-                               stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        fmt(*common, "--epochs", epochs, env=env),
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     assert process.stderr is not None
     seen = []
@@ -54,9 +77,19 @@ def test_ctrl_c_saves_checkpoint_and_resume_finishes(synthetic_data: Path, tmp_p
     resume_command = error_lines[0].split("resume with: ", 1)[1].split()
     assert resume_command[:3] == ["fmt", "ae", "train"] or "train" in resume_command
     resumed = subprocess.run(
-        fmt("ae", "train", *resume_command[resume_command.index("train") + 1 :], "--json",
-            "--quiet", env=env),
-        env=env, capture_output=True, text=True, timeout=300, check=False,
+        fmt(
+            "ae",
+            "train",
+            *resume_command[resume_command.index("train") + 1 :],
+            "--json",
+            "--quiet",
+            env=env,
+        ),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)

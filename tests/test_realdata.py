@@ -24,7 +24,9 @@ def test_real_files_verify(real_data: Path) -> None:
 
 
 def test_one_epoch_train_list_and_reload(cli, real_data: Path) -> None:
-    result = cli("ae", "train", "--epochs", "1", "--data-dir", real_data, "--json", "--device", "cpu")
+    result = cli(
+        "ae", "train", "--epochs", "1", "--data-dir", real_data, "--json", "--device", "cpu"
+    )
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["test_mse"] < 0.05

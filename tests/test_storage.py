@@ -18,7 +18,11 @@ from fmnist_toolkit.storage import CONFIG_FILE, WEIGHTS_FILE, ModelStore, valida
 def autoencoder_config(latent_dim: int = 4, **extra) -> dict:
     return {
         "kind": "autoencoder",
-        "model": {"kind": "autoencoder", "architecture": "seed", "params": {"latent_dim": latent_dim}},
+        "model": {
+            "kind": "autoencoder",
+            "architecture": "seed",
+            "params": {"latent_dim": latent_dim},
+        },
         **extra,
     }
 
@@ -123,7 +127,7 @@ def test_weights_that_do_not_match_the_config(tmp_path: Path) -> None:
     store = ModelStore(tmp_path)
     model = build_model("autoencoder", "seed", latent_dim=4)
     store.save("wrong-shape", model.state_dict(), autoencoder_config(latent_dim=8))
-    with pytest.raises(ModelCorruptError, match="weight .* is"):
+    with pytest.raises(ModelCorruptError, match=r"weight .* is"):
         load_model("wrong-shape", store=store)
     half = {k: v.half() for k, v in model.state_dict().items()}
     store.save("wrong-dtype", half, autoencoder_config(latent_dim=4))
@@ -147,7 +151,7 @@ def test_load_by_name_or_path(tmp_path: Path) -> None:
         model = load_model(reference, store=store)
         assert not model.training
         assert torch.allclose(model(images), expected)
-    with pytest.raises(ModelNotFoundError, match="no model named 'other'.*models here: m"):
+    with pytest.raises(ModelNotFoundError, match=r"no model named 'other'.*models here: m"):
         load_model("other", store=store)
     with pytest.raises(ModelNotFoundError):
         load_model(tmp_path / "nowhere" / "model.safetensors", store=store)
@@ -167,7 +171,10 @@ def test_list_skips_checkpoints_and_marks_corrupt_configs(tmp_path: Path) -> Non
     store.save_checkpoint("running", {"x": torch.zeros(1)}, {"epoch": 1})
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / CONFIG_FILE).write_text("{not json")
-    assert [(m.name, m.kind) for m in store.list()] == [("broken", "corrupt"), ("good", "autoencoder")]
+    assert [(m.name, m.kind) for m in store.list()] == [
+        ("broken", "corrupt"),
+        ("good", "autoencoder"),
+    ]
     assert store.has_checkpoint("running")
     store.remove_checkpoint("running")
     assert not store.has_checkpoint("running")

@@ -29,7 +29,7 @@ from fmnist_toolkit.engine.device import (
     resolve_device,
     seed_everything,
 )
-from fmnist_toolkit.engine.loop import Callback, LoopState, fit
+from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
 from fmnist_toolkit.errors import CheckpointMissingError, TrainingInterrupted, UsageError
 from fmnist_toolkit.models import build_model
 from fmnist_toolkit.storage import ModelStore, validate_name
@@ -73,6 +73,26 @@ def make_optimizer(model: nn.Module, config: AutoencoderTrainConfig) -> torch.op
     if config.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.SGD(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def reconstruction_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, *, precision: str = "fp32"
+) -> Step:
+    """One optimiser step on the MSE between a batch of images and their reconstructions."""
+    import torch
+
+    device = next(model.parameters()).device
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        images = batch[0]
+        with autocast(device, precision):
+            loss = torch.nn.functional.mse_loss(model(images).float(), images)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach(), images.shape[0]
+
+    return step
 
 
 def reconstruction_mse(model: nn.Module, split: DeviceSplit, *, precision: str = "fp32") -> float:
@@ -152,17 +172,8 @@ def train_autoencoder(
     resumed_from = state.epoch
 
     trainable = maybe_compile(model, device, engine.compile)
-    loss_fn = torch.nn.functional.mse_loss
+    step = reconstruction_step(trainable, optimizer, precision=engine.precision)
     started = time.perf_counter()
-
-    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        images, _ = batch
-        with autocast(device, engine.precision):
-            loss = loss_fn(trainable(images).float(), images)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.detach(), images.shape[0]
 
     def evaluate() -> dict[str, float]:
         return {"test_mse": reconstruction_mse(trainable, test, precision=engine.precision)}
@@ -200,7 +211,8 @@ def train_autoencoder(
             state,
             evaluate=evaluate,
             train_metric="train_mse",
-            callbacks=[*callbacks, CheckpointCallback(save_checkpoint)],
+            # Checkpoint first: once progress reports an epoch, it is already saved.
+            callbacks=[CheckpointCallback(save_checkpoint), *callbacks],
         )
     except KeyboardInterrupt:
         raise TrainingInterrupted(
