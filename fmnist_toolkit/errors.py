@@ -43,6 +43,14 @@ class InvalidNameError(UsageError):
     """A model name with characters the store does not allow."""
 
 
+class OutputError(ToolkitError):
+    """An output path (plots, a model folder) cannot be written."""
+
+
+class RunInProgressError(ToolkitError):
+    """Another process is training a model of the same name."""
+
+
 class DeviceUnavailableError(ToolkitError):
     """The asked-for device does not exist on this machine."""
 

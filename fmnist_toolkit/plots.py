@@ -19,7 +19,11 @@ def save_figure(figure: Figure, path: Path, *, dpi: int = 150) -> Path:
 
 
 def loss_curves(
-    history: Sequence[dict[str, float]], *, metrics: Sequence[str], title: str
+    history: Sequence[dict[str, float]],
+    *,
+    metrics: Sequence[str],
+    title: str,
+    ylabel: str = "loss",
 ) -> Figure:
     """Per-epoch curves of the named metrics on a log scale."""
     from matplotlib.figure import Figure
@@ -42,7 +46,7 @@ def loss_curves(
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_yscale("log")
     axes.set_xlabel("epoch")
-    axes.set_ylabel("loss")
+    axes.set_ylabel(ylabel)
     axes.set_title(title)
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()

@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fmnist_toolkit.errors import InvalidNameError, ModelCorruptError, ModelNotFoundError
+from fmnist_toolkit.errors import (
+    InvalidNameError,
+    ModelCorruptError,
+    ModelNotFoundError,
+    RunInProgressError,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -136,6 +141,21 @@ class ModelStore:
         lock_dir.mkdir(parents=True, exist_ok=True)
         with FileLock(str(lock_dir / f"{name}.lock")):
             yield
+
+    @contextlib.contextmanager
+    def exclusive_run(self, name: str) -> Iterator[None]:
+        """Held while a run trains ``name``, so two runs never interleave one checkpoint."""
+        from filelock import FileLock, Timeout
+
+        lock_dir = self.root / _LOCKS
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with FileLock(str(lock_dir / f"{validate_name(name)}.run.lock"), timeout=0):
+                yield
+        except Timeout:
+            raise RunInProgressError(
+                f"another run is training {name!r} right now; wait for it or choose another --name"
+            ) from None
 
     def _replace_atomically(
         self, target: Path, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]

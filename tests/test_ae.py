@@ -141,3 +141,13 @@ def test_plots_are_written(synthetic_data: Path, tmp_path: Path) -> None:
     assert sorted(path.name for path in result.plots) == ["ae-loss.png", "ae-reconstructions.png"]
     for path in result.plots:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_two_runs_of_one_name_do_not_interleave(synthetic_data: Path, tmp_path: Path) -> None:
+    from fmnist_toolkit.errors import RunInProgressError
+
+    store = ModelStore(tmp_path)
+    with store.exclusive_run("busy"), pytest.raises(RunInProgressError, match="another run"):
+        train_autoencoder("busy", tiny(epochs=1), CPU, data_dir=synthetic_data, store=store)
+    result = train_autoencoder("busy", tiny(epochs=1), CPU, data_dir=synthetic_data, store=store)
+    assert result.epochs == 1

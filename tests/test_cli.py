@@ -118,3 +118,12 @@ def test_groups_without_commands_say_so(cli) -> None:
     for group in ("clf", "gan"):
         result = cli(group, "--help")
         assert result.exit_code == 0 and "planned" in result.stdout
+
+
+def test_unwritable_plots_folder_is_one_line(cli, synthetic_data: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = train(cli, synthetic_data, "--epochs", "1", "--plots", blocker / "plots")
+    assert_one_line_error(result, 1, "--plots", str(blocker))
+    assert "epoch" not in result.stderr, "fails before training, not after"
+    assert json.loads(cli("models", "list", "--json").stdout) == []

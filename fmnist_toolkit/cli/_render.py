@@ -51,6 +51,11 @@ class ToolkitGroup(TyperGroup):
         except typer.Abort:
             print_error("aborted")
             raise typer.Exit(1) from None
+        except OSError as error:
+            # The environment, not a bug: a full disk, a read-only folder, a permission.
+            where = f": {error.filename}" if error.filename else ""
+            print_error(f"{error.strerror or error}{where}")
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             print_error("interrupted")
             raise typer.Exit(130) from None

@@ -30,7 +30,12 @@ from fmnist_toolkit.engine.device import (
     seed_everything,
 )
 from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
-from fmnist_toolkit.errors import CheckpointMissingError, TrainingInterrupted, UsageError
+from fmnist_toolkit.errors import (
+    CheckpointMissingError,
+    OutputError,
+    TrainingInterrupted,
+    UsageError,
+)
 from fmnist_toolkit.models import build_model
 from fmnist_toolkit.storage import ModelStore, validate_name
 
@@ -55,6 +60,16 @@ class AutoencoderTrainResult:
     resumed_from_epoch: int = 0
     plots: list[Path] = field(default_factory=list)
     history: list[dict[str, float]] = field(default_factory=list)
+
+
+def ensure_writable_folder(folder: Path, what: str) -> None:
+    """Fail before hours of training, not after, when an output folder cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{what} {folder}: cannot create it ({error.strerror})") from None
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"{what} {folder}: not writable")
 
 
 def check_train_config(config: AutoencoderTrainConfig) -> None:
@@ -127,11 +142,38 @@ def train_autoencoder(
     checkpoint of the interrupted run, so the result is the one an uninterrupted run gives.
     A model already saved under ``name`` is replaced only when the run finishes.
     """
-    import torch
 
     store = store or ModelStore()
     validate_name(name)
     check_precision(engine.precision)
+    if plots_dir is not None:
+        ensure_writable_folder(plots_dir, "--plots")
+    with store.exclusive_run(name):
+        return _train_autoencoder(
+            name,
+            config,
+            engine,
+            data_dir=data_dir,
+            store=store,
+            resume=resume,
+            plots_dir=plots_dir,
+            callbacks=callbacks,
+        )
+
+
+def _train_autoencoder(
+    name: str,
+    config: AutoencoderTrainConfig,
+    engine: EngineConfig,
+    *,
+    data_dir: str | os.PathLike[str] | None,
+    store: ModelStore,
+    resume: bool,
+    plots_dir: Path | None,
+    callbacks: Sequence[Callback],
+) -> AutoencoderTrainResult:
+    import torch
+
     saved_state: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
     if resume:
         if not store.has_checkpoint(name):
@@ -275,7 +317,10 @@ def write_autoencoder_plots(
 
     subtitle = f"{name}: latent {config.latent_dim}, {len(history)} epochs"
     curves = plots.loss_curves(
-        history, metrics=("train_mse", "test_mse"), title=f"Reconstruction MSE — {subtitle}"
+        history,
+        metrics=("train_mse", "test_mse"),
+        title=f"Reconstruction MSE — {subtitle}",
+        ylabel="MSE per pixel",
     )
     index = first_of_each_class(test)
     originals = to_unit_float(test.images[index])
