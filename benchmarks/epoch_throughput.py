@@ -31,6 +31,7 @@ from fmnist_toolkit.engine.ae import make_optimizer, reconstruction_step
 from fmnist_toolkit.engine.device import (
     describe_device,
     maybe_compile,
+    place_model,
     resolve_device,
     synchronize,
 )
@@ -56,7 +57,7 @@ def epoch_timer(device: torch.device, precision: str, compile_model: bool):
     calls, so a compiled model compiles once (in the warm-up epoch)."""
     config = AutoencoderTrainConfig()
     torch.manual_seed(0)
-    model = build_model("autoencoder", "seed", latent_dim=config.latent_dim).to(device)
+    model = place_model(build_model("autoencoder", "seed", latent_dim=config.latent_dim), device)
     step = reconstruction_step(
         maybe_compile(model, device, compile_model),
         make_optimizer(model, config),

@@ -26,6 +26,7 @@ from fmnist_toolkit.engine.device import (
     check_precision,
     describe_device,
     maybe_compile,
+    place_model,
     resolve_device,
     seed_everything,
 )
@@ -192,7 +193,7 @@ def _train_autoencoder(
 
     shuffle = seed_everything(config.seed)
     spec = config.model_spec()
-    model = build_model(spec.kind, spec.architecture, **spec.params).to(device)
+    model = place_model(build_model(spec.kind, spec.architecture, **spec.params), device)
     optimizer = make_optimizer(model, config)
     state = LoopState(epochs=config.epochs, batches_per_epoch=train.num_batches(config.batch_size))
     elapsed_before = 0.0

@@ -78,6 +78,20 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
+def place_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move a model to ``device`` in the memory layout that trains fastest there.
+
+    On CPU, channels_last sends the transposed convolutions through oneDNN instead of the
+    generic path: about 1.3x faster per training step of the seed autoencoder (benchmarks/).
+    """
+    import torch
+
+    model = model.to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model
+
+
 def maybe_compile(model: nn.Module, device: torch.device, enabled: bool) -> nn.Module:
     """``torch.compile`` on CUDA when asked for; the model itself elsewhere."""
     import torch
