@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from fmnist_toolkit._version import __version__
+
 __all__ = ["__version__", "load_fashion_mnist", "load_model"]
 
 if TYPE_CHECKING:

@@ -30,7 +30,6 @@ class EngineConfig:
     device: str = "auto"
     precision: str = "fp32"  # "bf16" autocasts on CUDA only; CPU and MPS always run float32
     compile: bool = False  # torch.compile, CUDA only
-    seed: int = 0
 
 
 @dataclass(frozen=True)

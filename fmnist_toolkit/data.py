@@ -7,8 +7,10 @@ training device; a batch is an index slice converted to float there, with no Dat
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import http.client
 import os
 import shutil
 import struct
@@ -203,6 +205,8 @@ def load_fashion_mnist(
     )
     if image_dims[1:] != (IMAGE_SIZE, IMAGE_SIZE):
         raise DataCorruptError(f"{paths[images_name]}: images are {image_dims[1:]}, not 28x28")
+    if image_dims[0] == 0:
+        raise DataCorruptError(f"{paths[images_name]}: holds no images")
     if image_dims[0] != label_dims[0]:
         raise DataCorruptError(
             f"{paths[labels_name]}: {label_dims[0]} labels for {image_dims[0]} images"
@@ -264,15 +268,34 @@ def _raw_files() -> list[DatasetFile]:
 # --------------------------------------------------------------------------- fetching
 
 
-def _lock(dest: Path):
-    from filelock import FileLock
+@contextlib.contextmanager
+def _fetch_lock(folder: Path) -> Iterator[None]:
+    """One fetch or copy at a time per data folder; a second one fails at once, saying why."""
+    from filelock import FileLock, Timeout
 
-    dest.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(dest / ".fetch.lock"))
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(str(folder / ".fetch.lock"), timeout=0):
+            yield
+    except Timeout:
+        raise DownloadError(
+            f"another `fmt data fetch` is writing to {folder}; wait for it to finish"
+        ) from None
 
 
-def _publish(tmp_path: Path, final_path: Path) -> None:
-    os.replace(tmp_path, final_path)
+def _temporary_beside(final: Path) -> Path:
+    handle, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
+    os.close(handle)
+    return Path(name)
+
+
+def _publish(tmp_path: Path, final: Path, expected: DatasetFile) -> Path:
+    """Rename a verified file into place and drop any other copy that would shadow it."""
+    os.replace(tmp_path, final)
+    for other in _candidates(final.parent, expected.name):
+        if other != final and other.parent == final.parent and other.is_file():
+            other.unlink()  # e.g. a corrupt uncompressed file that find_file would prefer
+    return final
 
 
 def _download_to(url: str, target: Path, *, name: str, timeout: float, hook: ProgressHook) -> None:
@@ -307,7 +330,7 @@ def fetch_dataset(
     files = list(files) if files is not None else official_files()
     hook = progress or (lambda *_: None)
     written = []
-    with _lock(folder):
+    with _fetch_lock(folder):
         for expected in files:
             present = find_file(folder, expected.name)
             if present is not None and not check_file(present, expected):
@@ -320,17 +343,15 @@ def fetch_dataset(
 def _fetch_one(
     folder: Path, expected: DatasetFile, mirrors: Sequence[str], timeout: float, hook: ProgressHook
 ) -> Path:
-    archive = expected.name + ".gz"
+    archive = folder / (expected.name + ".gz")
     tried = []
     for mirror in mirrors:
-        url = mirror.rstrip("/") + "/" + archive
-        handle, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{archive}.", suffix=".part")
-        os.close(handle)
-        tmp_path = Path(tmp_name)
+        url = mirror.rstrip("/") + "/" + archive.name
+        tmp_path = _temporary_beside(archive)
         try:
             try:
-                _download_to(url, tmp_path, name=archive, timeout=timeout, hook=hook)
-            except (urllib.error.URLError, OSError, ValueError) as error:
+                _download_to(url, tmp_path, name=archive.name, timeout=timeout, hook=hook)
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
                 reason = getattr(error, "reason", None) or error
                 tried.append(f"{url} ({reason})")
                 continue
@@ -338,12 +359,10 @@ def _fetch_one(
             if problem:
                 tried.append(f"{url} (corrupt: {problem})")
                 continue
-            final = folder / archive
-            _publish(tmp_path, final)
-            return final
+            return _publish(tmp_path, archive, expected)
         finally:
             tmp_path.unlink(missing_ok=True)
-    raise DownloadError(f"could not download {archive}; tried: {'; '.join(tried)}")
+    raise DownloadError(f"could not download {archive.name}; tried: {'; '.join(tried)}")
 
 
 def copy_dataset(
@@ -369,24 +388,25 @@ def copy_dataset(
         problem = check_file(path, expected)
         if problem:
             raise DataCorruptError(f"{path}: {problem}")
-        sources.append(path)
+        sources.append((path, expected))
     written = []
-    with _lock(folder):
-        for path in sources:
+    with _fetch_lock(folder):
+        for path, expected in sources:
             final = folder / path.name
-            if final.resolve() == path.resolve():
+            if final.exists() and final.resolve() == path.resolve():
                 written.append(final)
                 continue
-            handle, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".part")
-            os.close(handle)
+            tmp_path = _temporary_beside(final)
             try:
-                shutil.copyfile(path, tmp_name)
+                shutil.copyfile(path, tmp_path)
+                problem = check_file(tmp_path, expected)  # the copy, not only the source
+                if problem:
+                    raise DataCorruptError(f"{final}: copy failed verification ({problem})")
                 size = path.stat().st_size
                 hook(path.name, size, size)
-                _publish(Path(tmp_name), final)
+                written.append(_publish(tmp_path, final, expected))
             finally:
-                Path(tmp_name).unlink(missing_ok=True)
-            written.append(final)
+                tmp_path.unlink(missing_ok=True)
     return written
 
 
@@ -404,6 +424,7 @@ class DeviceSplit:
     def load(
         cls, split: str, data_dir: str | os.PathLike[str] | None, device: torch.device
     ) -> DeviceSplit:
+        """Read a split from disk and move it to ``device`` whole."""
         images, labels = load_fashion_mnist(split, data_dir)
         return cls(images.to(device), labels.to(device))
 
@@ -411,6 +432,7 @@ class DeviceSplit:
         return int(self.images.shape[0])
 
     def num_batches(self, batch_size: int) -> int:
+        """Batches per epoch, the last one possibly short."""
         return -(-len(self) // batch_size)
 
     def batches(

@@ -59,6 +59,10 @@ class CheckpointMissingError(ToolkitError):
     """``--resume`` was asked for but there is no interrupted run of that name."""
 
 
+class UnfinishedRunError(ToolkitError):
+    """A new run would discard the checkpoint of an interrupted one."""
+
+
 class TrainingInterrupted(ToolkitError):
     """Ctrl-C during training; the checkpoint that resumes it was saved (exit 130, like SIGINT)."""
 

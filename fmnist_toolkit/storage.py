@@ -70,6 +70,7 @@ class StoredModel:
 
 
 def sha256_hex(content: bytes) -> str:
+    """Hex SHA-256 of bytes."""
     return hashlib.sha256(content).hexdigest()
 
 
@@ -128,29 +129,34 @@ class ModelStore:
 
     # ----------------------------------------------------------------- paths and locks
     def model_dir(self, name: str) -> Path:
+        """The folder of model ``name`` (which may not exist yet)."""
         return self.root / validate_name(name)
 
     def checkpoint_dir(self, name: str) -> Path:
+        """The folder of the checkpoint of an unfinished run of ``name``."""
         return self.root / _CHECKPOINTS / validate_name(name)
+
+    def _lock(self, purpose: str, name: str, *, timeout: float = -1):
+        """A cross-process lock per (purpose, name); purposes live in separate folders so that
+        no model name can collide with another purpose's lock."""
+        from filelock import FileLock
+
+        lock_dir = self.root / _LOCKS / purpose
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(lock_dir / f"{validate_name(name)}.lock"), timeout=timeout)
 
     @contextlib.contextmanager
     def _locked(self, name: str) -> Iterator[None]:
-        from filelock import FileLock
-
-        lock_dir = self.root / _LOCKS
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(lock_dir / f"{name}.lock")):
+        with self._lock("write", name):
             yield
 
     @contextlib.contextmanager
     def exclusive_run(self, name: str) -> Iterator[None]:
         """Held while a run trains ``name``, so two runs never interleave one checkpoint."""
-        from filelock import FileLock, Timeout
+        from filelock import Timeout
 
-        lock_dir = self.root / _LOCKS
-        lock_dir.mkdir(parents=True, exist_ok=True)
         try:
-            with FileLock(str(lock_dir / f"{validate_name(name)}.run.lock"), timeout=0):
+            with self._lock("run", name, timeout=0):
                 yield
         except Timeout:
             raise RunInProgressError(
@@ -185,6 +191,7 @@ class ModelStore:
 
     # ----------------------------------------------------------------- models
     def exists(self, name: str) -> bool:
+        """Whether a model ``name`` is saved."""
         return (self.model_dir(name) / CONFIG_FILE).is_file()
 
     def require(self, name: str) -> Path:
@@ -201,15 +208,20 @@ class ModelStore:
         return self._replace_atomically(self.model_dir(name), name, tensors, config)
 
     def load(self, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Weights and config of a saved model, checked by SHA-256."""
         return read_bundle(self.require(name), f"model {name!r}")
 
     def read_config(self, name: str) -> dict[str, Any]:
+        """The config of a saved model, without reading its weights."""
         return read_config_file(self.require(name), f"model {name!r}")
 
     def remove(self, name: str) -> Path:
+        """Delete a model: renamed away under the lock first, so it is never half there."""
         folder = self.require(name)
+        trash = self.root / f".trash-{name}-{uuid.uuid4().hex}"
         with self._locked(name):
-            shutil.rmtree(folder)
+            os.replace(folder, trash)
+        shutil.rmtree(trash, ignore_errors=True)
         return folder
 
     def list(self) -> list[StoredModel]:
@@ -223,6 +235,8 @@ class ModelStore:
             try:
                 config = read_config_file(folder, folder.name)
                 kind = str(config.get("kind", "unknown"))
+            except ModelNotFoundError:
+                continue  # replaced or removed while we looked
             except ModelCorruptError:
                 config, kind = {}, "corrupt"
             models.append(StoredModel(folder.name, kind, folder, config))
@@ -232,15 +246,23 @@ class ModelStore:
     def save_checkpoint(
         self, name: str, tensors: dict[str, torch.Tensor], state: dict[str, Any]
     ) -> Path:
+        """Save (or replace) the checkpoint of a run atomically."""
         return self._replace_atomically(self.checkpoint_dir(name), name, tensors, state)
 
     def has_checkpoint(self, name: str) -> bool:
+        """Whether an unfinished run of ``name`` left a checkpoint."""
         return (self.checkpoint_dir(name) / CONFIG_FILE).is_file()
 
+    def read_checkpoint_state(self, name: str) -> dict[str, Any]:
+        """The JSON state of the checkpoint of ``name`` (epoch, recipe), without its tensors."""
+        return read_config_file(self.checkpoint_dir(name), f"checkpoint of {name!r}")
+
     def load_checkpoint(self, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Tensors and JSON state of the checkpoint of ``name``."""
         return read_bundle(self.checkpoint_dir(name), f"checkpoint of {name!r}")
 
     def remove_checkpoint(self, name: str) -> None:
+        """Forget the checkpoint of ``name`` (after its run finished)."""
         folder = self.checkpoint_dir(name)
         if folder.exists():
             with self._locked(name):

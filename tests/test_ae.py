@@ -81,13 +81,64 @@ def test_interrupt_keeps_old_model_and_resume_is_exact(
     resumed = train_autoencoder(
         "ae", tiny(epochs=99), CPU, data_dir=synthetic_data, store=store, resume=True
     )
-    assert resumed.resumed_from_epoch in (1, 2)
+    assert resumed.resumed_from_epoch == 2
     assert resumed.epochs == 3
     assert [row["test_mse"] for row in resumed.history] == [
         row["test_mse"] for row in reference.history
     ]
     assert resumed.test_mse == reference.test_mse
     assert not store.has_checkpoint("ae")
+    weights, _ = store.load("ae")
+    reference_weights, _ = ModelStore(tmp_path / "reference").load("ae")
+    assert all(torch.equal(weights[key], reference_weights[key]) for key in reference_weights)
+
+
+def test_a_new_run_never_discards_an_interrupted_one(synthetic_data: Path, tmp_path: Path):
+    from fmnist_toolkit.errors import UnfinishedRunError
+
+    store = ModelStore(tmp_path)
+    engine = EngineConfig(device="cpu", precision="bf16")
+    with pytest.raises(TrainingInterrupted):
+        train_autoencoder(
+            "ae",
+            tiny(seed=3),
+            engine,
+            data_dir=synthetic_data,
+            store=store,
+            callbacks=[InterruptAfter(1)],
+        )
+    with pytest.raises(UnfinishedRunError, match=r"--resume.*--restart"):
+        train_autoencoder("ae", tiny(), CPU, data_dir=synthetic_data, store=store)
+    assert store.read_checkpoint_state("ae")["epoch"] == 1
+    # Resuming takes the recipe and the numeric settings of the interrupted run.
+    resumed = train_autoencoder(
+        "ae", tiny(epochs=1), CPU, data_dir=synthetic_data, store=store, resume=True
+    )
+    config = store.read_config("ae")
+    assert resumed.epochs == 3 and config["recipe"]["seed"] == 3
+    assert config["engine"]["precision"] == "bf16"
+    restarted = train_autoencoder(
+        "ae", tiny(epochs=1), CPU, data_dir=synthetic_data, store=store, restart=True
+    )
+    assert restarted.epochs == 1
+
+
+def test_a_damaged_checkpoint_is_one_clear_error(synthetic_data: Path, tmp_path: Path) -> None:
+    import json
+
+    from fmnist_toolkit.errors import ModelCorruptError
+
+    store = ModelStore(tmp_path)
+    with pytest.raises(TrainingInterrupted):
+        train_autoencoder(
+            "ae", tiny(), CPU, data_dir=synthetic_data, store=store, callbacks=[InterruptAfter(1)]
+        )
+    state_file = store.checkpoint_dir("ae") / "config.json"
+    state = json.loads(state_file.read_text())
+    del state["optimizer"]
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(ModelCorruptError, match=r"damaged.*--restart"):
+        train_autoencoder("ae", tiny(), CPU, data_dir=synthetic_data, store=store, resume=True)
 
 
 def test_resume_without_checkpoint(synthetic_data: Path, tmp_path: Path) -> None:
@@ -98,7 +149,8 @@ def test_resume_without_checkpoint(synthetic_data: Path, tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize(
-    "overrides", [{"epochs": 0}, {"lr": 0.0}, {"batch_size": 0}, {"optimizer": "lbfgs"}]
+    "overrides",
+    [{"epochs": 0}, {"lr": 0.0}, {"lr": float("nan")}, {"batch_size": 0}, {"optimizer": "lbfgs"}],
 )
 def test_impossible_recipes_are_usage_errors(synthetic_data: Path, overrides: dict) -> None:
     with pytest.raises(UsageError):

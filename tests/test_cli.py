@@ -98,7 +98,9 @@ def test_models_unknown_name(cli, command: list[str]) -> None:
     assert_one_line_error(cli("models", *command), 1, "no model named 'ghost'")
 
 
-def test_models_corrupt_model_is_one_line(cli, synthetic_data: Path, isolated_home: Path) -> None:
+def test_load_model_refuses_weights_damaged_after_training(
+    cli, synthetic_data: Path, isolated_home: Path
+) -> None:
     assert train(cli, synthetic_data, "--epochs", "1", "--quiet").exit_code == 0
     weights = isolated_home / "ae-4" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-10])
@@ -127,3 +129,30 @@ def test_unwritable_plots_folder_is_one_line(cli, synthetic_data: Path, tmp_path
     assert_one_line_error(result, 1, "--plots", str(blocker))
     assert "epoch" not in result.stderr, "fails before training, not after"
     assert json.loads(cli("models", "list", "--json").stdout) == []
+
+
+def test_ae_train_refuses_to_discard_an_interrupted_run(
+    cli, synthetic_data: Path, isolated_home: Path
+) -> None:
+    import torch
+
+    from fmnist_toolkit.storage import ModelStore
+
+    ModelStore().save_checkpoint("ae-4", {"x": torch.zeros(1)}, {"epoch": 2})
+    assert_one_line_error(train(cli, synthetic_data, "--epochs", "1"), 1, "--resume", "--restart")
+    both = train(cli, synthetic_data, "--epochs", "1", "--resume", "--restart")
+    assert_one_line_error(both, 2, "contradict")
+    restarted = train(cli, synthetic_data, "--epochs", "1", "--restart", "--quiet")
+    assert restarted.exit_code == 0, restarted.stderr
+
+
+def test_resume_notes_ignored_recipe_options(cli, synthetic_data: Path) -> None:
+    import torch
+
+    from fmnist_toolkit.storage import ModelStore
+
+    ModelStore().save_checkpoint("ae-4", {"x": torch.zeros(1)}, {"epoch": 2})
+    result = train(cli, synthetic_data, "--resume", "--epochs", "9")
+    note = result.stderr.splitlines()[0]
+    assert note.startswith("note: ") and "ignoring" in note and "--epochs" in note
+    assert result.exit_code == 1 and "damaged" in result.stderr  # this checkpoint is a stub

@@ -113,6 +113,22 @@ def test_official_checksums_reject_synthetic_data(synthetic_data: Path) -> None:
 
 def test_find_file_prefers_flat_layout(tmp_path: Path) -> None:
     assert find_file(tmp_path, "train-images-idx3-ubyte") is None
+    nested = tmp_path / "FashionMNIST" / "raw" / "train-images-idx3-ubyte.gz"
+    nested.parent.mkdir(parents=True)
+    nested.write_bytes(b"")
+    assert find_file(tmp_path, "train-images-idx3-ubyte") == nested
+    flat = tmp_path / "train-images-idx3-ubyte.gz"
+    flat.write_bytes(b"")
+    assert find_file(tmp_path, "train-images-idx3-ubyte") == flat
+    plain = tmp_path / "train-images-idx3-ubyte"
+    plain.write_bytes(b"")
+    assert find_file(tmp_path, "train-images-idx3-ubyte") == plain
+
+
+def test_a_split_without_images_is_refused(tmp_path: Path) -> None:
+    folder = write_dataset(tmp_path / "empty", train=0, test=4)
+    with pytest.raises(DataCorruptError, match="no images"):
+        load_fashion_mnist("train", folder)
 
 
 def test_device_split_batches_cover_everything_once(synthetic_data: Path) -> None:

@@ -75,7 +75,8 @@ def test_ctrl_c_saves_checkpoint_and_resume_finishes(synthetic_data: Path, tmp_p
     assert after == before, "the interrupted run must not touch the saved model"
 
     resume_command = error_lines[0].split("resume with: ", 1)[1].split()
-    assert resume_command[:3] == ["fmt", "ae", "train"] or "train" in resume_command
+    assert " ae train --name run --resume " in f" {' '.join(resume_command)} "
+    assert resume_command[resume_command.index("--data-dir") + 1] == str(synthetic_data)
     resumed = subprocess.run(
         fmt(
             "ae",

@@ -66,7 +66,7 @@ def test_replacing_a_model_keeps_only_the_new_one(tmp_path: Path) -> None:
     tensors, config = store.load("m")
     assert config["version"] == 2
     assert torch.equal(tensors["encoder.0.weight"], second.state_dict()["encoder.0.weight"])
-    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".locks")] == ["m"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".locks", "m"], "no .tmp/.trash left"
 
 
 def _save_many(root: str, worker: int) -> None:
@@ -88,7 +88,7 @@ def test_concurrent_writers_never_leave_a_mixed_model(tmp_path: Path) -> None:
     torch.manual_seed(config["worker"] * 100 + config["round"])
     expected = build_model("autoencoder", "seed", latent_dim=4).state_dict()
     assert torch.equal(tensors["decoder.0.weight"], expected["decoder.0.weight"])
-    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["shared"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".locks", "shared"]
 
 
 def test_corrupt_weights_are_refused(tmp_path: Path) -> None:
@@ -185,3 +185,19 @@ def test_no_pickle_anywhere() -> None:
     for path in source.rglob("*.py"):
         text = path.read_text()
         assert "torch.load(" not in text and "import pickle" not in text, path
+
+
+def test_remove_leaves_nothing_behind(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    save_autoencoder(store, "gone")
+    store.remove("gone")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".locks"]
+    with pytest.raises(ModelNotFoundError):
+        store.remove("gone")
+
+
+def test_a_model_name_cannot_collide_with_a_run_lock(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    with store.exclusive_run("x"):
+        save_autoencoder(store, "x.run")  # would wait for ever if the locks shared a file
+    assert store.exists("x.run")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from fmnist_toolkit import __version__
+from fmnist_toolkit._version import __version__
 from fmnist_toolkit.cli import ae, clf, data, gan, models
 from fmnist_toolkit.cli._render import ToolkitGroup
 

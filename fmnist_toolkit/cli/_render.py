@@ -25,6 +25,11 @@ def print_json(payload: Any) -> None:
     sys.stdout.flush()
 
 
+def print_note(message: str) -> None:
+    """A one-line remark on stderr, never wrapped (logs and scripts read it whole)."""
+    console.print(f"note: {message}", soft_wrap=True)
+
+
 def print_error(message: str) -> None:
     """One line on stderr, never wrapped or marked up, so scripts can grep it."""
     first_line = " ".join(str(message).split())

@@ -19,7 +19,7 @@ from fmnist_toolkit.cli._options import (
     QuietOption,
     SeedOption,
 )
-from fmnist_toolkit.cli._render import console, print_json
+from fmnist_toolkit.cli._render import console, print_json, print_note
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -35,12 +35,41 @@ class Optimizer(str, enum.Enum):
     sgd = "sgd"
 
 
-def _resume_command(ctx: typer.Context, name: str, data_dir: Path | None, device: str) -> str:
+_RECIPE_OPTIONS = (
+    "latent_dim",
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "seed",
+    "precision",
+    "compile_model",
+)
+
+
+def _warn_ignored_on_resume(ctx: typer.Context) -> None:
+    """--resume takes the recipe from the checkpoint; say so when the user typed recipe options."""
+    sources = {name: ctx.get_parameter_source(name) for name in _RECIPE_OPTIONS}
+    # Compared by name: Typer may bundle its own click, with its own ParameterSource enum.
+    given = [name for name, source in sources.items() if source and source.name == "COMMANDLINE"]
+    if given:
+        flags = ", ".join("--" + name.replace("_model", "").replace("_", "-") for name in given)
+        print_note(f"--resume continues with the checkpoint's recipe; ignoring {flags}")
+
+
+def _resume_command(ctx: typer.Context, name: str) -> str:
+    """The command that resumes this run: the recipe comes from the checkpoint, so only where
+    the data, device and plots are (as given on this command line) need repeating."""
     words = [*ctx.command_path.split(), "--name", name, "--resume"]
-    if data_dir is not None:
-        words += ["--data-dir", str(data_dir)]
-    if device != "auto":
-        words += ["--device", device]
+    for option, parameter in (
+        ("--data-dir", "data_dir"),
+        ("--device", "device"),
+        ("--plots", "plots"),
+    ):
+        value = ctx.params.get(parameter)
+        if value is not None and value != "auto":
+            words += [option, str(value)]
     return shlex.join(words)
 
 
@@ -72,6 +101,13 @@ def train(
             "with its saved recipe.",
         ),
     ] = False,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart",
+            help="Discard the checkpoint of an interrupted run of --name and start over.",
+        ),
+    ] = False,
     plots: Annotated[
         Path | None,
         typer.Option(
@@ -100,7 +136,8 @@ def train(
     from fmnist_toolkit.config import AutoencoderTrainConfig, EngineConfig
     from fmnist_toolkit.engine.ae import train_autoencoder
     from fmnist_toolkit.engine.callbacks import ProgressCallback
-    from fmnist_toolkit.errors import TrainingInterrupted
+    from fmnist_toolkit.errors import TrainingInterrupted, UsageError
+    from fmnist_toolkit.storage import ModelStore
 
     model_name = name or f"ae-{latent_dim}"
     config = AutoencoderTrainConfig(
@@ -113,8 +150,12 @@ def train(
         seed=seed,
     )
     engine = EngineConfig(
-        device=device, precision=Precision(precision).value, compile=compile_model, seed=seed
+        device=device, precision=Precision(precision).value, compile=compile_model
     )
+    if resume and restart:
+        raise UsageError("--resume and --restart contradict each other; pick one")
+    if resume and ModelStore().has_checkpoint(model_name):
+        _warn_ignored_on_resume(ctx)
     progress = ProgressCallback(console, label=model_name, quiet=quiet)
     try:
         result = train_autoencoder(
@@ -123,11 +164,12 @@ def train(
             engine,
             data_dir=data_dir,
             resume=resume,
+            restart=restart,
             plots_dir=plots,
             callbacks=[progress],
         )
     except TrainingInterrupted as interrupted:
-        command = _resume_command(ctx, model_name, data_dir, device)
+        command = _resume_command(ctx, model_name)
         raise TrainingInterrupted(
             f"{interrupted}; resume with: {command}",
             model_name=interrupted.model_name,

@@ -109,12 +109,12 @@ def verify(data_dir: DataDirOption = None, json_output: JsonOption = False) -> N
                 "ok": all(check.ok for check in checks),
                 "files": [
                     {
-                        "name": c.name,
-                        "path": str(c.path) if c.path else None,
-                        "ok": c.ok,
-                        "problem": c.problem,
+                        "name": check.name,
+                        "path": str(check.path) if check.path else None,
+                        "ok": check.ok,
+                        "problem": check.problem,
                     }
-                    for c in checks
+                    for check in checks
                 ],
             }
         )
@@ -135,7 +135,8 @@ def verify(data_dir: DataDirOption = None, json_output: JsonOption = False) -> N
         first = bad[0]
         where = first.path or f"{first.name} in {folder}"
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise DataCorruptError(f"{where}: {first.problem}{more}")
+        hint = "; run `fmt data fetch` to download what is missing or bad"
+        raise DataCorruptError(f"{where}: {first.problem}{more}{hint}")
 
 
 @app.command()

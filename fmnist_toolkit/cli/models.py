@@ -19,8 +19,14 @@ app = typer.Typer(
 NameArgument = Annotated[str, typer.Argument(help="Model name, as `fmt models list` shows it.")]
 
 
+def _section(config: dict[str, Any], key: str) -> dict[str, Any]:
+    """A dict-valued entry of a config, or {} when a damaged config holds something else."""
+    value = config.get(key, {})
+    return value if isinstance(value, dict) else {}
+
+
 def _summary(config: dict[str, Any]) -> str:
-    metrics = config.get("metrics", {})
+    metrics = _section(config, "metrics")
     return "  ".join(
         f"{key} {value:.5f}" for key, value in metrics.items() if isinstance(value, int | float)
     )
@@ -42,9 +48,9 @@ def list_models(json_output: JsonOption = False) -> None:
                     "name": model.name,
                     "kind": model.kind,
                     "path": str(model.path),
-                    "architecture": model.config.get("model", {}).get("architecture"),
-                    "params": model.config.get("model", {}).get("params", {}),
-                    "metrics": model.config.get("metrics", {}),
+                    "architecture": _section(model.config, "model").get("architecture"),
+                    "params": _section(model.config, "model").get("params", {}),
+                    "metrics": _section(model.config, "metrics"),
                     "created": model.config.get("created"),
                 }
                 for model in models
@@ -58,8 +64,8 @@ def list_models(json_output: JsonOption = False) -> None:
     for column in ("name", "kind", "architecture", "metrics", "created"):
         table.add_column(column)
     for model in models:
-        spec = model.config.get("model", {})
-        params = ", ".join(f"{k}={v}" for k, v in spec.get("params", {}).items())
+        spec = _section(model.config, "model")
+        params = ", ".join(f"{key}={value}" for key, value in _section(spec, "params").items())
         table.add_row(
             model.name,
             model.kind,
@@ -87,7 +93,7 @@ def show(name: NameArgument, json_output: JsonOption = False) -> None:
     table.add_column("value")
     table.add_row("path", str(store.model_dir(name)))
     for key in ("model", "recipe", "engine", "metrics"):
-        for field, value in config.get(key, {}).items():
+        for field, value in _section(config, key).items():
             table.add_row(f"{key}.{field}", str(value))
     for key in ("device", "seconds", "data_sha256", "toolkit_version", "created"):
         if key in config:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -10,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fmnist_toolkit import __version__
+from fmnist_toolkit._version import __version__
 from fmnist_toolkit.config import (
     OPTIMIZERS,
     AutoencoderTrainConfig,
@@ -19,7 +21,7 @@ from fmnist_toolkit.config import (
     config_to_dict,
 )
 from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit, dataset_sha256, load_fashion_mnist
-from fmnist_toolkit.engine import checkpoint as ckpt
+from fmnist_toolkit.engine import checkpoint as checkpointing
 from fmnist_toolkit.engine.callbacks import CheckpointCallback
 from fmnist_toolkit.engine.device import (
     autocast,
@@ -33,8 +35,10 @@ from fmnist_toolkit.engine.device import (
 from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
 from fmnist_toolkit.errors import (
     CheckpointMissingError,
+    ModelCorruptError,
     OutputError,
     TrainingInterrupted,
+    UnfinishedRunError,
     UsageError,
 )
 from fmnist_toolkit.models import build_model
@@ -77,13 +81,33 @@ def check_train_config(config: AutoencoderTrainConfig) -> None:
     """Values that can never train: a usage error before any data is read."""
     if config.epochs < 1 or config.batch_size < 1 or config.latent_dim < 1:
         raise UsageError("epochs, batch size and latent dimension must be at least 1")
+    if not (math.isfinite(config.lr) and math.isfinite(config.weight_decay)):
+        raise UsageError("the learning rate and weight decay must be finite numbers")
     if config.lr <= 0 or config.weight_decay < 0:
         raise UsageError("the learning rate must be > 0 and the weight decay >= 0")
     if config.optimizer not in OPTIMIZERS:
         raise UsageError(f"unknown optimizer {config.optimizer!r}; use {' or '.join(OPTIMIZERS)}")
 
 
+def _settings_from_checkpoint(
+    meta: dict[str, Any], engine: EngineConfig, name: str
+) -> tuple[AutoencoderTrainConfig, EngineConfig]:
+    """The recipe and numeric settings of the interrupted run; only the device may change."""
+    try:
+        config = config_from_dict(AutoencoderTrainConfig, meta["recipe"])
+        saved_engine = config_from_dict(EngineConfig, meta.get("engine", {}))
+    except (KeyError, TypeError) as error:
+        raise ModelCorruptError(
+            f"checkpoint of {name!r} is damaged ({error}); start again with --restart"
+        ) from None
+    engine = dataclasses.replace(
+        engine, precision=saved_engine.precision, compile=saved_engine.compile
+    )
+    return config, engine
+
+
 def make_optimizer(model: nn.Module, config: AutoencoderTrainConfig) -> torch.optim.Optimizer:
+    """The recipe's optimiser (Adam, or plain SGD without momentum as in the report)."""
     import torch
 
     if config.optimizer == "adam":
@@ -134,6 +158,7 @@ def train_autoencoder(
     data_dir: str | os.PathLike[str] | None = None,
     store: ModelStore | None = None,
     resume: bool = False,
+    restart: bool = False,
     plots_dir: Path | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> AutoencoderTrainResult:
@@ -141,7 +166,8 @@ def train_autoencoder(
 
     With ``resume`` the recipe, weights, optimizer, RNG state and history come from the
     checkpoint of the interrupted run, so the result is the one an uninterrupted run gives.
-    A model already saved under ``name`` is replaced only when the run finishes.
+    A model already saved under ``name`` is replaced only when the run finishes. An unfinished
+    run of ``name`` is never discarded silently: pass ``resume`` or ``restart``.
     """
 
     store = store or ModelStore()
@@ -157,6 +183,7 @@ def train_autoencoder(
             data_dir=data_dir,
             store=store,
             resume=resume,
+            restart=restart,
             plots_dir=plots_dir,
             callbacks=callbacks,
         )
@@ -170,6 +197,7 @@ def _train_autoencoder(
     data_dir: str | os.PathLike[str] | None,
     store: ModelStore,
     resume: bool,
+    restart: bool,
     plots_dir: Path | None,
     callbacks: Sequence[Callback],
 ) -> AutoencoderTrainResult:
@@ -182,7 +210,13 @@ def _train_autoencoder(
                 f"no interrupted run named {name!r} to resume; start one without --resume"
             )
         saved_state = store.load_checkpoint(name)
-        config = config_from_dict(AutoencoderTrainConfig, saved_state[1]["recipe"])
+        config, engine = _settings_from_checkpoint(saved_state[1], engine, name)
+    elif store.has_checkpoint(name) and not restart:
+        done = store.read_checkpoint_state(name).get("epoch", "?")
+        raise UnfinishedRunError(
+            f"an interrupted run of {name!r} is saved ({done} epochs done); continue it with "
+            "--resume or discard it with --restart"
+        )
     check_train_config(config)
 
     device = resolve_device(engine.device)
@@ -205,14 +239,20 @@ def _train_autoencoder(
                 "--data-dir or start again without --resume"
             )
         label = f"checkpoint of {name!r}"
-        ckpt.restore_model(model, tensors, label)
-        ckpt.restore_optimizer(optimizer, tensors, meta["optimizer"])
-        shuffle.set_state(tensors["rng.shuffle"])
-        torch.set_rng_state(tensors["rng.torch"])
-        state.epoch = int(meta["epoch"])
-        state.history = list(meta["history"])
+        try:
+            checkpointing.restore_model(model, tensors, label)
+            checkpointing.restore_optimizer(optimizer, tensors, meta["optimizer"])
+            shuffle.set_state(tensors["rng.shuffle"])
+            torch.set_rng_state(tensors["rng.torch"])
+            state.epoch = int(meta["epoch"])
+            state.history = list(meta["history"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise ModelCorruptError(
+                f"{label} is damaged ({type(error).__name__}: {error}); start again with --restart"
+            ) from None
         elapsed_before = float(meta.get("seconds", 0.0))
     resumed_from = state.epoch
+    saved_epochs = [state.epoch]  # the epoch the newest checkpoint holds
 
     trainable = maybe_compile(model, device, engine.compile)
     step = reconstruction_step(trainable, optimizer, precision=engine.precision)
@@ -236,15 +276,16 @@ def _train_autoencoder(
         }
 
     def save_checkpoint(loop: LoopState) -> None:
-        optimizer_tensors, optimizer_meta = ckpt.optimizer_to_tensors(optimizer)
+        optimizer_tensors, optimizer_meta = checkpointing.optimizer_to_tensors(optimizer)
         tensors = {
-            **ckpt.model_tensors(model),
+            **checkpointing.model_tensors(model),
             **optimizer_tensors,
             "rng.shuffle": shuffle.get_state(),
             "rng.torch": torch.get_rng_state(),
         }
         meta = {**common_meta(loop), "epoch": loop.epoch, "optimizer": optimizer_meta}
         store.save_checkpoint(name, tensors, meta)
+        saved_epochs[0] = loop.epoch
 
     model.train()
     try:
@@ -259,9 +300,9 @@ def _train_autoencoder(
         )
     except KeyboardInterrupt:
         raise TrainingInterrupted(
-            f"interrupted; {state.epoch}/{config.epochs} epochs are saved in a checkpoint",
+            f"interrupted; {saved_epochs[0]}/{config.epochs} epochs are saved in a checkpoint",
             model_name=name,
-            completed_epochs=state.epoch,
+            completed_epochs=saved_epochs[0],
         ) from None
 
     final = state.last

@@ -44,7 +44,7 @@ def build_model(kind: str, architecture: str, **params: Any) -> nn.Module:
     try:
         constructor = _REGISTRY[(kind, architecture)]
     except KeyError:
-        known = ", ".join(f"{k}/{a}" for k, a in sorted(_REGISTRY))
+        known = ", ".join(f"{family}/{arch}" for family, arch in sorted(_REGISTRY))
         raise ModelCorruptError(
             f"unknown architecture {kind}/{architecture}; known: {known}"
         ) from None
