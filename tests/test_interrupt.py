@@ -15,8 +15,14 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def fmt(*args: str, env: dict[str, str]) -> list[str]:
+def fmt(*args: object) -> list[str]:
     return [sys.executable, "-m", "fmnist_toolkit", *map(str, args)]
+
+
+def run_fmt(*args: object, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        fmt(*args), env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def test_ctrl_c_saves_checkpoint_and_resume_finishes(synthetic_data: Path, tmp_path: Path) -> None:
@@ -35,20 +41,13 @@ def test_ctrl_c_saves_checkpoint_and_resume_finishes(synthetic_data: Path, tmp_p
         "--name",
         "run",
     ]
-    first = subprocess.run(
-        fmt(*common, "--epochs", "1", "--quiet", env=env),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    first = run_fmt(*common, "--epochs", "1", "--quiet", env=env, timeout=120)
     assert first.returncode == 0, first.stderr
     before = json.loads((tmp_path / "home" / "run" / "config.json").read_text())
 
     epochs = 200
     process = subprocess.Popen(
-        fmt(*common, "--epochs", epochs, env=env),
+        fmt(*common, "--epochs", epochs),
         env=env,
         stderr=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -77,21 +76,8 @@ def test_ctrl_c_saves_checkpoint_and_resume_finishes(synthetic_data: Path, tmp_p
     resume_command = error_lines[0].split("resume with: ", 1)[1].split()
     assert " ae train --name run --resume " in f" {' '.join(resume_command)} "
     assert resume_command[resume_command.index("--data-dir") + 1] == str(synthetic_data)
-    resumed = subprocess.run(
-        fmt(
-            "ae",
-            "train",
-            *resume_command[resume_command.index("train") + 1 :],
-            "--json",
-            "--quiet",
-            env=env,
-        ),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    arguments = resume_command[resume_command.index("train") + 1 :]
+    resumed = run_fmt("ae", "train", *arguments, "--json", "--quiet", env=env, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
     assert summary["epochs"] == epochs and summary["resumed_from_epoch"] >= 3

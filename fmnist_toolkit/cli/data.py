@@ -124,7 +124,7 @@ def verify(data_dir: DataDirOption = None, json_output: JsonOption = False) -> N
         table.add_column("status")
         for check in checks:
             status = "[green]ok[/]" if check.ok else f"[red]{check.problem}[/]"
-            table.add_row(str(check.path or check.name), status)
+            table.add_row(check.path.name if check.path else check.name, status)
         console.print(table)
     bad = [check for check in checks if not check.ok]
     if all(check.path is None for check in checks):

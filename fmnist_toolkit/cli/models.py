@@ -71,7 +71,7 @@ def list_models(json_output: JsonOption = False) -> None:
             model.kind,
             f"{spec.get('architecture', '?')} ({params})" if params else spec.get("architecture"),
             _summary(model.config),
-            str(model.config.get("created", "")),
+            str(model.config.get("created", ""))[:16].replace("T", " "),
         )
     console.print(table)
 
