@@ -31,6 +31,11 @@ class RecordingHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that gave up (the timeout test) is expected, not worth a traceback
+
+
 @pytest.fixture
 def server(tmp_path: Path, synthetic_data: Path) -> Iterator[tuple[str, list[str]]]:
     """Serves ``good/`` (the dataset), ``corrupt/`` (damaged copies) and ``empty/`` (404s)."""
@@ -46,7 +51,7 @@ def server(tmp_path: Path, synthetic_data: Path) -> Iterator[tuple[str, list[str
         type("Handler", (RecordingHandler,), {"requests": requests, "delay": 10.0}),
         directory=str(root),
     )
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd = QuietServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:

@@ -49,6 +49,9 @@ def test_ctrl_c_saves_checkpoint_and_resume_finishes(synthetic_data: Path, tmp_p
     process = subprocess.Popen(
         fmt(*common, "--epochs", epochs),
         env=env,
+        # A shell without job control (CI, nohup) starts children with SIGINT ignored, and
+        # Python then never raises KeyboardInterrupt: give the child the default disposition.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         stderr=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
