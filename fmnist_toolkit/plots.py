@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
     from matplotlib.figure import Figure
+
+
+@dataclass(frozen=True)
+class ScatterPanel:
+    """One panel of a latent scatter: 2-D coordinates [N, 2], a subtitle and axis labels."""
+
+    coords: np.ndarray
+    subtitle: str
+    xlabel: str
+    ylabel: str
+    note: str = ""  # written in the panel's corner, e.g. its 5-NN accuracy
 
 
 def save_figure(figure: Figure, path: Path, *, dpi: int = 150) -> Path:
@@ -75,5 +88,86 @@ def image_rows(
                 axes.set_title(column_labels[column], fontsize=8)
             if column == 0:
                 axes.set_ylabel(row_label, fontsize=9)
+    figure.suptitle(title)
+    return figure
+
+
+def _scatter_by_class(axes, coords: np.ndarray, labels: np.ndarray, class_names) -> None:
+    from matplotlib import colormaps
+
+    colours = colormaps["tab10"]
+    for index, name in enumerate(class_names):
+        chosen = labels == index
+        axes.scatter(
+            coords[chosen, 0],
+            coords[chosen, 1],
+            s=3,
+            alpha=0.5,
+            color=colours(index),
+            label=name,
+            rasterized=True,
+            linewidths=0,
+        )
+
+
+def latent_scatter(
+    panels: Sequence[ScatterPanel],
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    title: str,
+    shared_limits: bool = False,
+) -> Figure:
+    """Points coloured by class (tab10, legend with class names), one panel per projection.
+
+    Small, half-transparent points keep 10,000 codes readable; ``shared_limits`` puts every
+    panel on the same axes scale, so spreads can be compared by eye (a panel that shrinks to a
+    dot on that scale gets a magnified inset).
+    """
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.2 * len(panels) + 1.8, 6.0), layout="constrained")
+    grid = figure.subplots(1, len(panels), squeeze=False)[0]
+    for axes, panel in zip(grid, panels, strict=True):
+        _scatter_by_class(axes, panel.coords, labels, class_names)
+        axes.set_title(panel.subtitle)
+        axes.set_xlabel(panel.xlabel)
+        axes.set_ylabel(panel.ylabel)
+        axes.grid(True, alpha=0.2)
+        if panel.note:
+            axes.text(
+                0.02,
+                0.98,
+                panel.note,
+                transform=axes.transAxes,
+                va="top",
+                fontsize=9,
+                bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8},
+            )
+    if shared_limits:
+        every = np.concatenate([panel.coords for panel in panels])
+        low, high = every.min(axis=0), every.max(axis=0)
+        margin = 0.03 * (high - low)
+        shared_extent = float((high - low).max())
+        for axes, panel in zip(grid, panels, strict=True):
+            axes.set_xlim(low[0] - margin[0], high[0] + margin[0])
+            axes.set_ylim(low[1] - margin[1], high[1] + margin[1])
+            extent = float(np.ptp(panel.coords, axis=0).max())
+            if extent < 0.1 * shared_extent:
+                inset = axes.inset_axes((0.55, 0.55, 0.42, 0.42))
+                _scatter_by_class(inset, panel.coords, labels, class_names)
+                inset.set_xticks([])
+                inset.set_yticks([])
+                inset.set_title(
+                    f"zoomed {shared_extent / max(extent, 1e-12):.0f} times", fontsize=8
+                )
+    figure.legend(
+        *grid[0].get_legend_handles_labels(),
+        loc="outside right center",
+        markerscale=4,
+        frameon=False,
+        title="class",
+    )
     figure.suptitle(title)
     return figure

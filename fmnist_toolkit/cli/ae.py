@@ -23,7 +23,7 @@ from fmnist_toolkit.cli._render import console, print_json, print_note
 
 app = typer.Typer(
     rich_markup_mode="markdown",
-    help="The convolutional autoencoder: train it (tuning and latent-space plots are planned).",
+    help="The convolutional autoencoder: train it and draw its latent space (tuning is planned).",
     no_args_is_help=True,
 )
 
@@ -200,4 +200,129 @@ def train(
             continue
         shown = f"{value:.6f}" if isinstance(value, float) and key.endswith("mse") else value
         table.add_row(key, str(shown))
+    console.print(table)
+
+
+class View(str, enum.Enum):
+    scatter = "scatter"
+    untrained = "untrained"
+    walk = "walk"
+    pca = "pca"
+    tsne = "tsne"
+    all = "all"
+
+
+WALK = "Walk (--view walk)"
+
+
+@app.command("latent-plot")
+def latent_plot(
+    model: Annotated[
+        str,
+        typer.Option("--model", help="Autoencoder name in the store, or the path of its folder."),
+    ] = "ae-16",
+    view: Annotated[
+        View,
+        typer.Option(
+            help="scatter: the 2-D codes (2-D latents only); untrained: trained vs a freshly "
+            "initialised encoder, same axes; walk: images decoded along a line in latent space; "
+            "pca: two principal components; tsne: t-SNE of all test codes; all: every view the "
+            "model supports.",
+        ),
+    ] = View.all,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Figure file (.png, .svg or .pdf: the extension picks the format), or with "
+            "--view all a folder. Default: <model>-<view>.png, or the folder <model>-latent/.",
+            show_default=False,
+        ),
+    ] = None,
+    walk_from: Annotated[
+        str,
+        typer.Option(
+            "--from", help="Start class of the walk: name or index.", rich_help_panel=WALK
+        ),
+    ] = "ankle-boot",
+    walk_to: Annotated[
+        str,
+        typer.Option("--to", help="End class of the walk: name or index.", rich_help_panel=WALK),
+    ] = "sneaker",
+    from_index: Annotated[
+        int | None,
+        typer.Option(
+            help="Walk from this test image instead of a class centroid.",
+            rich_help_panel=WALK,
+            show_default=False,
+        ),
+    ] = None,
+    to_index: Annotated[
+        int | None,
+        typer.Option(
+            help="Walk to this test image instead of a class centroid.",
+            rich_help_panel=WALK,
+            show_default=False,
+        ),
+    ] = None,
+    steps: Annotated[int, typer.Option(min=2, max=50, rich_help_panel=WALK)] = 10,
+    perplexity: Annotated[float, typer.Option(help="t-SNE perplexity.")] = 30.0,
+    dpi: Annotated[int, typer.Option(min=30, max=1200, help="Resolution of raster figures.")] = 150,
+    data_dir: DataDirOption = None,
+    device: DeviceOption = "auto",
+    json_output: JsonOption = False,
+) -> None:
+    """Figures of an autoencoder's latent space on the 10,000 test images.
+
+    Each scatter-type view reports the leave-one-out 5-nearest-neighbour class accuracy of the
+    test codes in its 2-D coordinates: how well the classes separate there.
+
+    Example: fmt ae latent-plot --model ae-2 --view all --out figures/
+    """
+    from fmnist_toolkit.engine.latent import WalkSpec, class_index, plot_latent_views
+
+    walk = WalkSpec(
+        from_class=class_index(walk_from),
+        to_class=class_index(walk_to),
+        from_index=from_index,
+        to_index=to_index,
+        steps=steps,
+    )
+    model_label = Path(model).name or model
+    if out is None:
+        out = (
+            Path(f"{model_label}-latent")
+            if view is View.all
+            else Path(f"{model_label}-{view.value}.png")
+        )
+    with console.status("Encoding the test set and drawing…", spinner="dots"):
+        results = plot_latent_views(
+            model,
+            [view.value],
+            out,
+            data_dir=data_dir,
+            device=device,
+            perplexity=perplexity,
+            walk=walk,
+            dpi=dpi,
+        )
+    rows = [
+        {
+            "view": result.view,
+            "path": str(result.path),
+            "knn_accuracy": result.knn_accuracy,
+            **result.details,
+        }
+        for result in results
+    ]
+    if json_output:
+        print_json({"model": model, "k": 5, "views": rows})
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Latent space of {model}")
+    for column in ("view", "5-NN accuracy", "file"):
+        table.add_column(column)
+    for row in rows:
+        accuracy = ", ".join(f"{key} {value:.1%}" for key, value in row["knn_accuracy"].items())
+        table.add_row(row["view"], accuracy or "—", row["path"])
     console.print(table)

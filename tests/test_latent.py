@@ -1,0 +1,213 @@
+"""`fmt ae latent-plot`: every view on synthetic data, its numbers, and its bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fmnist_toolkit.config import AutoencoderTrainConfig, EngineConfig
+from fmnist_toolkit.engine.ae import train_autoencoder
+from fmnist_toolkit.engine.latent import class_index, knn_accuracy
+from fmnist_toolkit.errors import UsageError
+from fmnist_toolkit.storage import ModelStore
+from tests.test_cli import assert_one_line_error
+
+
+@pytest.fixture(scope="module")
+def trained_store(tmp_path_factory: pytest.TempPathFactory, synthetic_data: Path) -> Path:
+    """A store with a 2-D and a 4-D autoencoder trained briefly on the synthetic data."""
+    root = tmp_path_factory.mktemp("latent-store")
+    for latent_dim in (2, 4):
+        config = AutoencoderTrainConfig(latent_dim=latent_dim, epochs=8, batch_size=32, lr=3e-3)
+        train_autoencoder(
+            f"ae-{latent_dim}",
+            config,
+            EngineConfig(device="cpu"),
+            data_dir=synthetic_data,
+            store=ModelStore(root),
+        )
+    return root
+
+
+@pytest.fixture
+def plot(cli, trained_store: Path, synthetic_data: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("FMT_HOME", str(trained_store))
+
+    def invoke(*args: object):
+        return cli(
+            "ae",
+            "latent-plot",
+            "--data-dir",
+            synthetic_data,
+            "--device",
+            "cpu",
+            "--perplexity",
+            "10",
+            *args,
+        )
+
+    return invoke
+
+
+def test_all_views_of_a_2d_model(plot, tmp_path: Path) -> None:
+    result = plot("--model", "ae-2", "--view", "all", "--out", tmp_path / "figs", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    views = {row["view"]: row for row in report["views"]}
+    assert list(views) == ["scatter", "untrained", "walk", "pca", "tsne"]
+    for view, row in views.items():
+        path = Path(row["path"])
+        assert path == tmp_path / "figs" / f"ae-2-{view}.png"
+        assert path.read_bytes()[:4] == b"\x89PNG"
+    for view in ("scatter", "pca", "tsne"):
+        assert 0.0 <= views[view]["knn_accuracy"]["trained"] <= 1.0
+    untrained = views["untrained"]["knn_accuracy"]
+    assert untrained["trained"] > untrained["untrained"], "training separates the classes"
+    assert (
+        views["untrained"]["knn_accuracy"]["trained"] == views["scatter"]["knn_accuracy"]["trained"]
+    )
+    assert len(views["pca"]["explained_variance"]) == 2
+    assert views["walk"]["from"] == "Ankle boot" and views["walk"]["to"] == "Sneaker"
+
+
+def test_a_wider_latent_skips_scatter_in_all(plot, tmp_path: Path) -> None:
+    result = plot("--model", "ae-4", "--out", tmp_path, "--json")
+    assert result.exit_code == 0, result.stderr
+    views = [row["view"] for row in json.loads(result.stdout)["views"]]
+    assert views == ["untrained", "walk", "pca", "tsne"]
+    untrained = json.loads(result.stdout)["views"][0]
+    assert untrained["projection"] == "pca"
+
+
+@pytest.mark.parametrize(
+    ("view", "name", "magic"),
+    [
+        ("scatter", "s.svg", b"<?xml"),
+        ("untrained", "u.pdf", b"%PDF"),
+        ("pca", "p.png", b"\x89PNG"),
+        ("tsne", "t.png", b"\x89PNG"),
+    ],
+)
+def test_one_view_in_the_format_of_its_extension(plot, tmp_path, view, name, magic) -> None:
+    result = plot("--model", "ae-2", "--view", view, "--out", tmp_path / name, "--dpi", "60")
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / name).read_bytes().startswith(magic)
+    assert "5-NN accuracy" in result.stderr
+
+
+def test_walks_between_classes_and_between_images(plot, tmp_path: Path) -> None:
+    by_class = plot(
+        "--model",
+        "ae-4",
+        "--view",
+        "walk",
+        "--from",
+        "0",
+        "--to",
+        "Trouser",
+        "--steps",
+        "5",
+        "--out",
+        tmp_path / "w.png",
+        "--json",
+    )
+    assert by_class.exit_code == 0, by_class.stderr
+    row = json.loads(by_class.stdout)["views"][0]
+    assert (row["from"], row["to"], row["steps"]) == ("T-shirt/top", "Trouser", 5)
+    by_index = plot(
+        "--model",
+        "ae-4",
+        "--view",
+        "walk",
+        "--from-index",
+        "3",
+        "--to-index",
+        "7",
+        "--out",
+        tmp_path / "i.png",
+        "--json",
+    )
+    assert by_index.exit_code == 0, by_index.stderr
+    assert json.loads(by_index.stdout)["views"][0]["from"] == "test #3"
+
+
+def test_default_output_names(plot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert plot("--model", "ae-2", "--view", "pca").exit_code == 0
+    assert (tmp_path / "ae-2-pca.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (["--model", "nobody", "--view", "pca"], 1, "no model named 'nobody'"),
+        (["--model", "ae-2", "--view", "walk", "--from", "hat"], 2, "unknown class 'hat'"),
+        (["--model", "ae-4", "--view", "scatter"], 2, "use --view pca or --view tsne"),
+        (["--model", "ae-2", "--view", "pca", "--out", "fig.bmp"], 2, "unknown figure format"),
+        (["--model", "ae-2", "--view", "walk", "--from-index", "3"], 2, "go together"),
+        (
+            ["--model", "ae-2", "--view", "walk", "--from-index", "0", "--to-index", "99999"],
+            2,
+            "outside",
+        ),
+        (["--model", "ae-2", "--view", "tsne", "--perplexity", "0.5"], 2, "perplexity"),
+        (["--model", "ae-2", "--view", "pixels"], 2, "--view"),
+        (["--model", "ae-2", "--view", "all", "--out", "x.png"], 2, "must be a folder"),
+    ],
+)
+def test_bad_input(plot, tmp_path: Path, monkeypatch, args, code, fragment) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert_one_line_error(plot(*args), code, fragment)
+
+
+def test_unwritable_output(plot, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = plot("--model", "ae-2", "--view", "pca", "--out", blocker / "fig.png")
+    assert_one_line_error(result, 1, str(blocker))
+
+
+def test_a_model_that_is_not_an_autoencoder(plot, trained_store: Path, tmp_path: Path) -> None:
+    store = ModelStore(trained_store)
+    tensors, config = store.load("ae-2")
+    store.save(
+        "not-ae",
+        tensors,
+        {**config, "kind": "classifier", "model": {**config["model"], "kind": "classifier"}},
+    )
+    result = plot("--model", "not-ae", "--view", "pca", "--out", tmp_path / "x.png")
+    assert_one_line_error(result, 2, "not an autoencoder")
+
+
+def test_knn_accuracy_measures_separation() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 50)
+    centres = np.stack([np.arange(10) * 100.0, np.zeros(10)], axis=1)
+    separated = centres[labels] + rng.normal(size=(500, 2))
+    assert knn_accuracy(separated, labels) == 1.0
+    mixed = rng.normal(size=(500, 2))
+    assert knn_accuracy(mixed, labels) < 0.3
+
+
+@pytest.mark.parametrize(
+    ("text", "index"),
+    [
+        ("9", 9),
+        ("ankle-boot", 9),
+        ("Ankle boot", 9),
+        ("t-shirt", 0),
+        ("T-shirt/top", 0),
+        ("sneaker", 7),
+        ("BAG", 8),
+    ],
+)
+def test_class_names_and_indices(text: str, index: int) -> None:
+    assert class_index(text) == index
+
+
+def test_unknown_class() -> None:
+    with pytest.raises(UsageError, match="ankle-boot"):
+        class_index("10")
