@@ -60,3 +60,18 @@ class AutoencoderTrainConfig:
             architecture=self.architecture,
             params={"latent_dim": self.latent_dim},
         )
+
+
+@dataclass(frozen=True)
+class ClassifierTrainConfig:
+    """The recipe of ``fmt clf finetune``; defaults are the report's (frozen encoder)."""
+
+    encoder: str = "ae-16"  # the autoencoder (store name or path) whose encoder is used
+    epochs: int = 100
+    batch_size: int = 256
+    lr: float = 2e-4
+    weight_decay: float = 1e-5
+    unfreeze: bool = False
+    encoder_lr: float = 2e-4  # only with unfreeze
+    val_fraction: float = 0.1
+    seed: int = 0

@@ -439,19 +439,85 @@ class DeviceSplit:
         self, batch_size: int, generator: torch.Generator | None = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Float images [B, 1, 28, 28] in [0, 1] and labels; shuffled when given a generator."""
-        import torch
-
-        order = None
-        if generator is not None:
-            order = torch.randperm(len(self), generator=generator).to(self.images.device)
-        for start in range(0, len(self), batch_size):
-            if order is None:
-                index = slice(start, start + batch_size)
-            else:
-                index = order[start : start + batch_size]
+        for index in index_batches(len(self), batch_size, generator, self.images.device):
             yield to_unit_float(self.images[index]), self.labels[index]
+
+    def subset(self, index: torch.Tensor) -> DeviceSplit:
+        """The images and labels at ``index`` (e.g. a validation split), on the same device."""
+        index = index.to(self.images.device)
+        return DeviceSplit(self.images[index], self.labels[index])
+
+
+def index_batches(
+    count: int, batch_size: int, generator: torch.Generator | None, device: torch.device
+) -> Iterator[slice | torch.Tensor]:
+    """Batch indices over ``count`` rows: in order, or shuffled by a seeded CPU generator."""
+    import torch
+
+    order = None
+    if generator is not None:
+        order = torch.randperm(count, generator=generator).to(device)
+    for start in range(0, count, batch_size):
+        yield (
+            slice(start, start + batch_size) if order is None else order[start : start + batch_size]
+        )
+
+
+def split_indices(count: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded (train, validation) partition of ``range(count)``; the same seed gives the same
+    split, so every run of a recipe validates on the same images."""
+    import torch
+
+    if not 0 < fraction < 1:
+        raise UsageError(f"the validation fraction must be between 0 and 1, not {fraction}")
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    held_out = max(1, round(count * fraction))
+    return order[held_out:].sort().values, order[:held_out].sort().values
 
 
 def to_unit_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 [N, 28, 28] to float [N, 1, 28, 28] in [0, 1], on the tensor's own device."""
     return images.unsqueeze(1).float().div_(255.0)
+
+
+# --------------------------------------------------------------------------- user images
+
+
+def image_like_fashion_mnist(path: str | os.PathLike[str]) -> torch.Tensor:
+    """A user's picture (PNG, JPEG, ... any size) as Fashion-MNIST makes its images: uint8 [28, 28].
+
+    Following the data set's own conversion: grayscale; the garment made light on a dark
+    background (inverted when the picture's border is light); the background trimmed; the longest
+    side resized to 28 pixels; the rest padded to 28x28 with the garment centred.
+    """
+    import numpy as np
+    import torch
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened).convert("L")
+    except FileNotFoundError:
+        raise DataMissingError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise DataCorruptError(f"{path}: not an image this tool can read ({error})") from None
+    pixels = np.asarray(image, dtype=np.float32)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    if np.median(border) > 127:  # light background, as in photos: Fashion-MNIST is inverted
+        pixels = 255.0 - pixels
+    background = float(
+        np.median(np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]))
+    )
+    rows = np.flatnonzero((pixels > background + 20).any(axis=1))
+    columns = np.flatnonzero((pixels > background + 20).any(axis=0))
+    if rows.size and columns.size:
+        pixels = pixels[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+    pixels = np.clip(pixels - background, 0, 255)
+    height, width = pixels.shape
+    scale = IMAGE_SIZE / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resized = Image.fromarray(pixels.astype(np.uint8)).resize(size, Image.Resampling.LANCZOS)
+    canvas = Image.new("L", (IMAGE_SIZE, IMAGE_SIZE), 0)
+    canvas.paste(resized, ((IMAGE_SIZE - size[0]) // 2, (IMAGE_SIZE - size[1]) // 2))
+    return torch.from_numpy(np.asarray(canvas, dtype=np.uint8).copy())

@@ -171,3 +171,80 @@ def latent_scatter(
     )
     figure.suptitle(title)
     return figure
+
+
+def training_curves(history: Sequence[dict[str, float]], *, best_epoch: int, title: str) -> Figure:
+    """Train and validation loss beside validation accuracy, the chosen epoch marked."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    loss_axes, accuracy_axes = figure.subplots(1, 2)
+    epochs = [row["epoch"] for row in history]
+    for metric in ("train_loss", "val_loss"):
+        loss_axes.plot(epochs, [row[metric] for row in history], label=metric.replace("_", " "))
+    loss_axes.set_ylabel("cross-entropy")
+    loss_axes.set_yscale("log")
+    accuracy_axes.plot(
+        epochs,
+        [row["val_accuracy"] for row in history],
+        color="tab:green",
+        label="validation accuracy",
+    )
+    accuracy_axes.yaxis.set_major_formatter(PercentFormatter(1.0))
+    accuracy_axes.set_ylabel("accuracy")
+    for axes in (loss_axes, accuracy_axes):
+        axes.axvline(
+            best_epoch,
+            color="grey",
+            linestyle="--",
+            linewidth=1,
+            label=f"best epoch ({best_epoch})",
+        )
+        axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(True, alpha=0.3)
+        axes.legend()
+    figure.suptitle(title)
+    return figure
+
+
+def confusion_matrices(
+    confusion: Sequence[Sequence[int]], class_names: Sequence[str], *, title: str
+) -> Figure:
+    """The confusion matrix twice: counts, and normalised per true class (rows sum to 1)."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    counts = np.asarray(confusion, dtype=float)
+    rows = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    figure = Figure(figsize=(17, 7.4), layout="constrained")
+    for axes, matrix, subtitle, text in zip(
+        figure.subplots(1, 2),
+        (counts, rows),
+        ("counts", "normalised per true class"),
+        (lambda v: f"{v:.0f}", lambda v: f"{v:.2f}"),
+        strict=True,
+    ):
+        image = axes.imshow(matrix, cmap="Blues")
+        figure.colorbar(image, ax=axes, shrink=0.8)
+        ticks = range(len(class_names))
+        axes.set_xticks(ticks, class_names, rotation=45, ha="right")
+        axes.set_yticks(ticks, class_names)
+        axes.set_xlabel("predicted class")
+        axes.set_ylabel("true class")
+        axes.set_title(subtitle)
+        threshold = matrix.max() / 2
+        for i in ticks:
+            for j in ticks:
+                axes.text(
+                    j,
+                    i,
+                    text(matrix[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if matrix[i, j] > threshold else "black",
+                )
+    figure.suptitle(title)
+    return figure

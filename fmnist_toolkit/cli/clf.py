@@ -1,9 +1,209 @@
-"""``fmt clf``: classifiers on the autoencoder's encoder (commands arrive with their issue)."""
+"""``fmt clf``: classifiers on the autoencoder's encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
+from fmnist_toolkit.cli._options import (
+    DataDirOption,
+    DeviceOption,
+    JsonOption,
+    Precision,
+    PrecisionOption,
+    QuietOption,
+    SeedOption,
+)
+from fmnist_toolkit.cli._render import console, print_json
+
 app = typer.Typer(
     rich_markup_mode="markdown",
-    help="Classifiers on a trained encoder, frozen or fine-tuned. "
-    "No commands yet: `fmt clf finetune`, `eval` and `predict` are planned.",
+    help="Classifiers on a trained encoder, frozen or fine-tuned: train, measure, predict.",
+    no_args_is_help=True,
 )
+
+RECIPE = "Recipe (defaults: the course report's)"
+ModelOption = Annotated[
+    str, typer.Option("--model", help="Classifier name in the store, or the path of its folder.")
+]
+
+
+def _metrics_rows(per_class: list[dict[str, Any]]):
+    from rich.table import Table
+
+    table = Table(title="Per class (test set)")
+    for column in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for row in per_class:
+        table.add_row(
+            row["class"],
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['f1']:.3f}",
+            str(row["support"]),
+        )
+    return table
+
+
+@app.command()
+def finetune(
+    encoder: Annotated[
+        str, typer.Option(help="Autoencoder whose encoder is used (store name or folder).")
+    ] = "ae-16",
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="Name in the store. Default: clf-<encoder>, or clf-<encoder>-ft with --unfreeze.",
+            show_default=False,
+        ),
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1, rich_help_panel=RECIPE)] = 100,
+    batch_size: Annotated[int, typer.Option(min=1, rich_help_panel=RECIPE)] = 256,
+    lr: Annotated[
+        float, typer.Option(help="Learning rate of the head.", rich_help_panel=RECIPE)
+    ] = 2e-4,
+    weight_decay: Annotated[float, typer.Option(min=0.0, rich_help_panel=RECIPE)] = 1e-5,
+    unfreeze: Annotated[
+        bool,
+        typer.Option(
+            "--unfreeze", help="Train the encoder too (at --encoder-lr).", rich_help_panel=RECIPE
+        ),
+    ] = False,
+    encoder_lr: Annotated[
+        float,
+        typer.Option(help="Learning rate of the encoder with --unfreeze.", rich_help_panel=RECIPE),
+    ] = 2e-4,
+    val_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Share of the training set held out to pick the best epoch.",
+            rich_help_panel=RECIPE,
+        ),
+    ] = 0.1,
+    plots: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the loss/accuracy curves and the confusion matrix as PNGs here.",
+            file_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    data_dir: DataDirOption = None,
+    device: DeviceOption = "auto",
+    seed: SeedOption = 0,
+    precision: PrecisionOption = Precision.fp32,
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Train the report's classifier head on an autoencoder's encoder and save the best epoch.
+
+    The head is latent → 256 → 256 → 128 → 10 (ReLU, log-softmax, cross-entropy, Adam). With the
+    encoder frozen (the default, as in the report) its codes are computed once; --unfreeze
+    fine-tunes it too. A validation split of the training set picks the epoch; the test set is
+    only measured.
+
+    Example: fmt clf finetune --encoder ae-16 --unfreeze --plots plots/
+    """
+    from fmnist_toolkit.config import ClassifierTrainConfig, EngineConfig
+    from fmnist_toolkit.engine.callbacks import ProgressCallback
+    from fmnist_toolkit.engine.clf import train_classifier
+
+    encoder_label = Path(encoder).name or encoder
+    model_name = name or (f"clf-{encoder_label}-ft" if unfreeze else f"clf-{encoder_label}")
+    config = ClassifierTrainConfig(
+        encoder=encoder,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        unfreeze=unfreeze,
+        encoder_lr=encoder_lr,
+        val_fraction=val_fraction,
+        seed=seed,
+    )
+    engine = EngineConfig(device=device, precision=Precision(precision).value)
+    result = train_classifier(
+        model_name,
+        config,
+        engine,
+        data_dir=data_dir,
+        plots_dir=plots,
+        callbacks=[ProgressCallback(console, label=model_name, quiet=quiet)],
+    )
+    summary = {
+        "name": result.name,
+        "path": str(result.path),
+        "encoder": result.encoder,
+        "unfreeze": result.unfreeze,
+        "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+        "val_accuracy": result.val_accuracy,
+        "test_accuracy": result.test.accuracy,
+        "per_class": result.test.per_class,
+        "confusion": result.test.confusion,
+        "seconds": round(result.seconds, 3),
+        "device": result.device,
+        "plots": [str(path) for path in result.plots],
+    }
+    if json_output:
+        print_json(summary)
+        return
+    console.print(_metrics_rows(result.test.per_class))
+    console.print(
+        f"[bold]{result.name}[/]: test accuracy [bold]{result.test.accuracy:.2%}[/] "
+        f"(validation {result.val_accuracy:.2%}, best epoch {result.best_epoch}/{result.epochs}) "
+        f"saved in {result.path}"
+    )
+
+
+@app.command("eval")
+def evaluate(
+    model: ModelOption = "clf-ae-16",
+    data_dir: DataDirOption = None,
+    device: DeviceOption = "auto",
+    json_output: JsonOption = False,
+) -> None:
+    """Re-measure a saved classifier on the 10,000 test images."""
+    from fmnist_toolkit.engine.clf import evaluate_classifier
+
+    metrics = evaluate_classifier(model, data_dir=data_dir, device=device)
+    if json_output:
+        print_json(
+            {
+                "model": model,
+                "test_accuracy": metrics.accuracy,
+                "per_class": metrics.per_class,
+                "confusion": metrics.confusion,
+            }
+        )
+        return
+    console.print(_metrics_rows(metrics.per_class))
+    console.print(f"[bold]{model}[/]: test accuracy [bold]{metrics.accuracy:.2%}[/]")
+
+
+@app.command()
+def predict(
+    images: Annotated[
+        list[Path],
+        typer.Argument(help="Image files (PNG, JPEG, ...), any size.", show_default=False),
+    ],
+    model: ModelOption = "clf-ae-16",
+    top: Annotated[int, typer.Option(min=1, max=10, help="How many classes to show.")] = 3,
+    json_output: JsonOption = False,
+) -> None:
+    """Classify your own pictures of clothes.
+
+    Each picture is converted as Fashion-MNIST's were: grayscale, inverted when its background
+    is light, trimmed, longest side resized to 28 pixels, centred on a 28x28 canvas.
+    """
+    from fmnist_toolkit.engine.clf import predict_images
+
+    predictions = predict_images(model, images, top=top)
+    if json_output:
+        print_json({"model": model, "predictions": predictions})
+        return
+    for prediction in predictions:
+        ranked = ", ".join(f"{row['class']} {row['probability']:.1%}" for row in prediction["top"])
+        typer.echo(f"{prediction['image']}: {ranked}")

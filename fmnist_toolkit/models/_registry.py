@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 _REGISTRY: dict[tuple[str, str], Callable[..., nn.Module]] = {}
 # Modules that register architectures; imported on first lookup so that the registry costs
 # nothing until a model is built.
-_FAMILY_MODULES = ("fmnist_toolkit.models.autoencoder",)
+_FAMILY_MODULES = ("fmnist_toolkit.models.autoencoder", "fmnist_toolkit.models.classifier")
 
 
 def register(kind: str, architecture: str) -> Callable[[type], type]:

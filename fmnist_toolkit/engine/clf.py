@@ -1,0 +1,395 @@
+"""The classifier recipe: an autoencoder's encoder plus the report's head, frozen or fine-tuned."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fmnist_toolkit._version import __version__
+from fmnist_toolkit.config import ClassifierTrainConfig, EngineConfig, ModelSpec, config_to_dict
+from fmnist_toolkit.data import (
+    CLASS_NAMES,
+    DeviceSplit,
+    dataset_sha256,
+    index_batches,
+    load_fashion_mnist,
+    split_indices,
+)
+from fmnist_toolkit.engine.ae import ensure_writable_folder
+from fmnist_toolkit.engine.device import (
+    autocast,
+    describe_device,
+    place_model,
+    resolve_device,
+    seed_everything,
+)
+from fmnist_toolkit.engine.loop import Callback, LoopState, fit
+from fmnist_toolkit.engine.model_io import load_model, model_spec_of, read_saved_model
+from fmnist_toolkit.errors import TrainingInterrupted, UsageError
+from fmnist_toolkit.models import build_model
+from fmnist_toolkit.storage import ModelStore, validate_name
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+_EVAL_BATCH = 2048
+
+
+@dataclass
+class ClassifierMetrics:
+    """Test-set figures of a classifier."""
+
+    accuracy: float
+    per_class: list[dict[str, Any]]  # class, precision, recall, f1, support
+    confusion: list[list[int]]  # rows: true class, columns: predicted class
+
+
+@dataclass
+class ClassifierTrainResult:
+    """What ``fmt clf finetune`` reports."""
+
+    name: str
+    path: Path
+    encoder: str
+    unfreeze: bool
+    epochs: int
+    best_epoch: int
+    val_accuracy: float
+    test: ClassifierMetrics
+    seconds: float
+    device: str
+    plots: list[Path] = field(default_factory=list)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def check_classifier_config(config: ClassifierTrainConfig) -> None:
+    """Values that can never train: a usage error before any data is read."""
+    if config.epochs < 1 or config.batch_size < 1:
+        raise UsageError("epochs and batch size must be at least 1")
+    for label, value in (
+        ("learning rate", config.lr),
+        ("encoder learning rate", config.encoder_lr),
+    ):
+        if not math.isfinite(value) or value <= 0:
+            raise UsageError(f"the {label} must be a finite number > 0")
+    if not math.isfinite(config.weight_decay) or config.weight_decay < 0:
+        raise UsageError("the weight decay must be a finite number >= 0")
+    if not 0 < config.val_fraction < 1:
+        raise UsageError("--val-fraction must be between 0 and 1")
+
+
+def encoder_source(
+    encoder: str, store: ModelStore
+) -> tuple[ModelSpec, dict[str, Any], dict[str, Any]]:
+    """The autoencoder named by ``--encoder``: its spec, config and weights, or a clear error."""
+    tensors, config, label = read_saved_model(encoder, store)
+    spec = model_spec_of(config, label)
+    if spec.kind != "autoencoder":
+        raise UsageError(
+            f"{label} is a {spec.kind}; --encoder takes an autoencoder (see `fmt models list`)"
+        )
+    return spec, config, tensors
+
+
+def classify(model: nn.Module, split: DeviceSplit, precision: str = "fp32") -> torch.Tensor:
+    """Predicted classes [N] (CPU) of a whole split."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    predictions = []
+    with torch.no_grad(), autocast(split.images.device, precision):
+        for images, _ in split.batches(_EVAL_BATCH):
+            predictions.append(model(images).argmax(1).cpu())
+    model.train(was_training)
+    return torch.cat(predictions)
+
+
+def test_metrics(predicted: torch.Tensor, truth: torch.Tensor) -> ClassifierMetrics:
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix (scikit-learn)."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    y_true, y_pred = truth.cpu().numpy(), predicted.cpu().numpy()
+    labels = list(range(len(CLASS_NAMES)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    per_class = [
+        {
+            "class": CLASS_NAMES[i],
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i in labels
+    ]
+    confusion = confusion_matrix(y_true, y_pred, labels=labels).tolist()
+    return ClassifierMetrics(float((y_true == y_pred).mean()), per_class, confusion)
+
+
+def train_classifier(
+    name: str,
+    config: ClassifierTrainConfig,
+    engine: EngineConfig,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    store: ModelStore | None = None,
+    plots_dir: Path | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> ClassifierTrainResult:
+    """Train the head (and with ``unfreeze`` the encoder) and save the best-validation epoch.
+
+    A validation split held out from the training set picks the epoch; the test set is only
+    measured, at the end. With the encoder frozen its features never change, so they are
+    computed once on the device and the head trains on them directly.
+    """
+    import torch
+
+    store = store or ModelStore()
+    validate_name(name)
+    check_classifier_config(config)
+    if plots_dir is not None:
+        ensure_writable_folder(plots_dir, "--plots")
+    encoder_spec, encoder_config, encoder_tensors = encoder_source(config.encoder, store)
+    device = resolve_device(engine.device)
+
+    images, labels = load_fashion_mnist("train", data_dir)
+    data_sha256 = dataset_sha256(images, labels)
+    full_train = DeviceSplit(images.to(device), labels.to(device))
+    train_index, val_index = split_indices(len(full_train), config.val_fraction, config.seed)
+    train, val = full_train.subset(train_index), full_train.subset(val_index)
+    test = DeviceSplit.load("test", data_dir, device)
+
+    shuffle = seed_everything(config.seed)
+    spec = ModelSpec(
+        "classifier",
+        "encoder-mlp",
+        {
+            "encoder_architecture": encoder_spec.architecture,
+            "latent_dim": int(encoder_spec.params["latent_dim"]),
+        },
+    )
+    model = place_model(build_model(spec.kind, spec.architecture, **spec.params), device)
+    encoder_weights = {
+        key.removeprefix("encoder."): value
+        for key, value in encoder_tensors.items()
+        if key.startswith("encoder.")
+    }
+    model.encoder.load_state_dict(encoder_weights)
+    groups = [{"params": model.head.parameters(), "lr": config.lr}]
+    if config.unfreeze:
+        groups.append({"params": model.encoder.parameters(), "lr": config.encoder_lr})
+    else:
+        model.encoder.requires_grad_(False)
+    optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay)
+    nll = torch.nn.functional.nll_loss
+
+    with torch.no_grad():
+        features = torch.cat([model.encode(x) for x, _ in train.batches(_EVAL_BATCH)])
+        model.code_mean.copy_(features.mean(0))
+        model.code_std.copy_(features.std(0).clamp_min(1e-6))
+    if config.unfreeze:
+        forward = model
+
+        def batches():
+            return train.batches(config.batch_size, shuffle)
+    else:
+        # Frozen encoder: its codes never change, so encode once and train the head on them.
+        forward = model.classify_codes
+
+        def batches():
+            for index in index_batches(len(features), config.batch_size, shuffle, device):
+                yield features[index], train.labels[index]
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        inputs, targets = batch
+        with autocast(device, engine.precision):
+            loss = nll(forward(inputs).float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach(), targets.shape[0]
+
+    best: dict[str, Any] = {"epoch": 0, "val_accuracy": -1.0, "state": None}
+
+    def evaluate() -> dict[str, float]:
+        model.eval()
+        with torch.no_grad(), autocast(device, engine.precision):
+            log_probs = torch.cat([model(x).float() for x, _ in val.batches(_EVAL_BATCH)])
+        if config.unfreeze:
+            model.train()
+        else:
+            model.head.train()
+        val_loss = float(nll(log_probs, val.labels))
+        val_accuracy = float((log_probs.argmax(1) == val.labels).float().mean())
+        return {"val_loss": val_loss, "val_accuracy": val_accuracy}
+
+    class KeepBest(Callback):
+        def on_epoch_end(self, state: LoopState) -> None:
+            row = state.last
+            if row["val_accuracy"] > best["val_accuracy"]:
+                best.update(
+                    epoch=state.epoch,
+                    val_accuracy=row["val_accuracy"],
+                    state=copy.deepcopy(model.state_dict()),
+                )
+
+    state = LoopState(epochs=config.epochs, batches_per_epoch=-(-len(train) // config.batch_size))
+    started = time.perf_counter()
+    if config.unfreeze:
+        model.train()
+    else:
+        model.head.train()
+    try:
+        fit(
+            step,
+            batches,
+            state,
+            evaluate=evaluate,
+            train_metric="train_loss",
+            callbacks=[KeepBest(), *callbacks],
+        )
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(
+            f"interrupted after {state.epoch}/{config.epochs} epochs; nothing was saved "
+            f"(an earlier model named {name!r} is untouched)",
+            model_name=name,
+            completed_epochs=state.epoch,
+        ) from None
+    seconds = time.perf_counter() - started
+
+    model.load_state_dict(best["state"])
+    metrics = test_metrics(classify(model, test, engine.precision), test.labels)
+    meta = {
+        "name": name,
+        "kind": spec.kind,
+        "model": config_to_dict(spec),
+        "recipe": config_to_dict(config),
+        "engine": config_to_dict(engine),
+        "encoder": {
+            "name": str(config.encoder),
+            "weights_sha256": encoder_config.get("weights_sha256"),
+            "test_mse": encoder_config.get("metrics", {}).get("test_mse"),
+        },
+        "data_sha256": data_sha256,
+        "history": state.history,
+        "best_epoch": best["epoch"],
+        "metrics": {
+            "val_accuracy": best["val_accuracy"],
+            "test_accuracy": metrics.accuracy,
+            "per_class": metrics.per_class,
+            "confusion": metrics.confusion,
+        },
+        "seconds": seconds,
+        "device": describe_device(device),
+        "toolkit_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    path = store.save(name, model.state_dict(), meta)
+    plots = []
+    if plots_dir is not None:
+        plots = write_classifier_plots(
+            name, config, state.history, best["epoch"], metrics, plots_dir
+        )
+    return ClassifierTrainResult(
+        name=name,
+        path=path,
+        encoder=str(config.encoder),
+        unfreeze=config.unfreeze,
+        epochs=state.epoch,
+        best_epoch=best["epoch"],
+        val_accuracy=best["val_accuracy"],
+        test=metrics,
+        seconds=seconds,
+        device=meta["device"],
+        plots=plots,
+        history=state.history,
+    )
+
+
+def evaluate_classifier(
+    name_or_path: str | os.PathLike[str],
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    store: ModelStore | None = None,
+) -> ClassifierMetrics:
+    """Re-measure a saved classifier on the 10,000 test images."""
+    _, config, label = read_saved_model(name_or_path, store)
+    if model_spec_of(config, label).kind != "classifier":
+        raise UsageError(f"{label} is not a classifier (see `fmt models list`)")
+    torch_device = resolve_device(device)
+    model = load_model(name_or_path, store=store, device=torch_device)
+    test = DeviceSplit.load("test", data_dir, torch_device)
+    return test_metrics(classify(model, test), test.labels)
+
+
+def write_classifier_plots(
+    name: str,
+    config: ClassifierTrainConfig,
+    history: list[dict[str, float]],
+    best_epoch: int,
+    metrics: ClassifierMetrics,
+    plots_dir: Path,
+) -> list[Path]:
+    """Loss and accuracy curves, and the confusion matrix (counts and row-normalised)."""
+    from fmnist_toolkit import plots
+
+    mode = "fine-tuned encoder" if config.unfreeze else "frozen encoder"
+    curves = plots.training_curves(
+        history,
+        best_epoch=best_epoch,
+        title=f"{name}: {mode} ({config.encoder}), best epoch {best_epoch}",
+    )
+    confusion = plots.confusion_matrices(
+        metrics.confusion,
+        CLASS_NAMES,
+        title=f"{name}: test accuracy {metrics.accuracy:.2%} ({mode})",
+    )
+    return [
+        plots.save_figure(curves, plots_dir / f"{name}-curves.png"),
+        plots.save_figure(confusion, plots_dir / f"{name}-confusion.png"),
+    ]
+
+
+def predict_images(
+    name_or_path: str | os.PathLike[str],
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    top: int = 3,
+    store: ModelStore | None = None,
+) -> list[dict[str, Any]]:
+    """The ``top`` classes and their probabilities for each of a user's pictures (CPU)."""
+    import torch
+
+    from fmnist_toolkit.data import image_like_fashion_mnist, to_unit_float
+
+    _, config, label = read_saved_model(name_or_path, store)
+    if model_spec_of(config, label).kind != "classifier":
+        raise UsageError(f"{label} is not a classifier (see `fmt models list`)")
+    pictures = torch.stack([image_like_fashion_mnist(path) for path in paths])
+    model = load_model(name_or_path, store=store)
+    with torch.no_grad():
+        probabilities = model(to_unit_float(pictures)).exp()
+    results = []
+    for path, row in zip(paths, probabilities, strict=True):
+        values, classes = row.topk(top)
+        results.append(
+            {
+                "image": str(path),
+                "top": [
+                    {"class": CLASS_NAMES[int(c)], "index": int(c), "probability": float(v)}
+                    for v, c in zip(values, classes, strict=True)
+                ],
+            }
+        )
+    return results

@@ -1,0 +1,198 @@
+"""`fmt clf finetune | eval | predict` on synthetic data, and their bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import fmnist_toolkit
+from fmnist_toolkit.config import AutoencoderTrainConfig, EngineConfig
+from fmnist_toolkit.data import image_like_fashion_mnist, load_fashion_mnist
+from fmnist_toolkit.engine.ae import train_autoencoder
+from fmnist_toolkit.storage import ModelStore
+from tests.test_cli import assert_one_line_error
+
+
+@pytest.fixture(scope="module")
+def encoder_store(tmp_path_factory: pytest.TempPathFactory, synthetic_data: Path) -> Path:
+    root = tmp_path_factory.mktemp("clf-store")
+    config = AutoencoderTrainConfig(latent_dim=4, epochs=8, batch_size=32, lr=3e-3)
+    train_autoencoder(
+        "ae-4", config, EngineConfig(device="cpu"), data_dir=synthetic_data, store=ModelStore(root)
+    )
+    return root
+
+
+@pytest.fixture
+def home(encoder_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh store holding a copy of the trained encoder."""
+    import shutil
+
+    root = tmp_path / "store"
+    shutil.copytree(encoder_store, root)
+    monkeypatch.setenv("FMT_HOME", str(root))
+    return root
+
+
+def finetune(cli, data: Path, *args: object):
+    return cli(
+        "clf",
+        "finetune",
+        "--encoder",
+        "ae-4",
+        "--data-dir",
+        data,
+        "--device",
+        "cpu",
+        "--epochs",
+        "6",
+        "--batch-size",
+        "32",
+        "--lr",
+        "3e-3",
+        *args,
+    )
+
+
+def test_frozen_finetune_saves_best_epoch(cli, home: Path, synthetic_data: Path, tmp_path):
+    result = finetune(cli, synthetic_data, "--json", "--plots", tmp_path / "plots")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["name"] == "clf-ae-4" and summary["unfreeze"] is False
+    assert 1 <= summary["best_epoch"] <= 6
+    assert summary["test_accuracy"] > 0.3, "the synthetic classes are easy"
+    assert len(summary["per_class"]) == 10 and np.asarray(summary["confusion"]).sum() == 128
+    assert sorted(Path(p).name for p in summary["plots"]) == [
+        "clf-ae-4-confusion.png",
+        "clf-ae-4-curves.png",
+    ]
+    config = json.loads((home / "clf-ae-4" / "config.json").read_text())
+    assert config["kind"] == "classifier" and config["encoder"]["name"] == "ae-4"
+    assert config["encoder"]["weights_sha256"]
+    # Frozen means frozen: the classifier's encoder is the autoencoder's, weight for weight.
+    weights, _ = ModelStore(home).load("clf-ae-4")
+    encoder, _ = ModelStore(home).load("ae-4")
+    assert torch.equal(weights["encoder.0.weight"], encoder["encoder.0.weight"])
+
+
+def test_unfreeze_trains_the_encoder(cli, home: Path, synthetic_data: Path) -> None:
+    result = finetune(cli, synthetic_data, "--unfreeze", "--encoder-lr", "1e-3", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["name"] == "clf-ae-4-ft"
+    weights, _ = ModelStore(home).load("clf-ae-4-ft")
+    encoder, _ = ModelStore(home).load("ae-4")
+    assert not torch.equal(weights["encoder.0.weight"], encoder["encoder.0.weight"])
+
+
+def test_same_seed_same_result(cli, home: Path, synthetic_data: Path) -> None:
+    runs = [
+        json.loads(finetune(cli, synthetic_data, "--json", "--name", f"c{i}").stdout)
+        for i in range(2)
+    ]
+    assert runs[0]["test_accuracy"] == runs[1]["test_accuracy"]
+    assert runs[0]["confusion"] == runs[1]["confusion"]
+
+
+def test_load_model_maps_images_to_log_probabilities(cli, home, synthetic_data) -> None:
+    assert finetune(cli, synthetic_data, "--quiet").exit_code == 0
+    model = fmnist_toolkit.load_model("clf-ae-4")
+    images, _ = load_fashion_mnist("test", synthetic_data)
+    log_probs = model(images[:5].unsqueeze(1).float() / 255)
+    assert log_probs.shape == (5, 10)
+    assert torch.allclose(log_probs.exp().sum(1), torch.ones(5), atol=1e-5)
+
+
+def test_eval_reproduces_the_saved_accuracy(cli, home, synthetic_data) -> None:
+    trained = json.loads(finetune(cli, synthetic_data, "--json").stdout)
+    result = cli(
+        "clf",
+        "eval",
+        "--model",
+        "clf-ae-4",
+        "--data-dir",
+        synthetic_data,
+        "--device",
+        "cpu",
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["test_accuracy"] == trained["test_accuracy"]
+    human = cli("clf", "eval", "--model", "clf-ae-4", "--data-dir", synthetic_data)
+    assert human.exit_code == 0 and "test accuracy" in human.stderr
+
+
+def _save_test_image(path: Path, pixels: torch.Tensor, *, light_background: bool, scale: int):
+    array = pixels.numpy()
+    if light_background:
+        array = 255 - array
+    Image.fromarray(array).resize((28 * scale, 28 * scale), Image.Resampling.NEAREST).save(path)
+
+
+def test_predict_pictures(cli, home, synthetic_data, tmp_path: Path) -> None:
+    assert finetune(cli, synthetic_data, "--quiet").exit_code == 0
+    images, _ = load_fashion_mnist("test", synthetic_data)
+    paths = []
+    for index, (light, scale, suffix) in enumerate([(False, 1, ".png"), (True, 5, ".jpg")]):
+        path = tmp_path / f"picture{index}{suffix}"
+        _save_test_image(path, images[index], light_background=light, scale=scale)
+        paths.append(path)
+    result = cli("clf", "predict", "--model", "clf-ae-4", *paths, "--json", "--top", "2")
+    assert result.exit_code == 0, result.stderr
+    predictions = json.loads(result.stdout)["predictions"]
+    assert [p["image"] for p in predictions] == [str(p) for p in paths]
+    for prediction in predictions:
+        assert len(prediction["top"]) == 2
+        assert prediction["top"][0]["probability"] >= prediction["top"][1]["probability"]
+    human = cli("clf", "predict", "--model", "clf-ae-4", paths[0])
+    assert human.exit_code == 0 and human.stdout.startswith(f"{paths[0]}: ")
+
+
+def test_pictures_are_converted_like_fashion_mnist(tmp_path: Path) -> None:
+    # A dark, tall rectangle on a large white photo: inverted, trimmed, resized, centred.
+    picture = np.full((300, 200), 255, dtype=np.uint8)
+    picture[50:250, 70:130] = 0
+    Image.fromarray(picture).save(tmp_path / "photo.png")
+    converted = image_like_fashion_mnist(tmp_path / "photo.png")
+    assert converted.shape == (28, 28) and converted.dtype == torch.uint8
+    assert int(converted[14, 14]) > 200, "the garment is light on dark, like Fashion-MNIST"
+    assert int(converted[14, 0]) == 0 and int(converted[14, 27]) == 0, "width is padded"
+    bright = (converted > 100).nonzero()
+    assert bright[:, 0].min() <= 1 and bright[:, 0].max() >= 26, "longest side spans 28 pixels"
+    columns = bright[:, 1]
+    assert abs(int(columns.min()) + int(columns.max()) - 27) <= 1, "centred"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (["--encoder", "nobody"], 1, "no model named 'nobody'"),
+        (["--encoder", "clf-ae-4"], 2, "--encoder takes an autoencoder"),
+        (["--val-fraction", "1.5"], 2, "--val-fraction"),
+        (["--lr", "-1"], 2, "learning rate"),
+        (["--epochs", "0"], 2, "--epochs"),
+    ],
+)
+def test_finetune_bad_input(cli, home, synthetic_data, args, code, fragment) -> None:
+    if "clf-ae-4" in args:
+        assert finetune(cli, synthetic_data, "--quiet").exit_code == 0
+    assert_one_line_error(finetune(cli, synthetic_data, *args), code, fragment)
+
+
+def test_predict_bad_input(cli, home, synthetic_data, tmp_path: Path) -> None:
+    assert finetune(cli, synthetic_data, "--quiet").exit_code == 0
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    assert_one_line_error(cli("clf", "predict", "--model", "clf-ae-4", text), 1, "not an image")
+    assert_one_line_error(
+        cli("clf", "predict", "--model", "clf-ae-4", tmp_path / "gone.png"), 1, "no such file"
+    )
+    assert_one_line_error(cli("clf", "predict", "--model", "ae-4", text), 2, "not a classifier")
+    assert_one_line_error(
+        cli("clf", "eval", "--model", "ae-4", "--data-dir", synthetic_data), 2, "not a classifier"
+    )
+    assert_one_line_error(cli("clf", "eval", "--model", "ghost"), 1, "no model named 'ghost'")
