@@ -31,7 +31,7 @@ from fmnist_toolkit.engine.device import (
     seed_everything,
 )
 from fmnist_toolkit.engine.loop import Callback, LoopState, fit
-from fmnist_toolkit.engine.model_io import load_model, model_spec_of, read_saved_model
+from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
 from fmnist_toolkit.errors import TrainingInterrupted, UsageError
 from fmnist_toolkit.models import build_model
 from fmnist_toolkit.storage import ModelStore, validate_name
@@ -84,19 +84,6 @@ def check_classifier_config(config: ClassifierTrainConfig) -> None:
         raise UsageError("the weight decay must be a finite number >= 0")
     if not 0 < config.val_fraction < 1:
         raise UsageError("--val-fraction must be between 0 and 1")
-
-
-def encoder_source(
-    encoder: str, store: ModelStore
-) -> tuple[ModelSpec, dict[str, Any], dict[str, Any]]:
-    """The autoencoder named by ``--encoder``: its spec, config and weights, or a clear error."""
-    tensors, config, label = read_saved_model(encoder, store)
-    spec = model_spec_of(config, label)
-    if spec.kind != "autoencoder":
-        raise UsageError(
-            f"{label} is a {spec.kind}; --encoder takes an autoencoder (see `fmt models list`)"
-        )
-    return spec, config, tensors
 
 
 def classify(model: nn.Module, split: DeviceSplit, precision: str = "fp32") -> torch.Tensor:
@@ -159,7 +146,9 @@ def train_classifier(
     check_classifier_config(config)
     if plots_dir is not None:
         ensure_writable_folder(plots_dir, "--plots")
-    encoder_spec, encoder_config, encoder_tensors = encoder_source(config.encoder, store)
+    encoder_tensors, encoder_config, _, encoder_spec = read_model_of_kind(
+        config.encoder, "autoencoder", store, hint="; --encoder takes an autoencoder"
+    )
     device = resolve_device(engine.device)
 
     images, labels = load_fashion_mnist("train", data_dir)
@@ -324,9 +313,7 @@ def evaluate_classifier(
     store: ModelStore | None = None,
 ) -> ClassifierMetrics:
     """Re-measure a saved classifier on the 10,000 test images."""
-    _, config, label = read_saved_model(name_or_path, store)
-    if model_spec_of(config, label).kind != "classifier":
-        raise UsageError(f"{label} is not a classifier (see `fmt models list`)")
+    read_model_of_kind(name_or_path, "classifier", store)
     torch_device = resolve_device(device)
     model = load_model(name_or_path, store=store, device=torch_device)
     test = DeviceSplit.load("test", data_dir, torch_device)
@@ -373,9 +360,7 @@ def predict_images(
 
     from fmnist_toolkit.data import image_like_fashion_mnist, to_unit_float
 
-    _, config, label = read_saved_model(name_or_path, store)
-    if model_spec_of(config, label).kind != "classifier":
-        raise UsageError(f"{label} is not a classifier (see `fmt models list`)")
+    read_model_of_kind(name_or_path, "classifier", store)
     pictures = torch.stack([image_like_fashion_mnist(path) for path in paths])
     model = load_model(name_or_path, store=store)
     with torch.no_grad():

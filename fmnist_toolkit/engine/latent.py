@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit
 from fmnist_toolkit.engine.device import resolve_device
-from fmnist_toolkit.engine.model_io import load_model, model_spec_of, read_saved_model
+from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
 from fmnist_toolkit.errors import OutputError, UsageError
 from fmnist_toolkit.models import build_model
 from fmnist_toolkit.storage import ModelStore
@@ -165,10 +165,7 @@ def open_latent_space(
     store: ModelStore | None = None,
 ) -> LatentSpace:
     """Load an autoencoder (by name or path) and encode the 10,000 test images with it."""
-    _, config, label = read_saved_model(name_or_path, store)
-    spec = model_spec_of(config, label)
-    if spec.kind != "autoencoder":
-        raise UsageError(f"{label} is a {spec.kind}, not an autoencoder")
+    _, config, _, spec = read_model_of_kind(name_or_path, "autoencoder", store)
     torch_device = resolve_device(device)
     model = load_model(name_or_path, store=store, device=torch_device)
     test = DeviceSplit.load("test", data_dir, torch_device)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from fmnist_toolkit.config import ModelSpec, config_from_dict
 from fmnist_toolkit.engine.checkpoint import check_state_dict
-from fmnist_toolkit.errors import ModelCorruptError, ModelNotFoundError
+from fmnist_toolkit.errors import ModelCorruptError, ModelNotFoundError, UsageError
 from fmnist_toolkit.models import build_model
 from fmnist_toolkit.storage import CONFIG_FILE, WEIGHTS_FILE, ModelStore, read_bundle
 
@@ -51,6 +51,24 @@ def model_spec_of(config: dict[str, Any], label: str) -> ModelSpec:
     if not isinstance(spec, dict) or "kind" not in spec or "architecture" not in spec:
         raise ModelCorruptError(f"{label}: its config does not say which architecture it is")
     return config_from_dict(ModelSpec, spec)
+
+
+def read_model_of_kind(
+    name_or_path: str | os.PathLike[str],
+    kind: str,
+    store: ModelStore | None = None,
+    *,
+    hint: str = "",
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], str, ModelSpec]:
+    """Weights, config, label and spec of a saved model that must be of ``kind``."""
+    tensors, config, label = read_saved_model(name_or_path, store)
+    spec = model_spec_of(config, label)
+    if spec.kind != kind:
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise UsageError(
+            f"{label} is a {spec.kind}, not {article} {kind}{hint} (see `fmt models list`)"
+        )
+    return tensors, config, label, spec
 
 
 def load_model(
