@@ -25,7 +25,7 @@ def load_model(name_or_path: str | os.PathLike[str]) -> nn.Module:
     """A saved model, by store name or path to its folder, as an ``nn.Module`` in eval mode on CPU.
 
     An autoencoder maps images [N, 1, 28, 28] in [0, 1] to reconstructions of the same shape,
-    and has ``encode`` and ``decode``.
+    and has ``encode`` and ``decode``; a classifier maps them to log-probabilities [N, 10].
     """
     from fmnist_toolkit.engine.model_io import load_model as _load_model
 

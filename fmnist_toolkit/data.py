@@ -511,8 +511,9 @@ def image_like_fashion_mnist(path: str | os.PathLike[str]) -> torch.Tensor:
     )
     rows = np.flatnonzero((pixels > background + 20).any(axis=1))
     columns = np.flatnonzero((pixels > background + 20).any(axis=0))
-    if rows.size and columns.size:
-        pixels = pixels[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+    if not rows.size:
+        raise DataCorruptError(f"{path}: no garment found (the picture is blank)")
+    pixels = pixels[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
     pixels = np.clip(pixels - background, 0, 255)
     height, width = pixels.shape
     scale = IMAGE_SIZE / max(height, width)

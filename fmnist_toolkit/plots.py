@@ -185,12 +185,10 @@ def training_curves(history: Sequence[dict[str, float]], *, best_epoch: int, tit
         loss_axes.plot(epochs, [row[metric] for row in history], label=metric.replace("_", " "))
     loss_axes.set_ylabel("cross-entropy")
     loss_axes.set_yscale("log")
-    accuracy_axes.plot(
-        epochs,
-        [row["val_accuracy"] for row in history],
-        color="tab:green",
-        label="validation accuracy",
-    )
+    for metric in ("train_accuracy", "val_accuracy"):
+        values = [row[metric] for row in history if metric in row]
+        if values:
+            accuracy_axes.plot(epochs[: len(values)], values, label=metric.replace("_", " "))
     accuracy_axes.yaxis.set_major_formatter(PercentFormatter(1.0))
     accuracy_axes.set_ylabel("accuracy")
     for axes in (loss_axes, accuracy_axes):

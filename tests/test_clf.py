@@ -64,14 +64,16 @@ def test_frozen_finetune_saves_best_epoch(cli, home: Path, synthetic_data: Path,
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["name"] == "clf-ae-4" and summary["unfreeze"] is False
-    assert 1 <= summary["best_epoch"] <= 6
+    config = json.loads((home / "clf-ae-4" / "config.json").read_text())
+    accuracies = [row["val_accuracy"] for row in config["history"]]
+    assert summary["best_epoch"] == accuracies.index(max(accuracies)) + 1, "picked on validation"
+    assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy"} <= set(config["history"][0])
     assert summary["test_accuracy"] > 0.3, "the synthetic classes are easy"
     assert len(summary["per_class"]) == 10 and np.asarray(summary["confusion"]).sum() == 128
     assert sorted(Path(p).name for p in summary["plots"]) == [
         "clf-ae-4-confusion.png",
         "clf-ae-4-curves.png",
     ]
-    config = json.loads((home / "clf-ae-4" / "config.json").read_text())
     assert config["kind"] == "classifier" and config["encoder"]["name"] == "ae-4"
     assert config["encoder"]["weights_sha256"]
     # Frozen means frozen: the classifier's encoder is the autoencoder's, weight for weight.
@@ -196,3 +198,26 @@ def test_predict_bad_input(cli, home, synthetic_data, tmp_path: Path) -> None:
         cli("clf", "eval", "--model", "ae-4", "--data-dir", synthetic_data), 2, "not a classifier"
     )
     assert_one_line_error(cli("clf", "eval", "--model", "ghost"), 1, "no model named 'ghost'")
+
+
+def test_light_and_dark_backgrounds_convert_alike(synthetic_data: Path, tmp_path: Path) -> None:
+    images, _ = load_fashion_mnist("test", synthetic_data)
+    _save_test_image(tmp_path / "dark.png", images[3], light_background=False, scale=3)
+    _save_test_image(tmp_path / "light.png", images[3], light_background=True, scale=3)
+    dark = image_like_fashion_mnist(tmp_path / "dark.png").float()
+    light = image_like_fashion_mnist(tmp_path / "light.png").float()
+    assert float((dark - light).abs().mean()) < 3.0
+
+
+def test_predict_blank_picture_and_corrupt_encoder(cli, home, synthetic_data, tmp_path) -> None:
+    assert finetune(cli, synthetic_data, "--quiet").exit_code == 0
+    Image.new("L", (64, 64), 255).save(tmp_path / "blank.png")
+    assert_one_line_error(
+        cli("clf", "predict", "--model", "clf-ae-4", tmp_path / "blank.png"), 1, "blank"
+    )
+    store = ModelStore(home)
+    tensors, config = store.load("ae-4")
+    store.save(
+        "bad-ae", tensors, {**config, "model": {**config["model"], "params": {"latent_dim": 8}}}
+    )
+    assert_one_line_error(finetune(cli, synthetic_data, "--encoder", "bad-ae"), 1, "bad-ae")

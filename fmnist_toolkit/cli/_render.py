@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -23,6 +24,14 @@ def print_json(payload: Any) -> None:
     """Exactly one JSON document on stdout."""
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
     sys.stdout.flush()
+
+
+def model_label(name_or_path: str) -> str:
+    """A store name as is; for a path, the model folder's name (also for its files)."""
+    path = Path(name_or_path)
+    if path.name in ("model.safetensors", "config.json"):
+        path = path.parent
+    return path.name or name_or_path
 
 
 def print_note(message: str) -> None:

@@ -19,7 +19,7 @@ from fmnist_toolkit.cli._options import (
     QuietOption,
     SeedOption,
 )
-from fmnist_toolkit.cli._render import console, print_json, print_note
+from fmnist_toolkit.cli._render import console, model_label, print_json, print_note
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -215,6 +215,12 @@ class View(str, enum.Enum):
 WALK = "Walk (--view walk)"
 
 
+class FigureFormat(str, enum.Enum):
+    png = "png"
+    svg = "svg"
+    pdf = "pdf"
+
+
 @app.command("latent-plot")
 def latent_plot(
     model: Annotated[
@@ -266,6 +272,10 @@ def latent_plot(
     ] = None,
     steps: Annotated[int, typer.Option(min=2, max=50, rich_help_panel=WALK)] = 10,
     perplexity: Annotated[float, typer.Option(help="t-SNE perplexity.")] = 30.0,
+    figure_format: Annotated[
+        FigureFormat,
+        typer.Option("--format", help="Format of the figures written by --view all."),
+    ] = FigureFormat.png,
     dpi: Annotated[int, typer.Option(min=30, max=1200, help="Resolution of raster figures.")] = 150,
     data_dir: DataDirOption = None,
     device: DeviceOption = "auto",
@@ -287,13 +297,9 @@ def latent_plot(
         to_index=to_index,
         steps=steps,
     )
-    model_label = Path(model).name or model
+    label = model_label(model)
     if out is None:
-        out = (
-            Path(f"{model_label}-latent")
-            if view is View.all
-            else Path(f"{model_label}-{view.value}.png")
-        )
+        out = Path(f"{label}-latent") if view is View.all else Path(f"{label}-{view.value}.png")
     with console.status("Encoding the test set and drawing…", spinner="dots"):
         results = plot_latent_views(
             model,
@@ -304,6 +310,7 @@ def latent_plot(
             perplexity=perplexity,
             walk=walk,
             dpi=dpi,
+            figure_format=FigureFormat(figure_format).value,
         )
     rows = [
         {

@@ -16,7 +16,7 @@ from fmnist_toolkit.cli._options import (
     QuietOption,
     SeedOption,
 )
-from fmnist_toolkit.cli._render import console, print_json
+from fmnist_toolkit.cli._render import console, model_label, print_json
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -110,7 +110,7 @@ def finetune(
     from fmnist_toolkit.engine.callbacks import ProgressCallback
     from fmnist_toolkit.engine.clf import train_classifier
 
-    encoder_label = Path(encoder).name or encoder
+    encoder_label = model_label(encoder)
     model_name = name or (f"clf-{encoder_label}-ft" if unfreeze else f"clf-{encoder_label}")
     config = ClassifierTrainConfig(
         encoder=encoder,

@@ -23,6 +23,7 @@ from fmnist_toolkit.data import (
     split_indices,
 )
 from fmnist_toolkit.engine.ae import ensure_writable_folder
+from fmnist_toolkit.engine.checkpoint import check_state_dict
 from fmnist_toolkit.engine.device import (
     autocast,
     describe_device,
@@ -32,7 +33,7 @@ from fmnist_toolkit.engine.device import (
 )
 from fmnist_toolkit.engine.loop import Callback, LoopState, fit
 from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
-from fmnist_toolkit.errors import TrainingInterrupted, UsageError
+from fmnist_toolkit.errors import ModelCorruptError, TrainingInterrupted, UsageError
 from fmnist_toolkit.models import build_model
 from fmnist_toolkit.storage import ModelStore, validate_name
 
@@ -146,9 +147,12 @@ def train_classifier(
     check_classifier_config(config)
     if plots_dir is not None:
         ensure_writable_folder(plots_dir, "--plots")
-    encoder_tensors, encoder_config, _, encoder_spec = read_model_of_kind(
+    encoder_tensors, encoder_config, encoder_label, encoder_spec = read_model_of_kind(
         config.encoder, "autoencoder", store, hint="; --encoder takes an autoencoder"
     )
+    latent_dim = encoder_spec.params.get("latent_dim")
+    if not isinstance(latent_dim, int) or latent_dim < 1:
+        raise ModelCorruptError(f"{encoder_label}: its config has no valid latent_dim")
     device = resolve_device(engine.device)
 
     images, labels = load_fashion_mnist("train", data_dir)
@@ -156,6 +160,8 @@ def train_classifier(
     full_train = DeviceSplit(images.to(device), labels.to(device))
     train_index, val_index = split_indices(len(full_train), config.val_fraction, config.seed)
     train, val = full_train.subset(train_index), full_train.subset(val_index)
+    if len(train) < 2:
+        raise UsageError(f"only {len(train)} training image(s) left after --val-fraction")
     test = DeviceSplit.load("test", data_dir, device)
 
     shuffle = seed_everything(config.seed)
@@ -164,7 +170,7 @@ def train_classifier(
         "encoder-mlp",
         {
             "encoder_architecture": encoder_spec.architecture,
-            "latent_dim": int(encoder_spec.params["latent_dim"]),
+            "latent_dim": latent_dim,
         },
     )
     model = place_model(build_model(spec.kind, spec.architecture, **spec.params), device)
@@ -173,6 +179,7 @@ def train_classifier(
         for key, value in encoder_tensors.items()
         if key.startswith("encoder.")
     }
+    check_state_dict(model.encoder, encoder_weights, encoder_label)
     model.encoder.load_state_dict(encoder_weights)
     groups = [{"params": model.head.parameters(), "lr": config.lr}]
     if config.unfreeze:
@@ -183,29 +190,41 @@ def train_classifier(
     nll = torch.nn.functional.nll_loss
 
     with torch.no_grad():
+        model.eval()
         features = torch.cat([model.encode(x) for x, _ in train.batches(_EVAL_BATCH)])
         model.code_mean.copy_(features.mean(0))
         model.code_std.copy_(features.std(0).clamp_min(1e-6))
+        val_features = None
+        if not config.unfreeze:
+            # Frozen encoder: codes never change, so encode once and train the head on them.
+            val_features = torch.cat([model.encode(x) for x, _ in val.batches(_EVAL_BATCH)])
+    model.train()
     if config.unfreeze:
         forward = model
 
         def batches():
             return train.batches(config.batch_size, shuffle)
     else:
-        # Frozen encoder: its codes never change, so encode once and train the head on them.
         forward = model.classify_codes
 
         def batches():
             for index in index_batches(len(features), config.batch_size, shuffle, device):
                 yield features[index], train.labels[index]
 
+    # Training accuracy is counted on the device and read once per epoch, by evaluate().
+    train_correct = torch.zeros((), device=device, dtype=torch.int64)
+    train_seen = [0]
+
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
         inputs, targets = batch
         with autocast(device, engine.precision):
-            loss = nll(forward(inputs).float(), targets)
+            log_probs = forward(inputs).float()
+            loss = nll(log_probs, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        train_correct.add_((log_probs.detach().argmax(1) == targets).sum())
+        train_seen[0] += targets.shape[0]
         return loss.detach(), targets.shape[0]
 
     best: dict[str, Any] = {"epoch": 0, "val_accuracy": -1.0, "state": None}
@@ -213,14 +232,19 @@ def train_classifier(
     def evaluate() -> dict[str, float]:
         model.eval()
         with torch.no_grad(), autocast(device, engine.precision):
-            log_probs = torch.cat([model(x).float() for x, _ in val.batches(_EVAL_BATCH)])
-        if config.unfreeze:
-            model.train()
-        else:
-            model.head.train()
-        val_loss = float(nll(log_probs, val.labels))
-        val_accuracy = float((log_probs.argmax(1) == val.labels).float().mean())
-        return {"val_loss": val_loss, "val_accuracy": val_accuracy}
+            if val_features is not None:
+                log_probs = model.classify_codes(val_features).float()
+            else:
+                log_probs = torch.cat([model(x).float() for x, _ in val.batches(_EVAL_BATCH)])
+        model.train()
+        train_accuracy = float(train_correct) / max(train_seen[0], 1)
+        train_correct.zero_()
+        train_seen[0] = 0
+        return {
+            "train_accuracy": train_accuracy,
+            "val_loss": float(nll(log_probs, val.labels)),
+            "val_accuracy": float((log_probs.argmax(1) == val.labels).float().mean()),
+        }
 
     class KeepBest(Callback):
         def on_epoch_end(self, state: LoopState) -> None:
@@ -234,10 +258,6 @@ def train_classifier(
 
     state = LoopState(epochs=config.epochs, batches_per_epoch=-(-len(train) // config.batch_size))
     started = time.perf_counter()
-    if config.unfreeze:
-        model.train()
-    else:
-        model.head.train()
     try:
         fit(
             step,
@@ -256,6 +276,7 @@ def train_classifier(
         ) from None
     seconds = time.perf_counter() - started
 
+    assert best["state"] is not None  # epoch 1 always improves on -1
     model.load_state_dict(best["state"])
     metrics = test_metrics(classify(model, test, engine.precision), test.labels)
     meta = {

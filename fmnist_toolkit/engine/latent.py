@@ -102,9 +102,9 @@ def knn_accuracy(coords: np.ndarray, labels: np.ndarray, k: int = KNN_NEIGHBOURS
     import numpy as np
     from sklearn.neighbors import NearestNeighbors
 
-    neighbours = NearestNeighbors(n_neighbors=k + 1).fit(coords)
-    _, index = neighbours.kneighbors(coords)
-    votes = labels[index[:, 1:]]  # column 0 is the point itself
+    # kneighbors() without a query leaves each point out, even where codes coincide.
+    _, index = NearestNeighbors(n_neighbors=k).fit(coords).kneighbors()
+    votes = labels[index]
     counts = np.apply_along_axis(np.bincount, 1, votes, minlength=len(CLASS_NAMES))
     return float((counts.argmax(axis=1) == labels).mean())
 
@@ -169,15 +169,16 @@ def open_latent_space(
     torch_device = resolve_device(device)
     model = load_model(name_or_path, store=store, device=torch_device)
     test = DeviceSplit.load("test", data_dir, torch_device)
+    space_codes = encode(model, test).numpy()
     name = str(config.get("name") or Path(name_or_path).name)
     seed = int(config.get("recipe", {}).get("seed", 0))
     return LatentSpace(
         name=name,
         model=model,
-        latent_dim=int(spec.params["latent_dim"]),
+        latent_dim=int(space_codes.shape[1]),
         seed=seed,
         test=test,
-        codes=encode(model, test).numpy(),
+        codes=space_codes,
         labels=test.labels.cpu().numpy(),
         spec=spec,
     )
@@ -198,17 +199,29 @@ def _untrained_codes(space: LatentSpace) -> np.ndarray:
     return encode(fresh, space.test).numpy()
 
 
-def _walk_images(space: LatentSpace, walk: WalkSpec) -> tuple[torch.Tensor, list[str], str]:
-    """Decoded images along the line between two latent points, captions and a description."""
-    import torch
-
-    codes = torch.from_numpy(space.codes)
+def check_walk(space: LatentSpace, walk: WalkSpec) -> None:
+    """A walk's ends must exist: two test images in range, or two classes with test images."""
+    if walk.steps < 2:
+        raise UsageError("--steps must be at least 2")
     if walk.from_index is not None or walk.to_index is not None:
         if walk.from_index is None or walk.to_index is None:
             raise UsageError("--from-index and --to-index go together")
         for index in (walk.from_index, walk.to_index):
-            if not 0 <= index < len(codes):
-                raise UsageError(f"test image index {index} is outside 0..{len(codes) - 1}")
+            if not 0 <= index < len(space.codes):
+                raise UsageError(f"test image index {index} is outside 0..{len(space.codes) - 1}")
+        return
+    for label in (walk.from_class, walk.to_class):
+        if not (space.labels == label).any():
+            raise UsageError(f"no test image of class {CLASS_NAMES[label]!r} to walk from or to")
+
+
+def _walk_images(space: LatentSpace, walk: WalkSpec) -> tuple[torch.Tensor, list[str], str]:
+    """Decoded images along the line between two latent points, captions and a description."""
+    import torch
+
+    check_walk(space, walk)
+    codes = torch.from_numpy(space.codes)
+    if walk.from_index is not None and walk.to_index is not None:
         start, end = codes[walk.from_index], codes[walk.to_index]
         ends = (f"test #{walk.from_index}", f"test #{walk.to_index}")
     else:
@@ -216,8 +229,6 @@ def _walk_images(space: LatentSpace, walk: WalkSpec) -> tuple[torch.Tensor, list
         start = codes[labels == walk.from_class].mean(0)
         end = codes[labels == walk.to_class].mean(0)
         ends = (CLASS_NAMES[walk.from_class], CLASS_NAMES[walk.to_class])
-    if walk.steps < 2:
-        raise UsageError("--steps must be at least 2")
     weights = torch.linspace(0, 1, walk.steps).unsqueeze(1)
     path = (1 - weights) * start + weights * end
     device = space.test.images.device
@@ -340,10 +351,11 @@ def plot_latent_views(
     perplexity: float = 30.0,
     walk: WalkSpec | None = None,
     dpi: int = 150,
+    figure_format: str = "png",
     store: ModelStore | None = None,
 ) -> list[ViewResult]:
     """Write figures of the latent space: one view to the file ``out``, or with ``views=["all"]``
-    every view the model supports to ``out/<model>-<view>.png``."""
+    every view the model supports to ``out/<model>-<view>.<figure_format>``."""
     every = list(views) == ["all"]
     unknown = [view for view in views if view not in VIEWS and not every]
     if unknown:
@@ -355,6 +367,12 @@ def plot_latent_views(
     if perplexity < 1:  # the upper bound depends on the number of points, checked later
         raise UsageError("--perplexity must be at least 1")
     space = open_latent_space(name_or_path, data_dir=data_dir, device=device, store=store)
+    chosen = supported_views(space) if every else list(views)
+    # Check every view's options before drawing any, so a bad one never leaves half the set.
+    if "walk" in chosen:
+        check_walk(space, walk or WalkSpec())
+    if "tsne" in chosen:
+        check_perplexity(perplexity, len(space.codes))
     if not every:
         return [draw_view(space, views[0], out, perplexity=perplexity, walk=walk, dpi=dpi)]
     try:
@@ -365,10 +383,10 @@ def plot_latent_views(
         draw_view(
             space,
             view,
-            figure_path(out / f"{space.name}-{view}.png"),
+            figure_path(out / f"{space.name}-{view}.{figure_format}"),
             perplexity=perplexity,
             walk=walk,
             dpi=dpi,
         )
-        for view in supported_views(space)
+        for view in chosen
     ]

@@ -50,6 +50,8 @@ def model_spec_of(config: dict[str, Any], label: str) -> ModelSpec:
     spec = config.get("model")
     if not isinstance(spec, dict) or "kind" not in spec or "architecture" not in spec:
         raise ModelCorruptError(f"{label}: its config does not say which architecture it is")
+    if not isinstance(spec.get("params", {}), dict):
+        raise ModelCorruptError(f"{label}: its config's architecture parameters are damaged")
     return config_from_dict(ModelSpec, spec)
 
 

@@ -50,5 +50,5 @@ def build_model(kind: str, architecture: str, **params: Any) -> nn.Module:
         ) from None
     try:
         return constructor(**params)
-    except TypeError as error:
-        raise ModelCorruptError(f"bad parameters for {kind}/{architecture}: {error}") from error
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ModelCorruptError(f"bad parameters for {kind}/{architecture}: {error}") from None
