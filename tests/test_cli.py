@@ -156,3 +156,15 @@ def test_resume_notes_ignored_recipe_options(cli, synthetic_data: Path) -> None:
     note = result.stderr.splitlines()[0]
     assert note.startswith("note: ") and "ignoring" in note and "--epochs" in note
     assert result.exit_code == 1 and "damaged" in result.stderr  # this checkpoint is a stub
+
+
+def test_ae_train_on_corrupt_data_names_the_file(cli, synthetic_data: Path, tmp_path) -> None:
+    import gzip
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(synthetic_data, damaged)
+    images = damaged / "t10k-images-idx3-ubyte.gz"
+    images.write_bytes(gzip.compress(gzip.decompress(images.read_bytes())[:-10]))
+    result = cli("ae", "train", "--data-dir", damaged, "--epochs", "1", "--device", "cpu")
+    assert_one_line_error(result, 1, "t10k-images-idx3-ubyte.gz", "truncated")
