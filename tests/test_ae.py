@@ -203,3 +203,19 @@ def test_two_runs_of_one_name_do_not_interleave(synthetic_data: Path, tmp_path: 
         train_autoencoder("busy", tiny(epochs=1), CPU, data_dir=synthetic_data, store=store)
     result = train_autoencoder("busy", tiny(epochs=1), CPU, data_dir=synthetic_data, store=store)
     assert result.epochs == 1
+
+
+def test_the_wide_architecture_trains_saves_and_reloads(synthetic_data: Path, tmp_path) -> None:
+    store = ModelStore(tmp_path)
+    config = tiny(architecture="wide", epochs=2)
+    result = train_autoencoder("wide", config, CPU, data_dir=synthetic_data, store=store)
+    assert result.history[-1]["test_mse"] < result.history[0]["test_mse"]
+    assert store.read_config("wide")["model"]["architecture"] == "wide"
+    model = load_model("wide", store=store)
+    test = DeviceSplit.load("test", synthetic_data, torch.device("cpu"))
+    assert reconstruction_mse(model, test) == pytest.approx(result.test_mse, rel=1e-5)
+
+
+def test_unknown_architecture_is_a_usage_error(synthetic_data: Path) -> None:
+    with pytest.raises(UsageError, match="seed or wide"):
+        train_autoencoder("x", tiny(architecture="resnet"), CPU, data_dir=synthetic_data)

@@ -37,6 +37,7 @@ class Optimizer(str, enum.Enum):
 
 _RECIPE_OPTIONS = (
     "latent_dim",
+    "arch",
     "epochs",
     "batch_size",
     "optimizer",
@@ -78,11 +79,23 @@ def train(
     ctx: typer.Context,
     name: Annotated[
         str | None,
-        typer.Option(help="Name in the model store. Default: ae-<latent-dim>.", show_default=False),
+        typer.Option(
+            help="Name in the model store. Default: ae-<latent-dim>, or ae-<arch>-<latent-dim> "
+            "for another --arch.",
+            show_default=False,
+        ),
     ] = None,
     latent_dim: Annotated[
         int, typer.Option(min=1, max=4096, help="Size of the latent code.", rich_help_panel=RECIPE)
     ] = 16,
+    arch: Annotated[
+        str,
+        typer.Option(
+            help="Architecture from the registry: seed (the report's) or wide (32/64/128 "
+            "channels with batch norm; for GPUs).",
+            rich_help_panel=RECIPE,
+        ),
+    ] = "seed",
     epochs: Annotated[
         int,
         typer.Option(min=1, help="Passes over the 60,000 training images.", rich_help_panel=RECIPE),
@@ -139,9 +152,10 @@ def train(
     from fmnist_toolkit.errors import TrainingInterrupted, UsageError
     from fmnist_toolkit.storage import ModelStore
 
-    model_name = name or f"ae-{latent_dim}"
+    model_name = name or (f"ae-{latent_dim}" if arch == "seed" else f"ae-{arch}-{latent_dim}")
     config = AutoencoderTrainConfig(
         latent_dim=latent_dim,
+        architecture=arch,
         epochs=epochs,
         batch_size=batch_size,
         optimizer=Optimizer(optimizer).value,

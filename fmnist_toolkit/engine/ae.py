@@ -41,7 +41,7 @@ from fmnist_toolkit.errors import (
     UnfinishedRunError,
     UsageError,
 )
-from fmnist_toolkit.models import build_model
+from fmnist_toolkit.models import architectures, build_model
 from fmnist_toolkit.storage import ModelStore, validate_name
 
 if TYPE_CHECKING:
@@ -85,6 +85,9 @@ def check_train_config(config: AutoencoderTrainConfig) -> None:
         raise UsageError("the learning rate and weight decay must be finite numbers")
     if config.lr <= 0 or config.weight_decay < 0:
         raise UsageError("the learning rate must be > 0 and the weight decay >= 0")
+    known = [arch for kind, arch in architectures("autoencoder")]
+    if config.architecture not in known:
+        raise UsageError(f"unknown architecture {config.architecture!r}; use {' or '.join(known)}")
     if config.optimizer not in OPTIMIZERS:
         raise UsageError(f"unknown optimizer {config.optimizer!r}; use {' or '.join(OPTIMIZERS)}")
 
