@@ -8,8 +8,26 @@ from torch import nn
 from fmnist_toolkit.models._registry import register
 
 
+class Autoencoder(nn.Module):
+    """What every autoencoder family shares: an ``encoder`` and a ``decoder`` module."""
+
+    encoder: nn.Module
+    decoder: nn.Module
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images [N, 1, 28, 28] in [0, 1] to latent codes [N, latent_dim]."""
+        return self.encoder(images)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Latent codes [N, latent_dim] to images [N, 1, 28, 28] in [0, 1]."""
+        return self.decoder(codes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(images))
+
+
 @register("autoencoder", "seed")
-class SeedAutoencoder(nn.Module):
+class SeedAutoencoder(Autoencoder):
     """The course report's autoencoder: three strided convolutions, two linear layers, mirrored.
 
     Encoder: 1x28x28 -> 8x14x14 -> 16x7x7 -> 32x3x3 -> 288 -> 64 -> ``latent_dim``.
@@ -45,24 +63,13 @@ class SeedAutoencoder(nn.Module):
             nn.Sigmoid(),
         )
 
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Images [N, 1, 28, 28] in [0, 1] to latent codes [N, latent_dim]."""
-        return self.encoder(images)
-
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Latent codes [N, latent_dim] to images [N, 1, 28, 28] in [0, 1]."""
-        return self.decoder(codes)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(images))
-
 
 def _conv_block(conv: nn.Module, channels: int) -> list[nn.Module]:
     return [conv, nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
 
 
 @register("autoencoder", "wide")
-class WideAutoencoder(nn.Module):
+class WideAutoencoder(Autoencoder):
     """A stronger autoencoder at the same latent size: 32/64/128 channels with batch norm.
 
     Encoder: 1x28x28 -> 32x28x28 -> 64x14x14 -> 128x7x7 -> ``latent_dim`` (one linear layer).
@@ -89,14 +96,3 @@ class WideAutoencoder(nn.Module):
             nn.Conv2d(32, 1, 3, padding=1),
             nn.Sigmoid(),
         )
-
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Images [N, 1, 28, 28] in [0, 1] to latent codes [N, latent_dim]."""
-        return self.encoder(images)
-
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Latent codes [N, latent_dim] to images [N, 1, 28, 28] in [0, 1]."""
-        return self.decoder(codes)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(images))
