@@ -20,7 +20,7 @@ from fmnist_toolkit.config import (
     config_from_dict,
     config_to_dict,
 )
-from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit, dataset_sha256, load_fashion_mnist
+from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit, dataset_sha256
 from fmnist_toolkit.engine import checkpoint as checkpointing
 from fmnist_toolkit.engine.callbacks import CheckpointCallback
 from fmnist_toolkit.engine.device import (
@@ -32,6 +32,7 @@ from fmnist_toolkit.engine.device import (
     resolve_device,
     seed_everything,
 )
+from fmnist_toolkit.engine.inference import INFERENCE_BATCH
 from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
 from fmnist_toolkit.errors import (
     CheckpointMissingError,
@@ -47,8 +48,6 @@ from fmnist_toolkit.storage import ModelStore, validate_name
 if TYPE_CHECKING:
     import torch
     from torch import nn
-
-_EVAL_BATCH = 2048
 
 
 @dataclass
@@ -146,7 +145,7 @@ def reconstruction_mse(model: nn.Module, split: DeviceSplit, *, precision: str =
     model.eval()
     total = torch.zeros((), device=split.images.device, dtype=torch.float64)
     with torch.no_grad(), autocast(split.images.device, precision):
-        for images, _ in split.batches(_EVAL_BATCH):
+        for images, _ in split.batches(INFERENCE_BATCH):
             reconstructions = model(images).float()
             total += torch.nn.functional.mse_loss(reconstructions, images, reduction="sum")
     model.train(was_training)
@@ -223,9 +222,8 @@ def _train_autoencoder(
     check_train_config(config)
 
     device = resolve_device(engine.device)
-    train_images, train_labels = load_fashion_mnist("train", data_dir)
-    data_sha256 = dataset_sha256(train_images, train_labels)
-    train = DeviceSplit(train_images.to(device), train_labels.to(device))
+    train = DeviceSplit.load("train", data_dir, device)
+    data_sha256 = dataset_sha256(train.images, train.labels)
     test = DeviceSplit.load("test", data_dir, device)
 
     shuffle = seed_everything(config.seed)

@@ -19,7 +19,6 @@ from fmnist_toolkit.data import (
     DeviceSplit,
     dataset_sha256,
     index_batches,
-    load_fashion_mnist,
     split_indices,
 )
 from fmnist_toolkit.engine.ae import ensure_writable_folder
@@ -31,6 +30,7 @@ from fmnist_toolkit.engine.device import (
     resolve_device,
     seed_everything,
 )
+from fmnist_toolkit.engine.inference import predict_split
 from fmnist_toolkit.engine.loop import Callback, LoopState, fit
 from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
 from fmnist_toolkit.errors import ModelCorruptError, TrainingInterrupted, UsageError
@@ -40,8 +40,6 @@ from fmnist_toolkit.storage import ModelStore, validate_name
 if TYPE_CHECKING:
     import torch
     from torch import nn
-
-_EVAL_BATCH = 2048
 
 
 @dataclass
@@ -89,16 +87,7 @@ def check_classifier_config(config: ClassifierTrainConfig) -> None:
 
 def classify(model: nn.Module, split: DeviceSplit, precision: str = "fp32") -> torch.Tensor:
     """Predicted classes [N] (CPU) of a whole split."""
-    import torch
-
-    was_training = model.training
-    model.eval()
-    predictions = []
-    with torch.no_grad(), autocast(split.images.device, precision):
-        for images, _ in split.batches(_EVAL_BATCH):
-            predictions.append(model(images).argmax(1).cpu())
-    model.train(was_training)
-    return torch.cat(predictions)
+    return predict_split(model, split, precision=precision).argmax(1).cpu()
 
 
 def test_metrics(predicted: torch.Tensor, truth: torch.Tensor) -> ClassifierMetrics:
@@ -155,9 +144,8 @@ def train_classifier(
         raise ModelCorruptError(f"{encoder_label}: its config has no valid latent_dim")
     device = resolve_device(engine.device)
 
-    images, labels = load_fashion_mnist("train", data_dir)
-    data_sha256 = dataset_sha256(images, labels)
-    full_train = DeviceSplit(images.to(device), labels.to(device))
+    full_train = DeviceSplit.load("train", data_dir, device)
+    data_sha256 = dataset_sha256(full_train.images, full_train.labels)
     train_index, val_index = split_indices(len(full_train), config.val_fraction, config.seed)
     train, val = full_train.subset(train_index), full_train.subset(val_index)
     if len(train) < 2:
@@ -189,16 +177,14 @@ def train_classifier(
     optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay)
     nll = torch.nn.functional.nll_loss
 
+    features = predict_split(model, train, model.encode)
     with torch.no_grad():
-        model.eval()
-        features = torch.cat([model.encode(x) for x, _ in train.batches(_EVAL_BATCH)])
         model.code_mean.copy_(features.mean(0))
         model.code_std.copy_(features.std(0).clamp_min(1e-6))
-        val_features = None
-        if not config.unfreeze:
-            # Frozen encoder: codes never change, so encode once and train the head on them.
-            val_features = torch.cat([model.encode(x) for x, _ in val.batches(_EVAL_BATCH)])
-    model.train()
+    val_features = None
+    if not config.unfreeze:
+        # Frozen encoder: codes never change, so encode once and train the head on them.
+        val_features = predict_split(model, val, model.encode)
     if config.unfreeze:
         forward = model
 
@@ -230,13 +216,11 @@ def train_classifier(
     best: dict[str, Any] = {"epoch": 0, "val_accuracy": -1.0, "state": None}
 
     def evaluate() -> dict[str, float]:
-        model.eval()
-        with torch.no_grad(), autocast(device, engine.precision):
-            if val_features is not None:
+        if val_features is not None:
+            with torch.no_grad(), autocast(device, engine.precision):
                 log_probs = model.classify_codes(val_features).float()
-            else:
-                log_probs = torch.cat([model(x).float() for x, _ in val.batches(_EVAL_BATCH)])
-        model.train()
+        else:
+            log_probs = predict_split(model, val, precision=engine.precision)
         train_accuracy = float(train_correct) / max(train_seen[0], 1)
         train_correct.zero_()
         train_seen[0] = 0

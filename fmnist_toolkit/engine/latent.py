@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit
 from fmnist_toolkit.engine.device import resolve_device
+from fmnist_toolkit.engine.inference import predict_split
 from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
 from fmnist_toolkit.errors import OutputError, UsageError
 from fmnist_toolkit.models import build_model
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 VIEWS = ("scatter", "untrained", "walk", "pca", "tsne")
 FIGURE_FORMATS = (".png", ".svg", ".pdf")
 KNN_NEIGHBOURS = 5
-_ENCODE_BATCH = 2048
 
 
 @dataclass(frozen=True)
@@ -88,13 +88,7 @@ def figure_path(path: Path) -> Path:
 
 def encode(model: nn.Module, split: DeviceSplit) -> torch.Tensor:
     """Latent codes [N, latent_dim] (float32, CPU) of a whole split."""
-    import torch
-
-    codes = []
-    with torch.no_grad():
-        for images, _ in split.batches(_ENCODE_BATCH):
-            codes.append(model.encode(images).float().cpu())
-    return torch.cat(codes)
+    return predict_split(model, split, model.encode).cpu()
 
 
 def knn_accuracy(coords: np.ndarray, labels: np.ndarray, k: int = KNN_NEIGHBOURS) -> float:
