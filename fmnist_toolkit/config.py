@@ -10,6 +10,7 @@ ConfigT = TypeVar("ConfigT")
 
 OPTIMIZERS = ("adam", "sgd")
 PRECISIONS = ("fp32", "bf16")
+SCHEDULES = ("constant", "cosine")
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -53,6 +54,7 @@ class AutoencoderTrainConfig:
     lr: float = 0.00099
     weight_decay: float = 3.5237e-5
     seed: int = 0
+    schedule: str = "constant"  # "cosine": the learning rate decays to 0 over the epochs
 
     def model_spec(self) -> ModelSpec:
         return ModelSpec(
@@ -75,3 +77,34 @@ class ClassifierTrainConfig:
     encoder_lr: float = 2e-4  # only with unfreeze
     val_fraction: float = 0.1
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """The search of ``fmt ae tune``: what every trial of a study shares.
+
+    Trials differ only in the sampled parameters; ``search`` widens the report's space
+    (optimizer, learning rate, weight decay) with more of the recipe.
+    """
+
+    study: str
+    trials: int = 20  # added by this run; 0 only shows the study
+    timeout: float | None = None  # seconds; no new trial starts after it
+    epochs: int = 10  # per trial
+    latent_dim: int = 16
+    val_fraction: float = 0.1
+    prune: bool = True
+    seed: int = 0
+    search: tuple[str, ...] = ()  # any of SEARCH_DIMENSIONS
+
+    def setup(self) -> dict[str, Any]:
+        """What must match for trials of the same study to be comparable."""
+        return {
+            "epochs": self.epochs,
+            "latent_dim": self.latent_dim,
+            "val_fraction": self.val_fraction,
+            "search": sorted(self.search),
+        }
+
+
+SEARCH_DIMENSIONS = ("architecture", "batch-size", "schedule")

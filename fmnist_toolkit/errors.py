@@ -72,3 +72,17 @@ class TrainingInterrupted(ToolkitError):
         super().__init__(message)
         self.model_name = model_name
         self.completed_epochs = completed_epochs
+
+
+class StudyStorageError(ToolkitError):
+    """A tuning storage URL that cannot be opened or reached."""
+
+
+class StudyNotFoundError(ToolkitError):
+    """No tuning study of that name (or no finished trial where one is needed)."""
+
+
+class TuningInterrupted(ToolkitError):
+    """Ctrl-C during ``fmt ae tune``; the study keeps every finished trial (exit 130)."""
+
+    exit_code = 130

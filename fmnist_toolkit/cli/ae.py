@@ -20,10 +20,11 @@ from fmnist_toolkit.cli._options import (
     SeedOption,
 )
 from fmnist_toolkit.cli._render import console, model_label, print_json, print_note
+from fmnist_toolkit.cli.tune import tune
 
 app = typer.Typer(
     rich_markup_mode="markdown",
-    help="The convolutional autoencoder: train it and draw its latent space (tuning is planned).",
+    help="The convolutional autoencoder: train it, tune its recipe and draw its latent space.",
     no_args_is_help=True,
 )
 
@@ -35,6 +36,11 @@ class Optimizer(str, enum.Enum):
     sgd = "sgd"
 
 
+class Schedule(str, enum.Enum):
+    constant = "constant"
+    cosine = "cosine"
+
+
 _RECIPE_OPTIONS = (
     "latent_dim",
     "arch",
@@ -43,6 +49,7 @@ _RECIPE_OPTIONS = (
     "optimizer",
     "lr",
     "weight_decay",
+    "schedule",
     "seed",
     "precision",
     "compile_model",
@@ -106,6 +113,13 @@ def train(
         float, typer.Option(help="Learning rate (> 0).", rich_help_panel=RECIPE)
     ] = 0.00099,
     weight_decay: Annotated[float, typer.Option(min=0.0, rich_help_panel=RECIPE)] = 3.5237e-5,
+    schedule: Annotated[
+        Schedule,
+        typer.Option(
+            help="Learning rate over the epochs: constant (the report's), or cosine decay to 0.",
+            rich_help_panel=RECIPE,
+        ),
+    ] = Schedule.constant,
     resume: Annotated[
         bool,
         typer.Option(
@@ -162,6 +176,7 @@ def train(
         lr=lr,
         weight_decay=weight_decay,
         seed=seed,
+        schedule=Schedule(schedule).value,
     )
     engine = EngineConfig(
         device=device, precision=Precision(precision).value, compile=compile_model
@@ -233,6 +248,9 @@ class FigureFormat(str, enum.Enum):
     png = "png"
     svg = "svg"
     pdf = "pdf"
+
+
+app.command()(tune)
 
 
 @app.command("latent-plot")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from fmnist_toolkit._version import __version__
 from fmnist_toolkit.config import (
     OPTIMIZERS,
+    SCHEDULES,
     AutoencoderTrainConfig,
     EngineConfig,
     config_from_dict,
@@ -22,7 +23,7 @@ from fmnist_toolkit.config import (
 )
 from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit, dataset_sha256
 from fmnist_toolkit.engine import checkpoint as checkpointing
-from fmnist_toolkit.engine.callbacks import CheckpointCallback
+from fmnist_toolkit.engine.callbacks import CheckpointCallback, LearningRateSchedule
 from fmnist_toolkit.engine.device import (
     autocast,
     check_precision,
@@ -89,6 +90,8 @@ def check_train_config(config: AutoencoderTrainConfig) -> None:
         raise UsageError(f"unknown architecture {config.architecture!r}; use {' or '.join(known)}")
     if config.optimizer not in OPTIMIZERS:
         raise UsageError(f"unknown optimizer {config.optimizer!r}; use {' or '.join(OPTIMIZERS)}")
+    if config.schedule not in SCHEDULES:
+        raise UsageError(f"unknown schedule {config.schedule!r}; use {' or '.join(SCHEDULES)}")
 
 
 def _settings_from_checkpoint(
@@ -163,6 +166,7 @@ def train_autoencoder(
     restart: bool = False,
     plots_dir: Path | None = None,
     callbacks: Sequence[Callback] = (),
+    provenance: dict[str, Any] | None = None,
 ) -> AutoencoderTrainResult:
     """Train the autoencoder, checkpointing every epoch; save it under ``name`` at the end.
 
@@ -170,6 +174,7 @@ def train_autoencoder(
     checkpoint of the interrupted run, so the result is the one an uninterrupted run gives.
     A model already saved under ``name`` is replaced only when the run finishes. An unfinished
     run of ``name`` is never discarded silently: pass ``resume`` or ``restart``.
+    ``provenance`` (e.g. the tuning study the recipe came from) is recorded in the config.
     """
 
     store = store or ModelStore()
@@ -188,6 +193,7 @@ def train_autoencoder(
             restart=restart,
             plots_dir=plots_dir,
             callbacks=callbacks,
+            provenance=provenance,
         )
 
 
@@ -202,6 +208,7 @@ def _train_autoencoder(
     restart: bool,
     plots_dir: Path | None,
     callbacks: Sequence[Callback],
+    provenance: dict[str, Any] | None,
 ) -> AutoencoderTrainResult:
     import torch
 
@@ -230,6 +237,7 @@ def _train_autoencoder(
     spec = config.model_spec()
     model = place_model(build_model(spec.kind, spec.architecture, **spec.params), device)
     optimizer = make_optimizer(model, config)
+    schedule = LearningRateSchedule(optimizer, config.schedule)  # before a resume changes lr
     state = LoopState(epochs=config.epochs, batches_per_epoch=train.num_batches(config.batch_size))
     elapsed_before = 0.0
     if saved_state is not None:
@@ -252,6 +260,7 @@ def _train_autoencoder(
                 f"{label} is damaged ({type(error).__name__}: {error}); start again with --restart"
             ) from None
         elapsed_before = float(meta.get("seconds", 0.0))
+        provenance = meta.get("provenance", provenance)
     resumed_from = state.epoch
     saved_epochs = [state.epoch]  # the epoch the newest checkpoint holds
 
@@ -274,6 +283,7 @@ def _train_autoencoder(
             "seconds": elapsed_before + time.perf_counter() - started,
             "device": describe_device(device),
             "toolkit_version": __version__,
+            **({"provenance": provenance} if provenance else {}),
         }
 
     def save_checkpoint(loop: LoopState) -> None:
@@ -297,7 +307,7 @@ def _train_autoencoder(
             evaluate=evaluate,
             train_metric="train_mse",
             # Checkpoint first: once progress reports an epoch, it is already saved.
-            callbacks=[CheckpointCallback(save_checkpoint), *callbacks],
+            callbacks=[schedule, CheckpointCallback(save_checkpoint), *callbacks],
         )
     except KeyboardInterrupt:
         raise TrainingInterrupted(

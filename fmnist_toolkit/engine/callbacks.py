@@ -1,13 +1,15 @@
-"""Callbacks for :func:`fmnist_toolkit.engine.loop.fit`: progress and checkpoints."""
+"""Callbacks for :func:`fmnist_toolkit.engine.loop.fit`: progress, checkpoints, schedules."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from fmnist_toolkit.engine.loop import Callback, LoopState
 
 if TYPE_CHECKING:
+    import torch
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
@@ -103,3 +105,27 @@ class CheckpointCallback(Callback):
 
     def on_epoch_end(self, state: LoopState) -> None:
         self.save(state)
+
+
+class LearningRateSchedule(Callback):
+    """Sets each parameter group's learning rate at the start of every epoch.
+
+    The rate is a function of the epoch alone (no scheduler state), so a resumed run follows
+    exactly the schedule an uninterrupted one would.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, schedule: str) -> None:
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
+
+    def factor(self, epoch: int, epochs: int) -> float:
+        """Multiplier of the base rate for the epoch after ``epoch`` completed ones."""
+        if self.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+        return 1.0
+
+    def on_epoch_start(self, state: LoopState) -> None:
+        factor = self.factor(state.epoch, state.epochs)
+        for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base_lr * factor

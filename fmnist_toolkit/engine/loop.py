@@ -34,6 +34,8 @@ class Callback:
 
     def on_fit_start(self, state: LoopState) -> None: ...
 
+    def on_epoch_start(self, state: LoopState) -> None: ...
+
     def on_batch_end(self, state: LoopState) -> None: ...
 
     def on_epoch_end(self, state: LoopState) -> None: ...
@@ -60,6 +62,8 @@ def fit(
         callback.on_fit_start(state)
     try:
         while state.epoch < state.epochs:
+            for callback in callbacks:
+                callback.on_epoch_start(state)
             started = time.perf_counter()
             loss_sum: torch.Tensor | float = 0.0
             seen = 0
