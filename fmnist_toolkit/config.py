@@ -108,3 +108,33 @@ class TuneConfig:
 
 
 SEARCH_DIMENSIONS = ("architecture", "batch-size", "schedule")
+
+
+@dataclass(frozen=True)
+class GanTrainConfig:
+    """The recipe of ``fmt gan train``; the ``mlp`` defaults are the course report's."""
+
+    architecture: str = "mlp"  # or "dcgan"
+    latent_size: int = 100
+    hidden_size: int = 784  # mlp only
+    width: int = 64  # dcgan only: channels of the widest convolution's input is 2 * width
+    epochs: int = 300
+    batch_size: int = 64
+    lr: float = 1e-4
+    beta1: float = 0.5  # Adam's betas for both networks (0.5: the DCGAN paper's choice)
+    beta2: float = 0.999
+    seed: int = 0
+
+    def generator_spec(self) -> ModelSpec:
+        size = {"hidden_size": self.hidden_size} if self.architecture == "mlp" else {}
+        width = {"width": self.width} if self.architecture == "dcgan" else {}
+        params = {"latent_size": self.latent_size, **size, **width}
+        return ModelSpec(kind="generator", architecture=self.architecture, params=params)
+
+    def discriminator_spec(self) -> ModelSpec:
+        params = (
+            {"hidden_size": self.hidden_size}
+            if self.architecture == "mlp"
+            else {"width": self.width}
+        )
+        return ModelSpec(kind="discriminator", architecture=self.architecture, params=params)

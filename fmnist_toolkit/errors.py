@@ -86,3 +86,7 @@ class TuningInterrupted(ToolkitError):
     """Ctrl-C during ``fmt ae tune``; the study keeps every finished trial (exit 130)."""
 
     exit_code = 130
+
+
+class TrainingDiverged(ToolkitError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""

@@ -37,8 +37,9 @@ def loss_curves(
     metrics: Sequence[str],
     title: str,
     ylabel: str = "loss",
+    log_scale: bool = True,
 ) -> Figure:
-    """Per-epoch curves of the named metrics on a log scale."""
+    """Per-epoch curves of the named metrics (on a log scale unless told otherwise)."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(7, 4.2), layout="constrained")
@@ -57,7 +58,8 @@ def loss_curves(
     from matplotlib.ticker import MaxNLocator
 
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set_yscale("log")
+    if log_scale:
+        axes.set_yscale("log")
     axes.set_xlabel("epoch")
     axes.set_ylabel(ylabel)
     axes.set_title(title)
@@ -89,6 +91,24 @@ def image_rows(
             if column == 0:
                 axes.set_ylabel(row_label, fontsize=9)
     figure.suptitle(title)
+    return figure
+
+
+def image_panels(images: Sequence[torch.Tensor], *, titles: Sequence[str]) -> Figure:
+    """Grayscale pictures [H, W] in [0, 1] side by side (e.g. raw and denoised sample grids)."""
+    from matplotlib.figure import Figure
+
+    height, width = images[0].shape
+    scale = 6.0 / max(height, width)
+    figure = Figure(
+        figsize=(len(images) * width * scale + 0.4, height * scale + 0.6), layout="constrained"
+    )
+    for axes, image, title in zip(
+        figure.subplots(1, len(images)).flat, images, titles, strict=True
+    ):
+        axes.imshow(image.detach().cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+        axes.set_title(title, fontsize=10)
+        axes.set_axis_off()
     return figure
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -58,20 +59,22 @@ def test_same_seed_same_metrics(synthetic_data: Path, tmp_path: Path) -> None:
     assert runs[0].test_mse != runs[2].test_mse
 
 
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
 def test_interrupt_keeps_old_model_and_resume_is_exact(
-    synthetic_data: Path, tmp_path: Path
+    synthetic_data: Path, tmp_path: Path, schedule: str
 ) -> None:
+    recipe = functools.partial(tiny, schedule=schedule)
     reference = train_autoencoder(
-        "ae", tiny(), CPU, data_dir=synthetic_data, store=ModelStore(tmp_path / "reference")
+        "ae", recipe(), CPU, data_dir=synthetic_data, store=ModelStore(tmp_path / "reference")
     )
 
     store = ModelStore(tmp_path / "interrupted")
     earlier = train_autoencoder(
-        "ae", tiny(epochs=1, seed=5), CPU, data_dir=synthetic_data, store=store
+        "ae", recipe(epochs=1, seed=5), CPU, data_dir=synthetic_data, store=store
     )
     with pytest.raises(TrainingInterrupted) as caught:
         train_autoencoder(
-            "ae", tiny(), CPU, data_dir=synthetic_data, store=store, callbacks=[InterruptAfter(2)]
+            "ae", recipe(), CPU, data_dir=synthetic_data, store=store, callbacks=[InterruptAfter(2)]
         )
     assert caught.value.exit_code == 130
     assert store.read_config("ae")["metrics"]["test_mse"] == earlier.test_mse
@@ -79,7 +82,7 @@ def test_interrupt_keeps_old_model_and_resume_is_exact(
 
     # The recipe comes from the checkpoint, whatever the caller passes.
     resumed = train_autoencoder(
-        "ae", tiny(epochs=99), CPU, data_dir=synthetic_data, store=store, resume=True
+        "ae", recipe(epochs=99), CPU, data_dir=synthetic_data, store=store, resume=True
     )
     assert resumed.resumed_from_epoch == 2
     assert resumed.epochs == 3
@@ -150,7 +153,14 @@ def test_resume_without_checkpoint(synthetic_data: Path, tmp_path: Path) -> None
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"epochs": 0}, {"lr": 0.0}, {"lr": float("nan")}, {"batch_size": 0}, {"optimizer": "lbfgs"}],
+    [
+        {"epochs": 0},
+        {"lr": 0.0},
+        {"lr": float("nan")},
+        {"batch_size": 0},
+        {"optimizer": "lbfgs"},
+        {"schedule": "step"},
+    ],
 )
 def test_impossible_recipes_are_usage_errors(synthetic_data: Path, overrides: dict) -> None:
     with pytest.raises(UsageError):

@@ -100,3 +100,15 @@ def test_optimizer_state_round_trips_without_pickle(name: str) -> None:
         for slot, value in slots.items():
             other = restored["state"][index][slot]
             assert torch.equal(value, other) if isinstance(value, torch.Tensor) else value == other
+
+
+def test_cosine_schedule_decays_to_zero_from_the_epoch_alone() -> None:
+    from fmnist_toolkit.engine.callbacks import LearningRateSchedule
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    cosine = LearningRateSchedule(optimizer, "cosine")
+    rates = []
+    for epoch in range(4):
+        cosine.on_epoch_start(LoopState(epochs=4, batches_per_epoch=1, epoch=epoch))
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([0.1, 0.1 * (1 + 2**-0.5) / 2, 0.05, 0.1 * (1 - 2**-0.5) / 2])

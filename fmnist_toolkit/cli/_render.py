@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,21 @@ def model_label(name_or_path: str) -> str:
     if path.name in ("model.safetensors", "config.json"):
         path = path.parent
     return path.name or name_or_path
+
+
+def resume_command(ctx: typer.Context, name: str) -> str:
+    """The command that resumes this run: the recipe comes from the checkpoint, so only where
+    the data, device and plots are (as given on this command line) need repeating."""
+    words = [*ctx.command_path.split(), "--name", name, "--resume"]
+    for option, parameter in (
+        ("--data-dir", "data_dir"),
+        ("--device", "device"),
+        ("--plots", "plots"),
+    ):
+        value = ctx.params.get(parameter)
+        if value is not None and value != "auto":
+            words += [option, str(value)]
+    return shlex.join(words)
 
 
 def print_note(message: str) -> None:

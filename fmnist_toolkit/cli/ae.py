@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +18,13 @@ from fmnist_toolkit.cli._options import (
     QuietOption,
     SeedOption,
 )
-from fmnist_toolkit.cli._render import console, model_label, print_json, print_note
+from fmnist_toolkit.cli._render import (
+    console,
+    model_label,
+    print_json,
+    print_note,
+    resume_command,
+)
 from fmnist_toolkit.cli.tune import tune
 
 app = typer.Typer(
@@ -64,21 +69,6 @@ def _warn_ignored_on_resume(ctx: typer.Context) -> None:
     if given:
         flags = ", ".join("--" + name.replace("_model", "").replace("_", "-") for name in given)
         print_note(f"--resume continues with the checkpoint's recipe; ignoring {flags}")
-
-
-def _resume_command(ctx: typer.Context, name: str) -> str:
-    """The command that resumes this run: the recipe comes from the checkpoint, so only where
-    the data, device and plots are (as given on this command line) need repeating."""
-    words = [*ctx.command_path.split(), "--name", name, "--resume"]
-    for option, parameter in (
-        ("--data-dir", "data_dir"),
-        ("--device", "device"),
-        ("--plots", "plots"),
-    ):
-        value = ctx.params.get(parameter)
-        if value is not None and value != "auto":
-            words += [option, str(value)]
-    return shlex.join(words)
 
 
 @app.command()
@@ -198,7 +188,7 @@ def train(
             callbacks=[progress],
         )
     except TrainingInterrupted as interrupted:
-        command = _resume_command(ctx, model_name)
+        command = resume_command(ctx, model_name)
         raise TrainingInterrupted(
             f"{interrupted}; resume with: {command}",
             model_name=interrupted.model_name,

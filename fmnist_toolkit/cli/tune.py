@@ -203,7 +203,7 @@ def tune(
     name: Annotated[
         str | None,
         typer.Option(
-            help="Store name of the --train-best model. Default: ae-<study>.",
+            help="Store name of the --train-best model. Default: ae-STUDY.",
             show_default=False,
             rich_help_panel=BEST,
         ),
@@ -224,9 +224,10 @@ def tune(
     they share the study's trials. Ctrl-C fails the running trial; the study stays usable.
 
     Examples:
-    fmt ae tune --study report --trials 30 --plots plots/ --train-best;
-    fmt ae tune --study report --trials 0 (show it);
-    fmt ae tune --study big --search schedule --storage postgresql://fmt@db/fmt (one per machine)
+
+    * `fmt ae tune --study report --trials 30 --plots plots/ --train-best`
+    * `fmt ae tune --study report --trials 0` shows the study, `--json` for scripts
+    * `fmt ae tune --study big --storage postgresql+psycopg://fmt@db/fmt` on every machine
     """
     from fmnist_toolkit.config import EngineConfig, TuneConfig
     from fmnist_toolkit.engine.callbacks import ProgressCallback

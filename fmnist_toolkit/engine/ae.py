@@ -36,11 +36,9 @@ from fmnist_toolkit.engine.device import (
 from fmnist_toolkit.engine.inference import INFERENCE_BATCH
 from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
 from fmnist_toolkit.errors import (
-    CheckpointMissingError,
     ModelCorruptError,
     OutputError,
     TrainingInterrupted,
-    UnfinishedRunError,
     UsageError,
 )
 from fmnist_toolkit.models import architectures, build_model
@@ -212,20 +210,9 @@ def _train_autoencoder(
 ) -> AutoencoderTrainResult:
     import torch
 
-    saved_state: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
-    if resume:
-        if not store.has_checkpoint(name):
-            raise CheckpointMissingError(
-                f"no interrupted run named {name!r} to resume; start one without --resume"
-            )
-        saved_state = store.load_checkpoint(name)
+    saved_state = checkpointing.checkpoint_to_resume(store, name, resume=resume, restart=restart)
+    if saved_state is not None:
         config, engine = _settings_from_checkpoint(saved_state[1], engine, name)
-    elif store.has_checkpoint(name) and not restart:
-        done = store.read_checkpoint_state(name).get("epoch", "?")
-        raise UnfinishedRunError(
-            f"an interrupted run of {name!r} is saved ({done} epochs done); continue it with "
-            "--resume or discard it with --restart"
-        )
     check_train_config(config)
 
     device = resolve_device(engine.device)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fmnist_toolkit.errors import ModelCorruptError
+from fmnist_toolkit.errors import CheckpointMissingError, ModelCorruptError, UnfinishedRunError
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+    from fmnist_toolkit.storage import ModelStore
 
 _OPTIMIZER = "optimizer.state."
 _MODEL = "model."
@@ -23,9 +25,9 @@ def unprefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch
 
 
 def optimizer_to_tensors(
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer, prefix: str = _OPTIMIZER
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split an optimizer's state into tensors and a JSON-ready remainder."""
+    """Split an optimizer's state into tensors (keys under ``prefix``) and a JSON remainder."""
     import torch
 
     state_dict = optimizer.state_dict()
@@ -35,18 +37,21 @@ def optimizer_to_tensors(
         for slot, value in slots.items():
             key = f"{index}.{slot}"
             if isinstance(value, torch.Tensor):
-                tensors[_OPTIMIZER + key] = value
+                tensors[prefix + key] = value
             else:
                 scalars[key] = value
     return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
 
 
 def restore_optimizer(
-    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+    optimizer: torch.optim.Optimizer,
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    prefix: str = _OPTIMIZER,
 ) -> None:
     """Inverse of :func:`optimizer_to_tensors`."""
     state: dict[int, dict[str, Any]] = {}
-    for key, value in unprefixed(_OPTIMIZER, tensors).items():
+    for key, value in unprefixed(prefix, tensors).items():
         index, slot = key.split(".", 1)
         state.setdefault(int(index), {})[slot] = value
     for key, value in meta.get("scalars", {}).items():
@@ -72,11 +77,35 @@ def check_state_dict(model: nn.Module, tensors: dict[str, torch.Tensor], label: 
             )
 
 
-def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    return prefixed(_MODEL, model.state_dict())
+def model_tensors(model: nn.Module, prefix: str = _MODEL) -> dict[str, torch.Tensor]:
+    return prefixed(prefix, model.state_dict())
 
 
-def restore_model(model: nn.Module, tensors: dict[str, torch.Tensor], label: str) -> None:
-    weights = unprefixed(_MODEL, tensors)
+def restore_model(
+    model: nn.Module, tensors: dict[str, torch.Tensor], label: str, prefix: str = _MODEL
+) -> None:
+    weights = unprefixed(prefix, tensors)
     check_state_dict(model, weights, label)
     model.load_state_dict(weights)
+
+
+def checkpoint_to_resume(
+    store: ModelStore, name: str, *, resume: bool, restart: bool
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """The interrupted run's checkpoint with ``resume``; None for a fresh run.
+
+    A fresh run never silently discards an interrupted one: without ``restart`` it refuses.
+    """
+    if resume:
+        if not store.has_checkpoint(name):
+            raise CheckpointMissingError(
+                f"no interrupted run named {name!r} to resume; start one without --resume"
+            )
+        return store.load_checkpoint(name)
+    if store.has_checkpoint(name) and not restart:
+        done = store.read_checkpoint_state(name).get("epoch", "?")
+        raise UnfinishedRunError(
+            f"an interrupted run of {name!r} is saved ({done} epochs done); continue it with "
+            "--resume or discard it with --restart"
+        )
+    return None

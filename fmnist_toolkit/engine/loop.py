@@ -11,7 +11,11 @@ if TYPE_CHECKING:
     import torch
 
 Step = Callable[[Any], tuple["torch.Tensor", int]]
-"""Trains on one batch; returns its mean loss (detached, still on the device) and its size."""
+"""Trains on one batch; returns its mean loss (detached, still on the device) and its size.
+
+A step that tracks several numbers (a GAN's two losses, say) returns them stacked in a 1-D
+tensor and names them with ``fit(train_metric=(...))``.
+"""
 
 
 @dataclass
@@ -50,7 +54,7 @@ def fit(
     state: LoopState,
     *,
     evaluate: Callable[[], dict[str, float]] | None = None,
-    train_metric: str = "train_loss",
+    train_metric: str | Sequence[str] = "train_loss",
     callbacks: Sequence[Callback] = (),
 ) -> LoopState:
     """Run epochs ``state.epoch + 1 .. state.epochs``; history gets one row per epoch.
@@ -75,7 +79,8 @@ def fit(
                 state.batch += 1
                 for callback in callbacks:
                     callback.on_batch_end(state)
-            row = {"epoch": state.epoch + 1, train_metric: float(loss_sum) / max(seen, 1)}
+            means = _epoch_means(loss_sum, seen, train_metric)
+            row = {"epoch": state.epoch + 1, **means}
             if evaluate is not None:
                 row.update(evaluate())
             row["seconds"] = time.perf_counter() - started
@@ -87,3 +92,13 @@ def fit(
         for callback in callbacks:
             callback.on_fit_end(state)
     return state
+
+
+def _epoch_means(
+    loss_sum: torch.Tensor | float, seen: int, names: str | Sequence[str]
+) -> dict[str, float]:
+    """The epoch's mean of each tracked number, read from the device once."""
+    if isinstance(names, str):
+        return {names: float(loss_sum) / max(seen, 1)}
+    values = loss_sum.tolist() if not isinstance(loss_sum, float) else [loss_sum] * len(names)
+    return {name: value / max(seen, 1) for name, value in zip(names, values, strict=True)}

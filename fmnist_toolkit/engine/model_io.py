@@ -55,6 +55,10 @@ def model_spec_of(config: dict[str, Any], label: str) -> ModelSpec:
     return config_from_dict(ModelSpec, spec)
 
 
+def _with_article(noun: str) -> str:
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
+
+
 def read_model_of_kind(
     name_or_path: str | os.PathLike[str],
     kind: str,
@@ -66,9 +70,9 @@ def read_model_of_kind(
     tensors, config, label = read_saved_model(name_or_path, store)
     spec = model_spec_of(config, label)
     if spec.kind != kind:
-        article = "an" if kind[0] in "aeiou" else "a"
         raise UsageError(
-            f"{label} is a {spec.kind}, not {article} {kind}{hint} (see `fmt models list`)"
+            f"{label} is {_with_article(spec.kind)}, not {_with_article(kind)}{hint} "
+            "(see `fmt models list`)"
         )
     return tensors, config, label, spec
 

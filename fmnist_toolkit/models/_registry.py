@@ -14,7 +14,11 @@ if TYPE_CHECKING:
 _REGISTRY: dict[tuple[str, str], Callable[..., nn.Module]] = {}
 # Modules that register architectures; imported on first lookup so that the registry costs
 # nothing until a model is built.
-_FAMILY_MODULES = ("fmnist_toolkit.models.autoencoder", "fmnist_toolkit.models.classifier")
+_FAMILY_MODULES = (
+    "fmnist_toolkit.models.autoencoder",
+    "fmnist_toolkit.models.classifier",
+    "fmnist_toolkit.models.gan",
+)
 
 
 def register(kind: str, architecture: str) -> Callable[[type], type]:

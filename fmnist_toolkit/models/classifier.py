@@ -51,5 +51,9 @@ class EncoderClassifier(nn.Module):
         """Latent codes [N, latent_dim] to log-probabilities [N, 10]."""
         return self.head(self.standardise(codes))
 
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The 128 activations before the last layer [N, 128]: the space of Fréchet distances."""
+        return self.head[:-2](self.standardise(self.encoder(images)))
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classify_codes(self.encoder(images))

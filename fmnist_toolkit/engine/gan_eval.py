@@ -1,0 +1,180 @@
+"""A number for sample quality: the Fréchet distance in a toolkit classifier's feature space.
+
+FD = |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)), the closed form of the 2-Wasserstein
+distance between two Gaussians fitted to the features (means mu, covariances S) — the formula
+of FID, with the 128-unit penultimate layer of a classifier trained by this toolkit in place of
+Inception (which knows nothing of 28x28 grayscale clothes). It depends on N: always report it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit, to_unit_float
+from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
+from fmnist_toolkit.engine.sample import (
+    MAX_SAMPLES,
+    best_autoencoder,
+    default_generator,
+    load_denoiser,
+    load_generator,
+    sample_batches,
+)
+from fmnist_toolkit.errors import ModelNotFoundError, UsageError
+from fmnist_toolkit.storage import ModelStore
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
+
+
+@dataclass
+class QualityRow:
+    """One image set against the test set."""
+
+    images: str  # "train (floor)", "raw samples", "denoised samples"
+    count: int
+    frechet_distance: float
+    class_histogram: dict[str, int] = field(default_factory=dict)
+    class_entropy: float = 0.0  # nats; ln 10 = 2.303 when every class is equally common
+
+
+@dataclass
+class QualityReport:
+    generator: str
+    features: str
+    denoiser: str | None
+    reference: str  # what the distances are measured against
+    rows: list[QualityRow]
+
+
+def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets [N, D] (float64)."""
+    import numpy as np
+    from scipy import linalg
+
+    mean_a, mean_b = features_a.mean(axis=0), features_b.mean(axis=0)
+    cov_a = np.cov(features_a, rowvar=False)
+    cov_b = np.cov(features_b, rowvar=False)
+    with warnings.catch_warnings():
+        # Collapsed samples (or N below the feature count) give singular covariances.
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root = linalg.sqrtm(cov_a @ cov_b)
+        if not np.isfinite(root).all():  # nudge both, as FID implementations do
+            offset = np.eye(cov_a.shape[0]) * 1e-6
+            root = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
+    root = root.real  # imaginary parts are numerical noise of sqrtm
+    difference = mean_a - mean_b
+    return float(difference @ difference + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root))
+
+
+def best_classifier(store: ModelStore) -> str:
+    """The classifier with the highest test accuracy: the default feature extractor."""
+    candidates = [
+        (float(model.config.get("metrics", {}).get("test_accuracy", 0.0)), model.name)
+        for model in store.list()
+        if model.kind == "classifier"
+    ]
+    if not candidates:
+        raise ModelNotFoundError(
+            "no classifier in the store for the feature space; train one with fmt clf finetune "
+            "or name one with --features"
+        )
+    return max(candidates)[1]
+
+
+def _features_and_classes(
+    classifier: nn.Module, images: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Penultimate features (float64) and predicted classes of [N, 1, 28, 28] images in [0, 1]."""
+    features = classifier.features(images)
+    classes = classifier.head[-2:](features).argmax(dim=1)
+    return features.double(), classes
+
+
+def _histogram(classes: torch.Tensor) -> tuple[dict[str, int], float]:
+    import torch
+
+    counts = torch.bincount(classes, minlength=len(CLASS_NAMES)).tolist()
+    total = sum(counts)
+    entropy = sum(c / total * math.log(total / c) for c in counts if c)
+    return dict(zip(CLASS_NAMES, counts, strict=True)), entropy
+
+
+def evaluate_generator(
+    *,
+    generator_name: str | None = None,
+    features_name: str | None = None,
+    denoise: bool = False,
+    denoiser_name: str | None = None,
+    count: int = 10_000,
+    seed: int = 0,
+    data_dir: str | os.PathLike[str] | None = None,
+    store: ModelStore | None = None,
+) -> QualityReport:
+    """Fréchet distances to the 10,000 test images: ``count`` samples (raw, and denoised when
+    asked), and 10,000 training images as the floor; plus each set's predicted-class mix."""
+    import torch
+
+    if not 2 <= count <= MAX_SAMPLES:
+        raise UsageError(f"--n must be between 2 and {MAX_SAMPLES:,}, not {count}")
+    store = store or ModelStore()
+    generator_name = generator_name or default_generator(store)
+    generator = load_generator(generator_name, store)
+    features_name = features_name or best_classifier(store)
+    read_model_of_kind(features_name, "classifier", store, hint=" (--features needs a classifier)")
+    classifier = load_model(features_name, store=store)
+    denoiser = None
+    if denoise or denoiser_name:
+        denoiser_name = denoiser_name or best_autoencoder(store)
+        denoiser = load_denoiser(denoiser_name, store)
+
+    cpu = torch.device("cpu")
+    test = DeviceSplit.load("test", data_dir, cpu)
+    train = DeviceSplit.load("train", data_dir, cpu)
+    floor_index = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[
+        : len(test)
+    ]
+    with torch.no_grad():
+        test_features, _ = _features_and_classes(classifier, to_unit_float(test.images))
+        reference = test_features.numpy()
+        train_features, train_classes = _features_and_classes(
+            classifier, to_unit_float(train.images[floor_index])
+        )
+        rows = [_row("train images (floor)", train_features, train_classes, reference)]
+
+        sets: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"raw": [], "denoised": []}
+        for raw, denoised in sample_batches(generator, denoiser, count, seed):
+            sets["raw"].append(_features_and_classes(classifier, raw))
+            if denoised is not None:
+                sets["denoised"].append(_features_and_classes(classifier, denoised))
+    for label, parts in sets.items():
+        if parts:
+            features = torch.cat([part[0] for part in parts])
+            classes = torch.cat([part[1] for part in parts])
+            rows.append(_row(f"{label} samples", features, classes, reference))
+    return QualityReport(
+        generator=generator_name,
+        features=features_name,
+        denoiser=denoiser_name if denoiser is not None else None,
+        reference=f"{len(test):,} test images",
+        rows=rows,
+    )
+
+
+def _row(
+    label: str, features: torch.Tensor, classes: torch.Tensor, reference: np.ndarray
+) -> QualityRow:
+    histogram, entropy = _histogram(classes)
+    return QualityRow(
+        images=label,
+        count=int(features.shape[0]),
+        frechet_distance=frechet_distance(features.numpy(), reference),
+        class_histogram=histogram,
+        class_entropy=entropy,
+    )

@@ -1,0 +1,324 @@
+"""New images from a trained generator, optionally cleaned by an autoencoder, written whole.
+
+Noise is drawn on the CPU from one generator seeded by ``seed`` in fixed-size batches, so the
+same model, seed and options give the same images (and byte-identical files) on any run.
+Every output is written beside its target and renamed into place: nothing half-written is
+ever left at OUT.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
+from fmnist_toolkit.errors import ModelNotFoundError, OutputError, UsageError
+from fmnist_toolkit.storage import ModelStore
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
+
+MAX_SAMPLES = 100_000
+MAX_GRID = 10_000  # more images than this make an unreadable picture: use .npz or a folder
+SAMPLE_BATCH = 1_000  # bounds memory however large --n is
+GRID_SUFFIXES = (".png", ".jpg", ".jpeg")
+ARRAY_SUFFIXES = (".npz", ".npy")
+DEFAULT_GENERATORS = ("gan-dcgan", "gan-mlp")
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """What ``fmt gan sample`` was asked for."""
+
+    count: int = 64
+    seed: int = 0
+    nrow: int = 8
+    denoise: bool = False
+    side_by_side: bool = False
+
+
+@dataclass
+class SampleResult:
+    """What was written, and which models made it."""
+
+    out: str  # a path, or "-" for standard output
+    format: str  # grid, npz, npy, folder
+    count: int
+    generator: str
+    denoiser: str | None
+    files: int
+    png_bytes: bytes | None = None  # the grid, when OUT is "-"
+
+
+# --------------------------------------------------------------------------- choosing models
+
+
+def default_generator(store: ModelStore) -> str:
+    """The generator used when none is named: gan-dcgan, else gan-mlp, else the newest one."""
+    generators = [model for model in store.list() if model.kind == "generator"]
+    names = [model.name for model in generators]
+    for name in DEFAULT_GENERATORS:
+        if name in names:
+            return name
+    if generators:
+        return max(generators, key=lambda model: str(model.config.get("created", "")))
+    raise ModelNotFoundError("no generator in the store; train one with: fmt gan train")
+
+
+def best_autoencoder(store: ModelStore, latent_dim: int = 16) -> str:
+    """The latent-``latent_dim`` autoencoder with the lowest test MSE (the default denoiser)."""
+    candidates = []
+    for model in store.list():
+        params = model.config.get("model", {}).get("params", {})
+        test_mse = model.config.get("metrics", {}).get("test_mse")
+        if model.kind == "autoencoder" and params.get("latent_dim") == latent_dim and test_mse:
+            candidates.append((float(test_mse), model.name))
+    if not candidates:
+        raise ModelNotFoundError(
+            f"no latent-{latent_dim} autoencoder in the store to denoise with; train one with "
+            "fmt ae train, or name one with --denoiser"
+        )
+    return min(candidates)[1]
+
+
+def load_generator(name: str, store: ModelStore) -> nn.Module:
+    read_model_of_kind(name, "generator", store, hint=" (fmt gan sample needs a generator)")
+    return load_model(name, store=store)
+
+
+def load_denoiser(name: str, store: ModelStore) -> nn.Module:
+    read_model_of_kind(name, "autoencoder", store, hint=" (--denoiser needs an autoencoder)")
+    return load_model(name, store=store)
+
+
+# --------------------------------------------------------------------------- generating
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[N, 1, 28, 28] floats in [0, 1] to uint8 [N, 28, 28]."""
+    import torch
+
+    return images[:, 0].clamp(0, 1).mul(255).round().to(torch.uint8)
+
+
+def sample_batches(
+    generator: nn.Module, denoiser: nn.Module | None, count: int, seed: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """(raw, denoised or None) float images in [0, 1] on the CPU, SAMPLE_BATCH at a time."""
+    import torch
+
+    noise = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for start in range(0, count, SAMPLE_BATCH):
+            size = min(SAMPLE_BATCH, count - start)
+            raw = (generator(generator.noise(size, noise)).float() + 1) / 2
+            denoised = denoiser(raw).float().clamp(0, 1) if denoiser is not None else None
+            yield raw.clamp(0, 1), denoised
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def output_format(out: str) -> str:
+    """grid, npz, npy or folder from OUT's form; a usage error for anything else."""
+    if out == "-":
+        return "grid"
+    path = Path(out)
+    suffix = path.suffix.lower()
+    if suffix in GRID_SUFFIXES:
+        return "grid"
+    if suffix in ARRAY_SUFFIXES:
+        return suffix[1:]
+    if out.endswith(("/", os.sep)) or path.is_dir() or not suffix:
+        return "folder"
+    raise UsageError(
+        f"cannot tell what to write from {out!r}: use .png or .jpg (a grid), .npz or .npy "
+        "(uint8 arrays), a folder (one PNG per image), or - (PNG on standard output)"
+    )
+
+
+def check_request(request: SampleRequest, out: str) -> str:
+    """Validate everything before any work; return OUT's format."""
+    if not 1 <= request.count <= MAX_SAMPLES:
+        raise UsageError(f"--n must be between 1 and {MAX_SAMPLES:,}, not {request.count}")
+    if not 1 <= request.nrow <= 1_000:
+        raise UsageError(f"--nrow must be between 1 and 1000, not {request.nrow}")
+    kind = output_format(out)
+    if kind == "grid" and request.count > MAX_GRID:
+        raise UsageError(
+            f"a grid of {request.count:,} images is unreadable; write at most {MAX_GRID:,}, or "
+            "use .npz or a folder"
+        )
+    if request.side_by_side and (kind != "grid" or not request.denoise):
+        raise UsageError(
+            "--side-by-side draws a picture of raw and denoised: it needs --denoise "
+            "and a .png/.jpg OUT"
+        )
+    if out != "-":
+        target = Path(out)
+        parent = target.parent if kind != "folder" or target.name else target
+        if not parent.is_dir():
+            raise OutputError(f"cannot write {out}: folder {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise OutputError(f"cannot write {out}: folder {parent} is not writable")
+        if kind == "folder" and target.is_dir() and any(target.iterdir()):
+            raise OutputError(f"folder {out} is not empty; name a new or empty folder")
+        if kind != "folder" and target.is_dir():
+            raise OutputError(f"{out} is a folder; name a file")
+    return kind
+
+
+def _replace_atomically(target: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file beside ``target``, then rename it into place."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def grid_bytes(images: torch.Tensor, *, nrow: int, image_format: str = "png") -> bytes:
+    """A grid of [0, 1] images as PNG/JPEG bytes (torchvision's make_grid/save_image)."""
+    from torchvision.utils import save_image
+
+    buffer = io.BytesIO()
+    save_image(images, buffer, nrow=nrow, padding=2, pad_value=1.0, format=image_format)
+    return buffer.getvalue()
+
+
+def side_by_side_bytes(
+    raw: torch.Tensor, denoised: torch.Tensor, *, nrow: int, labels: tuple[str, str], suffix: str
+) -> bytes:
+    """Raw and denoised grids in one figure, the report's Fig. 9."""
+    from torchvision.utils import make_grid
+
+    from fmnist_toolkit import plots
+
+    grids = [
+        make_grid(images, nrow=nrow, padding=2, pad_value=1.0)[0] for images in (raw, denoised)
+    ]
+    figure = plots.image_panels(grids, titles=labels)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=suffix, dpi=150, bbox_inches="tight", metadata=None)
+    return buffer.getvalue()
+
+
+def write_samples(
+    request: SampleRequest,
+    out: str,
+    *,
+    generator_name: str | None = None,
+    denoiser_name: str | None = None,
+    store: ModelStore | None = None,
+) -> SampleResult:
+    """Generate ``request.count`` images and write them to OUT (see :func:`output_format`)."""
+    import torch
+
+    kind = check_request(request, out)
+    store = store or ModelStore()
+    generator_name = generator_name or default_generator(store)
+    generator = load_generator(generator_name, store)
+    denoiser = None
+    if request.denoise or denoiser_name:
+        denoiser_name = denoiser_name or best_autoencoder(store)
+        denoiser = load_denoiser(denoiser_name, store)
+    torch.set_grad_enabled(False)
+    batches = sample_batches(generator, denoiser, request.count, request.seed)
+    result = SampleResult(
+        out=out,
+        format=kind,
+        count=request.count,
+        generator=generator_name,
+        denoiser=denoiser_name if denoiser is not None else None,
+        files=1,
+    )
+
+    if kind == "folder":
+        result.files = _write_folder(Path(out), batches)
+        return result
+    if kind in ("npz", "npy"):
+        arrays = _collect_arrays(batches, request.count, with_raw=denoiser is not None)
+        _replace_atomically(Path(out), lambda path: _save_arrays(path, arrays, kind))
+        return result
+
+    raws, finals = [], []
+    for raw, denoised in batches:
+        raws.append(raw)
+        finals.append(denoised if denoised is not None else raw)
+    raw_all, final_all = torch.cat(raws), torch.cat(finals)
+    image_format = "jpeg" if Path(out).suffix.lower() in (".jpg", ".jpeg") else "png"
+    if request.side_by_side:
+        content = side_by_side_bytes(
+            raw_all,
+            final_all,
+            nrow=request.nrow,
+            labels=(f"{generator_name}: raw samples", f"denoised by {denoiser_name}"),
+            suffix=image_format,
+        )
+    else:
+        content = grid_bytes(final_all, nrow=request.nrow, image_format=image_format)
+    if out == "-":
+        result.png_bytes = content
+    else:
+        _replace_atomically(Path(out), lambda path: path.write_bytes(content))
+    return result
+
+
+def _collect_arrays(
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor | None]], count: int, *, with_raw: bool
+) -> dict[str, np.ndarray]:
+    import numpy as np
+
+    images = np.empty((count, 28, 28), dtype=np.uint8)
+    raw_images = np.empty((count, 28, 28), dtype=np.uint8) if with_raw else None
+    start = 0
+    for raw, denoised in batches:
+        end = start + raw.shape[0]
+        images[start:end] = to_uint8(denoised if denoised is not None else raw).numpy()
+        if raw_images is not None:
+            raw_images[start:end] = to_uint8(raw).numpy()
+        start = end
+    return {"images": images, **({"raw": raw_images} if raw_images is not None else {})}
+
+
+def _save_arrays(path: Path, arrays: dict[str, Any], kind: str) -> None:
+    """.npy: the images; .npz: ``images`` (denoised when asked) and ``raw`` with --denoise."""
+    import numpy as np
+
+    with path.open("wb") as handle:  # a handle: numpy would append a suffix to a bare path
+        if kind == "npy":
+            np.save(handle, arrays["images"])
+        else:
+            np.savez_compressed(handle, **arrays)
+
+
+def _write_folder(target: Path, batches: Iterator[tuple[torch.Tensor, torch.Tensor | None]]) -> int:
+    """One PNG per image (00000.png, …) in a temporary folder renamed to ``target``."""
+    from PIL import Image
+
+    parent = target.parent if target.name else target
+    temporary = Path(tempfile.mkdtemp(prefix=f".{target.name or 'samples'}.", dir=parent))
+    written = 0
+    try:
+        for raw, denoised in batches:
+            for image in to_uint8(denoised if denoised is not None else raw).numpy():
+                Image.fromarray(image, mode="L").save(temporary / f"{written:05d}.png")
+                written += 1
+        if target.is_dir():
+            target.rmdir()  # empty, checked before we started
+        os.replace(temporary, target)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return written

@@ -1,0 +1,115 @@
+"""GAN generators and discriminators: the report's MLP pair and a small DCGAN pair for 28x28.
+
+Generators map noise [N, latent_size] to images [N, 1, 28, 28] in [-1, 1] (tanh).
+Discriminators map such images to one logit each; ``probability`` applies the sigmoid the
+report's discriminator ends with (the loss works on logits: the same maths, stable in float).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fmnist_toolkit.models._registry import register
+
+IMAGE_PIXELS = 28 * 28
+
+
+class Generator(nn.Module):
+    """What every generator offers: its noise size and a seeded noise batch."""
+
+    latent_size: int
+
+    def noise(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Standard normal noise [count, latent_size] on the CPU (device-independent draws)."""
+        return torch.randn(count, self.latent_size, generator=generator)
+
+
+class Discriminator(nn.Module):
+    """Images to logits [N]; ``probability`` is the report's sigmoid output."""
+
+    def probability(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self(images))
+
+
+@register("generator", "mlp")
+class MLPGenerator(Generator):
+    """The report's generator: z → h → h → 784 with ReLU, then tanh."""
+
+    def __init__(self, latent_size: int = 100, hidden_size: int = 784) -> None:
+        super().__init__()
+        self.latent_size = latent_size
+        self.net = nn.Sequential(
+            nn.Linear(latent_size, hidden_size),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_size, hidden_size),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_size, IMAGE_PIXELS),
+            nn.Tanh(),
+        )
+
+    def forward(self, noise: torch.Tensor) -> torch.Tensor:
+        return self.net(noise).view(-1, 1, 28, 28)
+
+
+@register("discriminator", "mlp")
+class MLPDiscriminator(Discriminator):
+    """The report's discriminator: 784 → h → h → 1 with LeakyReLU(0.2) (sigmoid in the loss)."""
+
+    def __init__(self, hidden_size: int = 784) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(IMAGE_PIXELS, hidden_size),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(hidden_size, hidden_size),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(hidden_size, 1),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images.flatten(1)).squeeze(1)
+
+
+@register("generator", "dcgan")
+class DCGANGenerator(Generator):
+    """z → 2wx7x7 → (transposed conv) wx14x14 → 1x28x28, batch norm and ReLU between, tanh."""
+
+    def __init__(self, latent_size: int = 100, width: int = 64) -> None:
+        super().__init__()
+        self.latent_size = latent_size
+        self.width = width
+        self.project = nn.Sequential(
+            nn.Linear(latent_size, 2 * width * 7 * 7, bias=False),
+            nn.BatchNorm1d(2 * width * 7 * 7),
+            nn.ReLU(inplace=True),
+        )
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(width, 1, 4, stride=2, padding=1),
+            nn.Tanh(),
+        )
+
+    def forward(self, noise: torch.Tensor) -> torch.Tensor:
+        return self.net(self.project(noise).view(-1, 2 * self.width, 7, 7))
+
+
+@register("discriminator", "dcgan")
+class DCGANDiscriminator(Discriminator):
+    """1x28x28 → (strided conv) wx14x14 → 2wx7x7 → logit, LeakyReLU(0.2), batch norm inside."""
+
+    def __init__(self, width: int = 64) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, width, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(2 * width),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Flatten(),
+            nn.Linear(2 * width * 7 * 7, 1),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images).squeeze(1)

@@ -1,0 +1,302 @@
+"""GANs: training, exact resume, divergence, sampling in every format, evaluation, bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fmnist_toolkit.config import (
+    AutoencoderTrainConfig,
+    ClassifierTrainConfig,
+    EngineConfig,
+    GanTrainConfig,
+)
+from fmnist_toolkit.engine.ae import train_autoencoder
+from fmnist_toolkit.engine.clf import train_classifier
+from fmnist_toolkit.engine.gan import train_gan
+from fmnist_toolkit.engine.gan_eval import frechet_distance
+from fmnist_toolkit.engine.loop import Callback, LoopState
+from fmnist_toolkit.errors import TrainingInterrupted
+from fmnist_toolkit.storage import ModelStore
+from tests.test_cli import assert_one_line_error
+
+CPU = EngineConfig(device="cpu")
+
+
+def tiny_gan(architecture: str = "mlp", **overrides) -> GanTrainConfig:
+    values = {
+        "architecture": architecture,
+        "latent_size": 8,
+        "hidden_size": 32,
+        "width": 4,
+        "epochs": 2,
+        "batch_size": 64,
+        "lr": 2e-4,
+        **overrides,
+    }
+    return GanTrainConfig(**values)
+
+
+class InterruptAfter(Callback):
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_epoch_end(self, state: LoopState) -> None:
+        if state.epoch == self.epochs:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture(scope="module")
+def gan_store(tmp_path_factory: pytest.TempPathFactory, synthetic_data: Path) -> Path:
+    """A store with both generators, two latent-16 autoencoders and a classifier."""
+    root = tmp_path_factory.mktemp("gan-store")
+    store = ModelStore(root)
+    for architecture in ("mlp", "dcgan"):
+        train_gan(
+            f"gan-{architecture}", tiny_gan(architecture), CPU, data_dir=synthetic_data, store=store
+        )
+    worse = AutoencoderTrainConfig(epochs=1, batch_size=64, lr=1e-4)
+    better = AutoencoderTrainConfig(epochs=3, batch_size=64, lr=3e-3)
+    train_autoencoder("ae-worse", worse, CPU, data_dir=synthetic_data, store=store)
+    train_autoencoder("ae-better", better, CPU, data_dir=synthetic_data, store=store)
+    classifier = ClassifierTrainConfig(encoder="ae-better", epochs=2)
+    train_classifier("clf", classifier, CPU, data_dir=synthetic_data, store=store)
+    return root
+
+
+@pytest.fixture
+def with_gan_store(gan_store: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("FMT_HOME", str(gan_store))
+    return gan_store
+
+
+# --------------------------------------------------------------------------- training
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "dcgan"])
+def test_train_saves_a_generator_and_plots(
+    cli, synthetic_data: Path, tmp_path: Path, architecture: str
+) -> None:
+    plots = tmp_path / "plots"
+    result = cli(
+        "gan", "train", "--arch", architecture, "--epochs", 2, "--latent-size", 8,
+        "--hidden-size", 32, "--width", 4, "--data-dir", synthetic_data, "--device", "cpu",
+        "--plots", plots, "--sample-every", 1, "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["name"] == f"gan-{architecture}" and summary["epochs"] == 2
+    assert 0 < summary["d_real"] < 1 and 0 < summary["d_fake"] < 1
+    names = sorted(Path(path).name for path in summary["plots"])
+    assert names == sorted(
+        [f"gan-{architecture}-{suffix}.png" for suffix in ("epoch-0001", "epoch-0002", "losses")]
+        + [f"gan-{architecture}-d-outputs.png"]
+    )
+    grid = Image.open(plots / f"gan-{architecture}-epoch-0002.png")
+    assert grid.size == (8 * 30 + 2, 8 * 30 + 2)  # 64 images of 28 px with 2 px padding
+
+    from fmnist_toolkit import load_model
+
+    generator = load_model(f"gan-{architecture}")
+    images = generator(torch.randn(5, 8))
+    assert images.shape == (5, 1, 28, 28)
+    assert images.min() >= -1 and images.max() <= 1
+    config = ModelStore().read_config(f"gan-{architecture}")
+    assert config["kind"] == "generator" and config["discriminator"]["kind"] == "discriminator"
+    assert len(config["history"]) == 2
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "dcgan"])
+def test_interrupted_training_resumes_exactly(
+    synthetic_data: Path, tmp_path: Path, architecture: str
+) -> None:
+    recipe = tiny_gan(architecture, epochs=3)
+    reference_store = ModelStore(tmp_path / "reference")
+    reference = train_gan("g", recipe, CPU, data_dir=synthetic_data, store=reference_store)
+
+    store = ModelStore(tmp_path / "interrupted")
+    with pytest.raises(TrainingInterrupted) as caught:
+        train_gan(
+            "g", recipe, CPU, data_dir=synthetic_data, store=store, callbacks=[InterruptAfter(2)]
+        )
+    assert caught.value.completed_epochs == 2 and store.has_checkpoint("g")
+    resumed = train_gan(
+        "g", tiny_gan(architecture, epochs=99), CPU, data_dir=synthetic_data, store=store,
+        resume=True,
+    )  # fmt: skip
+    assert resumed.resumed_from_epoch == 2 and resumed.epochs == 3
+    assert resumed.history[-1]["g_loss"] == reference.history[-1]["g_loss"]
+    weights, _ = store.load("g")
+    reference_weights, _ = reference_store.load("g")
+    assert all(torch.equal(weights[key], reference_weights[key]) for key in reference_weights)
+
+
+def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(
+    cli, synthetic_data: Path, isolated_home: Path
+) -> None:
+    result = cli(
+        "gan", "train", "--epochs", 3, "--latent-size", 8, "--hidden-size", 32, "--lr", "1e30",
+        "--data-dir", synthetic_data, "--device", "cpu", "-q",
+    )  # fmt: skip
+    assert_one_line_error(result, 1, "diverged at epoch 1")
+    store = ModelStore()
+    assert store.has_checkpoint("gan-mlp") and not store.exists("gan-mlp")
+    assert store.read_checkpoint_state("gan-mlp")["epoch"] == 0
+
+
+def test_bad_recipes_are_usage_errors(cli, synthetic_data: Path) -> None:
+    for args in (["--lr", "0"], ["--beta1", "1.5"], ["--arch", "vae"]):
+        result = cli("gan", "train", "--data-dir", synthetic_data, *args)
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def sample(cli, *args: object):
+    return cli("gan", "sample", *map(str, args))
+
+
+def test_sample_grid_with_denoise_names_its_models(cli, with_gan_store: Path, tmp_path: Path):
+    out = tmp_path / "out.png"
+    result = sample(cli, out, "--n", 64, "--denoise", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["generator"] == "gan-dcgan"  # preferred over gan-mlp
+    assert summary["denoiser"] == "ae-better"  # the latent-16 autoencoder with the lowest MSE
+    assert Image.open(out).size == (8 * 30 + 2, 8 * 30 + 2)
+
+    raw = tmp_path / "raw.png"
+    assert sample(cli, raw, "--n", 64).exit_code == 0
+    assert raw.read_bytes() != out.read_bytes()  # denoising changed the images
+
+
+def test_every_output_format(cli, with_gan_store: Path, tmp_path: Path) -> None:
+    jpg = tmp_path / "grid.jpg"
+    assert sample(cli, jpg, "--n", 10, "--nrow", 5, "--model", "gan-mlp").exit_code == 0
+    assert Image.open(jpg).format == "JPEG" and Image.open(jpg).size == (5 * 30 + 2, 2 * 30 + 2)
+
+    npz = tmp_path / "s.npz"
+    assert sample(cli, npz, "--n", 2500, "--denoise").exit_code == 0  # three batches
+    with np.load(npz) as arrays:
+        assert set(arrays.files) == {"images", "raw"}
+        assert arrays["images"].shape == (2500, 28, 28) and arrays["images"].dtype == np.uint8
+        assert not np.array_equal(arrays["images"], arrays["raw"])
+
+    npy = tmp_path / "s.npy"
+    assert sample(cli, npy, "--n", 7).exit_code == 0
+    assert np.load(npy).shape == (7, 28, 28) and np.load(npy).dtype == np.uint8
+
+    folder = tmp_path / "pngs"
+    result = sample(cli, folder, "--n", 12, "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["files"] == 12
+    assert sorted(path.name for path in folder.iterdir())[:2] == ["00000.png", "00001.png"]
+    assert Image.open(folder / "00011.png").size == (28, 28)
+
+    piped = sample(cli, "-", "--n", 4, "--nrow", 2)
+    assert piped.exit_code == 0
+    assert Image.open(io.BytesIO(piped.stdout_bytes)).size == (2 * 30 + 2, 2 * 30 + 2)
+
+    side = tmp_path / "side.png"
+    assert sample(cli, side, "--n", 16, "--denoise", "--side-by-side").exit_code == 0
+    width, height = Image.open(side).size
+    assert width > 1.8 * height  # two grids next to each other
+
+
+def test_same_seed_same_bytes(cli, with_gan_store: Path, tmp_path: Path) -> None:
+    outputs = {}
+    for label, seed in (("a", 3), ("b", 3), ("c", 4)):
+        for suffix in (".png", ".npz"):
+            path = tmp_path / f"{label}{suffix}"
+            assert sample(cli, path, "--n", 20, "--seed", seed, "--denoise").exit_code == 0
+            outputs[label + suffix] = path.read_bytes()
+    assert outputs["a.png"] == outputs["b.png"] and outputs["a.npz"] == outputs["b.npz"]
+    assert outputs["a.png"] != outputs["c.png"]
+
+
+def test_bad_sample_inputs_are_one_line_and_leave_nothing(
+    cli, with_gan_store: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.png"
+    cases = [
+        (["--n", 0], 2, "--n must be between 1 and 100,000"),
+        (["--n", 100_001], 2, "--n must be between 1 and 100,000"),
+        (["--nrow", -3], 2, "--nrow must be between 1 and 1000"),
+        (["--nrow", 10**6], 2, "--nrow must be between 1 and 1000"),
+        (["--n", 20_000], 2, "unreadable"),
+        (["--model", "nope"], 1, "nope"),
+        (["--model", "ae-better"], 2, "is an autoencoder, not a generator"),
+        (["--denoise", "--denoiser", "clf"], 2, "is a classifier, not an autoencoder"),
+        (["--side-by-side"], 2, "--side-by-side"),
+    ]
+    for args, code, message in cases:
+        assert_one_line_error(sample(cli, out, *args), code, message)
+        assert not out.exists()
+    assert_one_line_error(sample(cli, tmp_path / "x.gif"), 2, "cannot tell what to write")
+    assert_one_line_error(sample(cli, tmp_path / "missing" / "x.png"), 1, "does not exist")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep.txt").write_text("mine")
+    assert_one_line_error(sample(cli, full), 1, "not empty")
+    assert sorted(path.name for path in full.iterdir()) == ["keep.txt"]
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert_one_line_error(sample(cli, locked / "x.png"), 1, "not writable")
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
+
+
+def test_no_generator_in_the_store_says_what_to_do(cli, tmp_path: Path) -> None:
+    assert_one_line_error(sample(cli, tmp_path / "x.png"), 1, "fmt gan train")
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def test_frechet_distance_closed_form() -> None:
+    generator = np.random.default_rng(0)
+    a = generator.normal(size=(4000, 3))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    shifted = a + np.array([3.0, 0.0, 0.0])
+    assert frechet_distance(a, shifted) == pytest.approx(9.0, rel=1e-6)
+    scaled = a * 2  # same mean, covariance 4I against I: 3 * (1 + 4 - 2 * 2) = 3
+    assert frechet_distance(a, scaled) == pytest.approx(3.0, rel=0.05)
+
+
+def test_eval_reports_floor_samples_and_modes(
+    cli, with_gan_store: Path, synthetic_data: Path
+) -> None:
+    result = cli(
+        "gan", "eval", "--model", "gan-mlp", "--features", "clf", "--n", 300, "--denoise",
+        "--data-dir", synthetic_data, "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["generator"] == "gan-mlp" and report["denoiser"] == "ae-better"
+    rows = {row["images"]: row for row in report["rows"]}
+    assert set(rows) == {"train images (floor)", "raw samples", "denoised samples"}
+    assert rows["raw samples"]["n"] == 300 and rows["train images (floor)"]["n"] == 128
+    for row in rows.values():
+        assert sum(row["class_histogram"].values()) == row["n"]
+        assert 0 <= row["class_entropy"] <= np.log(10) + 1e-9
+        assert row["frechet_distance"] >= 0
+    # A one-epoch generator is far from real images; real training images are not.
+    assert (
+        rows["train images (floor)"]["frechet_distance"] < rows["raw samples"]["frechet_distance"]
+    )
+
+
+def test_eval_bad_inputs(cli, with_gan_store: Path, synthetic_data: Path) -> None:
+    data = ["--data-dir", str(synthetic_data)]
+    assert_one_line_error(
+        cli("gan", "eval", "--features", "ae-better", *data), 2, "not a classifier"
+    )
+    assert_one_line_error(cli("gan", "eval", "--n", "1", *data), 2, "--n must be between 2")
