@@ -90,3 +90,7 @@ class TuningInterrupted(ToolkitError):
 
 class TrainingDiverged(ToolkitError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class ReadOnlyModelError(ToolkitError):
+    """A bundled model cannot be removed or replaced in place."""

@@ -4,11 +4,17 @@ Layout: ``<root>/<name>/model.safetensors`` and ``<root>/<name>/config.json``; c
 unfinished runs in ``<root>/.checkpoints/<name>/`` in the same two-file form. Writes build a
 temporary directory and swap it in under a per-name lock, so readers never see a half-written
 model and two writers never leave a mixed one.
+
+Models bundled with the package (``fmnist_toolkit/pretrained/``, listed with their SHA-256 in
+its ``manifest.json``) are a read-only second layer: found when the user's store has no model
+of that name, verified against the manifest when loaded. A user's model of the same name wins,
+and listings say so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -25,6 +31,7 @@ from fmnist_toolkit.errors import (
     InvalidNameError,
     ModelCorruptError,
     ModelNotFoundError,
+    ReadOnlyModelError,
     RunInProgressError,
 )
 
@@ -32,6 +39,9 @@ if TYPE_CHECKING:
     import torch
 
 STORE_ENV = "FMT_HOME"
+BUNDLED_ENV = "FMT_BUNDLED_MODELS"  # "0" hides the bundled models; a folder replaces them
+BUNDLED_ROOT = Path(__file__).resolve().parent / "pretrained"
+MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 _CHECKPOINTS = ".checkpoints"
@@ -59,6 +69,39 @@ def validate_name(name: str) -> str:
     return name
 
 
+def bundled_root() -> Path | None:
+    """The package's bundled models; ``FMT_BUNDLED_MODELS=0`` hides them, and a folder (with
+    its own manifest) stands in for them."""
+    setting = os.environ.get(BUNDLED_ENV, "")
+    if setting == "0":
+        return None
+    return Path(setting).expanduser() if setting not in ("", "1") else BUNDLED_ROOT
+
+
+def bundle_models(source: Path, names: list[str], bundled: Path) -> dict[str, Any]:
+    """Copy models from the store at ``source`` into ``bundled`` and record them in its
+    manifest (kind and SHA-256 of both files); return the manifest."""
+    manifest_path = bundled / MANIFEST_FILE
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    models = dict(manifest.get("models", {}))
+    for name in names:
+        target = bundled / validate_name(name)
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        for file in (WEIGHTS_FILE, CONFIG_FILE):
+            shutil.copyfile(source / name / file, target / file)
+        models[name] = {
+            "kind": read_config_file(target, name).get("kind"),
+            "sha256": {
+                file: sha256_hex((target / file).read_bytes())
+                for file in (WEIGHTS_FILE, CONFIG_FILE)
+            },
+        }
+    manifest = {"models": dict(sorted(models.items()))}
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
 @dataclass(frozen=True)
 class StoredModel:
     """One entry of the store as ``fmt models list`` shows it."""
@@ -67,6 +110,8 @@ class StoredModel:
     kind: str
     path: Path
     config: dict[str, Any]
+    source: str = "user"  # or "bundled" (read-only, shipped with the package)
+    shadowed: bool = False  # a bundled model hidden by the user's model of the same name
 
 
 def sha256_hex(content: bytes) -> str:
@@ -121,11 +166,72 @@ def read_bundle(folder: Path, label: str) -> tuple[dict[str, torch.Tensor], dict
     return tensors, config
 
 
-class ModelStore:
-    """Models by name under one root directory."""
+_DEFAULT = object()
 
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+
+def _models_in(root: Path | None, source: str) -> list[StoredModel]:
+    if root is None or not root.is_dir():
+        return []
+    models = []
+    for folder in sorted(root.iterdir()):
+        if folder.name.startswith(".") or not (folder / CONFIG_FILE).is_file():
+            continue
+        try:
+            config = read_config_file(folder, folder.name)
+            kind = str(config.get("kind", "unknown"))
+        except ModelNotFoundError:
+            continue  # replaced or removed while we looked
+        except ModelCorruptError:
+            config, kind = {}, "corrupt"
+        models.append(StoredModel(folder.name, kind, folder, config, source=source))
+    return models
+
+
+class ModelStore:
+    """Models by name under one root directory, over the package's read-only bundled models."""
+
+    def __init__(
+        self, root: str | os.PathLike[str] | None = None, *, bundled: Any = _DEFAULT
+    ) -> None:
         self.root = Path(root).expanduser() if root is not None else default_store_root()
+        self.bundled: Path | None = bundled_root() if bundled is _DEFAULT else bundled
+        self._manifest: dict[str, Any] | None = None
+
+    # ----------------------------------------------------------------- bundled models
+    def bundled_manifest(self) -> dict[str, Any]:
+        """name -> {kind, files: {file: sha256}} of the bundled models ({} when none)."""
+        if self._manifest is None:
+            self._manifest = {}
+            if self.bundled is not None and (self.bundled / MANIFEST_FILE).is_file():
+                manifest = json.loads((self.bundled / MANIFEST_FILE).read_text())
+                self._manifest = dict(manifest.get("models", {}))
+        return self._manifest
+
+    def _bundled_dir(self, name: str) -> Path | None:
+        if self.bundled is None or name not in self.bundled_manifest():
+            return None
+        folder = self.bundled / name
+        return folder if (folder / CONFIG_FILE).is_file() else None
+
+    def source(self, name: str) -> str:
+        """Where ``name`` comes from: "user" (the store wins) or "bundled"."""
+        return "user" if (self.model_dir(name) / CONFIG_FILE).is_file() else "bundled"
+
+    def _verify_bundled(self, name: str, folder: Path) -> None:
+        """Both files of a bundled model must match the manifest's SHA-256."""
+        expected = self.bundled_manifest()[name].get("sha256", {})
+        for file in (WEIGHTS_FILE, CONFIG_FILE):
+            try:
+                actual = sha256_hex((folder / file).read_bytes())
+            except OSError as error:
+                raise ModelCorruptError(
+                    f"bundled model {name!r}: cannot read {file} ({error})"
+                ) from None
+            if actual != expected.get(file):
+                raise ModelCorruptError(
+                    f"bundled model {name!r}: {file} does not match the package's manifest "
+                    "(SHA-256); reinstall fmnist-toolkit"
+                )
 
     # ----------------------------------------------------------------- paths and locks
     def model_dir(self, name: str) -> Path:
@@ -191,25 +297,33 @@ class ModelStore:
 
     # ----------------------------------------------------------------- models
     def exists(self, name: str) -> bool:
-        """Whether a model ``name`` is saved."""
-        return (self.model_dir(name) / CONFIG_FILE).is_file()
+        """Whether a model ``name`` is saved (by the user, or bundled)."""
+        return (self.model_dir(name) / CONFIG_FILE).is_file() or self._bundled_dir(name) is not None
 
     def require(self, name: str) -> Path:
-        """The directory of an existing model, or a one-line error that lists what exists."""
+        """The directory of an existing model (the user's first, then a bundled one), or a
+        one-line error that lists what exists."""
         folder = self.model_dir(name)
-        if not (folder / CONFIG_FILE).is_file():
-            names = [model.name for model in self.list()]
-            known = f"; models here: {', '.join(names)}" if names else "; the store is empty"
-            raise ModelNotFoundError(f"no model named {name!r} in {self.root}{known}")
-        return folder
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+        bundled = self._bundled_dir(name)
+        if bundled is not None:
+            return bundled
+        names = sorted({model.name for model in self.list()})
+        known = f"; models here: {', '.join(names)}" if names else "; the store is empty"
+        raise ModelNotFoundError(f"no model named {name!r} in {self.root}{known}")
 
     def save(self, name: str, tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> Path:
         """Save (or replace) a model atomically; return its directory."""
         return self._replace_atomically(self.model_dir(name), name, tensors, config)
 
     def load(self, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Weights and config of a saved model, checked by SHA-256."""
-        return read_bundle(self.require(name), f"model {name!r}")
+        """Weights and config of a saved model, checked by SHA-256 (bundled ones also against
+        the package's manifest)."""
+        folder = self.require(name)
+        if self.source(name) == "bundled":
+            self._verify_bundled(name, folder)
+        return read_bundle(folder, f"model {name!r}")
 
     def read_config(self, name: str) -> dict[str, Any]:
         """The config of a saved model, without reading its weights."""
@@ -218,6 +332,11 @@ class ModelStore:
     def remove(self, name: str) -> Path:
         """Delete a model: renamed away under the lock first, so it is never half there."""
         folder = self.require(name)
+        if self.source(name) == "bundled":
+            raise ReadOnlyModelError(
+                f"model {name!r} is bundled with fmnist-toolkit and read-only; "
+                "hide all bundled models with FMT_BUNDLED_MODELS=0"
+            )
         trash = self.root / f".trash-{name}-{uuid.uuid4().hex}"
         with self._locked(name):
             os.replace(folder, trash)
@@ -225,22 +344,20 @@ class ModelStore:
         return folder
 
     def list(self) -> list[StoredModel]:
-        """Every model in the store, sorted by name; a damaged config shows as kind 'corrupt'."""
-        if not self.root.is_dir():
-            return []
-        models = []
-        for folder in sorted(self.root.iterdir()):
-            if folder.name.startswith(".") or not (folder / CONFIG_FILE).is_file():
-                continue
-            try:
-                config = read_config_file(folder, folder.name)
-                kind = str(config.get("kind", "unknown"))
-            except ModelNotFoundError:
-                continue  # replaced or removed while we looked
-            except ModelCorruptError:
-                config, kind = {}, "corrupt"
-            models.append(StoredModel(folder.name, kind, folder, config))
-        return models
+        """The user's models, then the bundled ones, each sorted by name; a bundled model of a
+        name the user also has is marked shadowed. A damaged config shows as kind 'corrupt'."""
+        users = _models_in(self.root, "user")
+        taken = {model.name for model in users}
+        bundled = [
+            dataclasses.replace(model, shadowed=model.name in taken)
+            for model in _models_in(self.bundled, "bundled")
+            if model.name in self.bundled_manifest()
+        ]
+        return users + bundled
+
+    def available(self) -> list[StoredModel]:
+        """The models a name resolves to: the user's, and the bundled ones not shadowed."""
+        return [model for model in self.list() if not model.shadowed]
 
     # ----------------------------------------------------------------- checkpoints
     def save_checkpoint(

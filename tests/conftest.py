@@ -76,6 +76,9 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FMT_HOME", str(home))
     monkeypatch.delenv("FMT_DATA_DIR", raising=False)
     monkeypatch.delenv("FMT_DEVICE", raising=False)
+    # The package's bundled models would make every store non-empty; tests that want them
+    # say so (tests/test_bundled.py).
+    monkeypatch.setenv("FMT_BUNDLED_MODELS", "0")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     return home

@@ -253,6 +253,7 @@ def sample(
         "seed": seed,
         "generator": result.generator,
         "denoiser": result.denoiser,
+        "sources": result.sources,
     }
     if json_output and out != "-":
         print_json(summary)

@@ -32,6 +32,15 @@ def _summary(config: dict[str, Any]) -> str:
     )
 
 
+def _source_label(model, models) -> str:
+    """user / bundled, and which of two models of one name wins."""
+    if model.shadowed:
+        return "bundled (hidden by yours)"
+    if model.source == "user" and any(m.shadowed and m.name == model.name for m in models):
+        return "user (wins over bundled)"
+    return model.source
+
+
 @app.command("list")
 def list_models(json_output: JsonOption = False) -> None:
     """Every saved model with its kind, architecture, metrics and folder."""
@@ -47,6 +56,8 @@ def list_models(json_output: JsonOption = False) -> None:
                 {
                     "name": model.name,
                     "kind": model.kind,
+                    "source": model.source,
+                    "shadowed": model.shadowed,
                     "path": str(model.path),
                     "architecture": _section(model.config, "model").get("architecture"),
                     "params": _section(model.config, "model").get("params", {}),
@@ -61,7 +72,7 @@ def list_models(json_output: JsonOption = False) -> None:
         console.print(f"No models in {store.root} yet; train one with `fmt ae train`.")
         return
     table = Table(title=f"Models in {store.root}")
-    for column in ("name", "kind", "architecture", "metrics", "created"):
+    for column in ("name", "kind", "source", "architecture", "metrics", "created"):
         table.add_column(column)
     for model in models:
         spec = _section(model.config, "model")
@@ -69,6 +80,7 @@ def list_models(json_output: JsonOption = False) -> None:
         table.add_row(
             model.name,
             model.kind,
+            _source_label(model, models),
             f"{spec.get('architecture', '?')} ({params})" if params else spec.get("architecture"),
             _summary(model.config),
             str(model.config.get("created", ""))[:16].replace("T", " "),
@@ -86,12 +98,14 @@ def show(name: NameArgument, json_output: JsonOption = False) -> None:
     store = ModelStore()
     config = store.read_config(name)
     if json_output:
-        print_json({"name": name, "path": str(store.model_dir(name)), **config})
+        folder = store.require(name)
+        print_json({"name": name, "source": store.source(name), "path": str(folder), **config})
         return
     table = Table(title=f"{name} ({config.get('kind', '?')})", show_header=False)
     table.add_column("key", style="bold")
     table.add_column("value")
-    table.add_row("path", str(store.model_dir(name)))
+    table.add_row("path", str(store.require(name)))
+    table.add_row("source", store.source(name))
     for key in ("model", "recipe", "engine", "metrics"):
         for field, value in _section(config, key).items():
             table.add_row(f"{key}.{field}", str(value))

@@ -77,7 +77,7 @@ def best_classifier(store: ModelStore) -> str:
     """The classifier with the highest test accuracy: the default feature extractor."""
     candidates = [
         (float(model.config.get("metrics", {}).get("test_accuracy", 0.0)), model.name)
-        for model in store.list()
+        for model in store.available()
         if model.kind == "classifier"
     ]
     if not candidates:

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,7 @@ class SampleResult:
     generator: str
     denoiser: str | None
     files: int
+    sources: dict[str, str] = field(default_factory=dict)  # model name -> user/bundled/path
     png_bytes: bytes | None = None  # the grid, when OUT is "-"
 
 
@@ -63,7 +64,7 @@ class SampleResult:
 
 def default_generator(store: ModelStore) -> str:
     """The generator used when none is named: gan-dcgan, else gan-mlp, else the newest one."""
-    generators = [model for model in store.list() if model.kind == "generator"]
+    generators = [model for model in store.available() if model.kind == "generator"]
     names = [model.name for model in generators]
     for name in DEFAULT_GENERATORS:
         if name in names:
@@ -76,7 +77,7 @@ def default_generator(store: ModelStore) -> str:
 def best_autoencoder(store: ModelStore, latent_dim: int = 16) -> str:
     """The latent-``latent_dim`` autoencoder with the lowest test MSE (the default denoiser)."""
     candidates = []
-    for model in store.list():
+    for model in store.available():
         params = model.config.get("model", {}).get("params", {})
         test_mse = model.config.get("metrics", {}).get("test_mse")
         if model.kind == "autoencoder" and params.get("latent_dim") == latent_dim and test_mse:
@@ -87,6 +88,12 @@ def best_autoencoder(store: ModelStore, latent_dim: int = 16) -> str:
             "fmt ae train, or name one with --denoiser"
         )
     return min(candidates)[1]
+
+
+def model_source(store: ModelStore, name: str) -> str:
+    """user or bundled for a store name (a user's model wins); path for a folder."""
+    is_path = os.sep in name or Path(name).expanduser().is_dir()
+    return "path" if is_path else store.source(name)
 
 
 def load_generator(name: str, store: ModelStore) -> nn.Module:
@@ -242,6 +249,11 @@ def write_samples(
         generator=generator_name,
         denoiser=denoiser_name if denoiser is not None else None,
         files=1,
+        sources={
+            name: model_source(store, name)
+            for name in (generator_name, denoiser_name if denoiser is not None else None)
+            if name is not None
+        },
     )
 
     if kind == "folder":

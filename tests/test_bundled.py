@@ -1,0 +1,119 @@
+"""Bundled models: found when the user has none, verified by SHA-256, read-only, never hiding
+a user's model silently."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fmnist_toolkit.config import AutoencoderTrainConfig, EngineConfig
+from fmnist_toolkit.engine.ae import train_autoencoder
+from fmnist_toolkit.errors import ModelCorruptError
+from fmnist_toolkit.storage import (
+    BUNDLED_ROOT,
+    CONFIG_FILE,
+    MANIFEST_FILE,
+    WEIGHTS_FILE,
+    ModelStore,
+    bundle_models,
+)
+from tests.test_cli import assert_one_line_error
+
+TINY = AutoencoderTrainConfig(latent_dim=16, epochs=1, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory, synthetic_data: Path) -> Path:
+    """A bundle folder made the way the package's is, holding one autoencoder ae-16."""
+    source = tmp_path_factory.mktemp("source-store")
+    train_autoencoder("ae-16", TINY, EngineConfig(device="cpu"), data_dir=synthetic_data,
+                      store=ModelStore(source, bundled=None))  # fmt: skip
+    folder = tmp_path_factory.mktemp("bundle")
+    manifest = bundle_models(source, ["ae-16"], folder)
+    assert manifest["models"]["ae-16"]["kind"] == "autoencoder"
+    return folder
+
+
+@pytest.fixture
+def with_bundle(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("FMT_BUNDLED_MODELS", str(bundle))
+    return bundle
+
+
+def test_bundled_model_is_used_when_the_user_has_none(cli, with_bundle: Path) -> None:
+    listed = cli("models", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    (entry,) = json.loads(listed.stdout)
+    assert entry["name"] == "ae-16" and entry["source"] == "bundled" and not entry["shadowed"]
+
+    from fmnist_toolkit import load_model
+
+    assert load_model("ae-16").encode is not None
+    shown = cli("models", "show", "ae-16", "--json")
+    assert json.loads(shown.stdout)["source"] == "bundled"
+    assert_one_line_error(cli("models", "rm", "ae-16", "--yes"), 1, "read-only")
+    assert (with_bundle / "ae-16" / WEIGHTS_FILE).is_file()
+
+
+def test_a_user_model_of_the_same_name_wins_and_listings_say_so(
+    cli, with_bundle: Path, synthetic_data: Path
+) -> None:
+    trained = cli("ae", "train", "--epochs", "1", "--data-dir", synthetic_data, "--device", "cpu",
+                  "--seed", "7", "--json")  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    listed = {
+        (m["name"], m["source"]): m for m in json.loads(cli("models", "list", "--json").stdout)
+    }
+    assert listed[("ae-16", "user")]["shadowed"] is False
+    assert listed[("ae-16", "bundled")]["shadowed"] is True
+    table = cli("models", "list")
+    text = table.stderr + table.stdout  # words only: the table may wrap a cell
+    assert "wins" in text and "hidden" in text
+
+    store = ModelStore()
+    assert store.source("ae-16") == "user"
+    assert store.load("ae-16")[1]["recipe"]["seed"] == 7
+    assert cli("models", "rm", "ae-16", "--yes").exit_code == 0  # removes the user's copy
+    assert store.source("ae-16") == "bundled"
+
+
+def test_a_tampered_bundled_model_is_refused(bundle: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    config = json.loads((copy / "ae-16" / CONFIG_FILE).read_text())
+    config["metrics"]["test_mse"] = 0.0001  # a better number than it earned
+    (copy / "ae-16" / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(ModelCorruptError, match="does not match the package's manifest"):
+        ModelStore(tmp_path / "empty", bundled=copy).load("ae-16")
+
+
+def test_hidden_when_asked(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FMT_BUNDLED_MODELS", "0")
+    assert ModelStore().list() == []
+
+
+PACKAGE_MANIFEST = BUNDLED_ROOT / MANIFEST_FILE
+PACKAGED = (
+    sorted(json.loads(PACKAGE_MANIFEST.read_text())["models"]) if PACKAGE_MANIFEST.is_file() else []
+)
+
+
+@pytest.mark.skipif(not PACKAGED, reason="this checkout bundles no models")
+@pytest.mark.parametrize("name", PACKAGED)
+def test_every_packaged_model_verifies_and_loads(name: str, tmp_path: Path) -> None:
+    from fmnist_toolkit.engine.model_io import load_model
+
+    store = ModelStore(tmp_path, bundled=BUNDLED_ROOT)
+    assert store.source(name) == "bundled"
+    model = load_model(name, store=store)
+    assert sum(parameter.numel() for parameter in model.parameters()) > 0
+
+
+@pytest.mark.skipif(not PACKAGED, reason="this checkout bundles no models")
+def test_the_bundle_stays_under_20_mb() -> None:
+    total = sum(path.stat().st_size for path in BUNDLED_ROOT.rglob("*") if path.is_file())
+    assert total < 20 * 1024 * 1024
