@@ -117,7 +117,7 @@ class GanTrainConfig:
     architecture: str = "mlp"  # or "dcgan"
     latent_size: int = 100
     hidden_size: int = 784  # mlp only
-    width: int = 64  # dcgan only: channels of the widest convolution's input is 2 * width
+    width: int = 32  # dcgan only: channels next to the image; the middle layer has 2 * width
     epochs: int = 300
     batch_size: int = 64
     lr: float = 1e-4

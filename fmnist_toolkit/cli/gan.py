@@ -61,9 +61,12 @@ def train(
     width: Annotated[
         int,
         typer.Option(
-            min=1, help="Channels of the first convolution (dcgan).", rich_help_panel=RECIPE
+            min=1,
+            help="Channels next to the image (dcgan; the middle layer has twice as many). "
+            "32 trains 2.5x faster than 64 on a CPU.",
+            rich_help_panel=RECIPE,
         ),
-    ] = 64,
+    ] = 32,
     batch_size: Annotated[int, typer.Option(min=1, rich_help_panel=RECIPE)] = 64,
     lr: Annotated[
         float, typer.Option(help="Adam's learning rate, both networks.", rich_help_panel=RECIPE)

@@ -521,6 +521,10 @@ def write_study_plots(study: optuna.Study, folder: Path) -> list[Path]:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             axes = draw(study)
         figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+        if suffix == "history":
+            # MSEs of good and hopeless recipes differ ten-fold: a log axis shows both.
+            axes.set_yscale("log")
+            axes.set_ylabel("validation MSE (log scale)")
         figure.set_size_inches(9, 5.5)
         written.append(plots.save_figure(figure, folder / f"{study.study_name}-{suffix}.png"))
         figure.clf()
