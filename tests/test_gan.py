@@ -209,6 +209,7 @@ def test_every_output_format(cli, with_gan_store: Path, tmp_path: Path) -> None:
     assert sample(cli, side, "--n", 16, "--denoise", "--side-by-side").exit_code == 0
     width, height = Image.open(side).size
     assert width > 1.8 * height  # two grids next to each other
+    assert torch.is_grad_enabled()  # sampling in-process leaves autograd as it found it
 
 
 def test_same_seed_same_bytes(cli, with_gan_store: Path, tmp_path: Path) -> None:

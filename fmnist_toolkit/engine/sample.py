@@ -240,7 +240,6 @@ def write_samples(
     if request.denoise or denoiser_name:
         denoiser_name = denoiser_name or best_autoencoder(store)
         denoiser = load_denoiser(denoiser_name, store)
-    torch.set_grad_enabled(False)
     batches = sample_batches(generator, denoiser, request.count, request.seed)
     result = SampleResult(
         out=out,
