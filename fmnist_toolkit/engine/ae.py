@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import math
 import os
@@ -18,7 +17,6 @@ from fmnist_toolkit.config import (
     SCHEDULES,
     AutoencoderTrainConfig,
     EngineConfig,
-    config_from_dict,
     config_to_dict,
 )
 from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit, dataset_sha256
@@ -90,23 +88,6 @@ def check_train_config(config: AutoencoderTrainConfig) -> None:
         raise UsageError(f"unknown optimizer {config.optimizer!r}; use {' or '.join(OPTIMIZERS)}")
     if config.schedule not in SCHEDULES:
         raise UsageError(f"unknown schedule {config.schedule!r}; use {' or '.join(SCHEDULES)}")
-
-
-def _settings_from_checkpoint(
-    meta: dict[str, Any], engine: EngineConfig, name: str
-) -> tuple[AutoencoderTrainConfig, EngineConfig]:
-    """The recipe and numeric settings of the interrupted run; only the device may change."""
-    try:
-        config = config_from_dict(AutoencoderTrainConfig, meta["recipe"])
-        saved_engine = config_from_dict(EngineConfig, meta.get("engine", {}))
-    except (KeyError, TypeError) as error:
-        raise ModelCorruptError(
-            f"checkpoint of {name!r} is damaged ({error}); start again with --restart"
-        ) from None
-    engine = dataclasses.replace(
-        engine, precision=saved_engine.precision, compile=saved_engine.compile
-    )
-    return config, engine
 
 
 def make_optimizer(model: nn.Module, config: AutoencoderTrainConfig) -> torch.optim.Optimizer:
@@ -212,7 +193,9 @@ def _train_autoencoder(
 
     saved_state = checkpointing.checkpoint_to_resume(store, name, resume=resume, restart=restart)
     if saved_state is not None:
-        config, engine = _settings_from_checkpoint(saved_state[1], engine, name)
+        config, engine = checkpointing.settings_from_checkpoint(
+            AutoencoderTrainConfig, saved_state[1], engine, name
+        )
     check_train_config(config)
 
     device = resolve_device(engine.device)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import dataclasses
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from fmnist_toolkit.config import EngineConfig, config_from_dict
 from fmnist_toolkit.errors import CheckpointMissingError, ModelCorruptError, UnfinishedRunError
 
 if TYPE_CHECKING:
@@ -11,6 +13,8 @@ if TYPE_CHECKING:
     from torch import nn
 
     from fmnist_toolkit.storage import ModelStore
+
+RecipeT = TypeVar("RecipeT")
 
 _OPTIMIZER = "optimizer.state."
 _MODEL = "model."
@@ -109,3 +113,20 @@ def checkpoint_to_resume(
             "--resume or discard it with --restart"
         )
     return None
+
+
+def settings_from_checkpoint(
+    recipe_type: type[RecipeT], meta: dict[str, Any], engine: EngineConfig, name: str
+) -> tuple[RecipeT, EngineConfig]:
+    """The recipe and numeric settings of an interrupted run; only the device may change."""
+    try:
+        config = config_from_dict(recipe_type, meta["recipe"])
+        saved_engine = config_from_dict(EngineConfig, meta.get("engine", {}))
+    except (KeyError, TypeError) as error:
+        raise ModelCorruptError(
+            f"checkpoint of {name!r} is damaged ({error}); start again with --restart"
+        ) from None
+    engine = dataclasses.replace(
+        engine, precision=saved_engine.precision, compile=saved_engine.compile
+    )
+    return config, engine

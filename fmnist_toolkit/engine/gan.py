@@ -7,7 +7,6 @@ draws, saved in the checkpoint), batches from another.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import math
 import os
@@ -22,7 +21,6 @@ from fmnist_toolkit.config import (
     EngineConfig,
     GanTrainConfig,
     ModelSpec,
-    config_from_dict,
     config_to_dict,
 )
 from fmnist_toolkit.data import DeviceSplit, dataset_sha256
@@ -197,22 +195,6 @@ def write_grid(images: torch.Tensor, path: Path, *, nrow: int) -> Path:
     return path
 
 
-def _settings_from_checkpoint(
-    meta: dict[str, Any], engine: EngineConfig, name: str
-) -> tuple[GanTrainConfig, EngineConfig]:
-    """The recipe and numeric settings of the interrupted run; only the device may change."""
-    try:
-        config = config_from_dict(GanTrainConfig, meta["recipe"])
-        saved_engine = config_from_dict(EngineConfig, meta.get("engine", {}))
-    except (KeyError, TypeError) as error:
-        raise ModelCorruptError(
-            f"checkpoint of {name!r} is damaged ({error}); start again with --restart"
-        ) from None
-    return config, dataclasses.replace(
-        engine, precision=saved_engine.precision, compile=saved_engine.compile
-    )
-
-
 def train_gan(
     name: str,
     config: GanTrainConfig,
@@ -244,7 +226,9 @@ def train_gan(
             store, name, resume=resume, restart=restart
         )
         if saved_state is not None:
-            config, engine = _settings_from_checkpoint(saved_state[1], engine, name)
+            config, engine = checkpointing.settings_from_checkpoint(
+                GanTrainConfig, saved_state[1], engine, name
+            )
         check_gan_config(config)
         return _train_gan(
             name, config, engine, data_dir, store, saved_state, plots_dir, sample_every, callbacks
