@@ -240,7 +240,10 @@ def sample(
     Example: fmt gan sample --n 64 --denoise out.png
     """
     from fmnist_toolkit.engine.sample import SampleRequest, write_samples
+    from fmnist_toolkit.errors import UsageError
 
+    if out == "-" and sys.stdout.isatty():
+        raise UsageError("OUT - writes PNG bytes: pipe or redirect them (fmt gan sample - > x.png)")
     request = SampleRequest(
         count=n, seed=seed, nrow=nrow, denoise=denoise, side_by_side=side_by_side
     )
