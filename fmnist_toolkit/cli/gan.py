@@ -264,7 +264,10 @@ def sample(
     if json_output and out != "-":
         print_json(summary)
     elif out != "-":
-        made_by = result.generator + (f", denoised by {result.denoiser}" if result.denoiser else "")
+        sources = result.sources
+        made_by = f"{result.generator}, {sources.get(result.generator, '?')}"
+        if result.denoiser:
+            made_by += f"; denoised by {result.denoiser}, {sources.get(result.denoiser, '?')}"
         console.print(f"wrote {result.count} images to {result.out} ({made_by})", soft_wrap=True)
 
 
