@@ -22,9 +22,9 @@ from fmnist_toolkit.engine.ae import train_autoencoder
 from fmnist_toolkit.engine.clf import train_classifier
 from fmnist_toolkit.engine.gan import train_gan
 from fmnist_toolkit.engine.gan_eval import frechet_distance
-from fmnist_toolkit.engine.loop import Callback, LoopState
 from fmnist_toolkit.errors import TrainingInterrupted
 from fmnist_toolkit.storage import ModelStore
+from tests.test_ae import InterruptAfter
 from tests.test_cli import assert_one_line_error
 
 CPU = EngineConfig(device="cpu")
@@ -42,15 +42,6 @@ def tiny_gan(architecture: str = "mlp", **overrides) -> GanTrainConfig:
         **overrides,
     }
     return GanTrainConfig(**values)
-
-
-class InterruptAfter(Callback):
-    def __init__(self, epochs: int) -> None:
-        self.epochs = epochs
-
-    def on_epoch_end(self, state: LoopState) -> None:
-        if state.epoch == self.epochs:
-            raise KeyboardInterrupt
 
 
 @pytest.fixture(scope="module")

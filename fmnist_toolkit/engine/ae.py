@@ -34,7 +34,6 @@ from fmnist_toolkit.engine.device import (
 from fmnist_toolkit.engine.inference import INFERENCE_BATCH
 from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
 from fmnist_toolkit.errors import (
-    ModelCorruptError,
     OutputError,
     TrainingInterrupted,
     UsageError,
@@ -211,26 +210,17 @@ def _train_autoencoder(
     state = LoopState(epochs=config.epochs, batches_per_epoch=train.num_batches(config.batch_size))
     elapsed_before = 0.0
     if saved_state is not None:
-        tensors, meta = saved_state
-        if meta.get("data_sha256") != data_sha256:
-            raise UsageError(
-                f"the checkpoint of {name!r} was trained on other data; resume with the same "
-                "--data-dir or start again without --resume"
-            )
-        label = f"checkpoint of {name!r}"
-        try:
+
+        def restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], label: str) -> None:
             checkpointing.restore_model(model, tensors, label)
             checkpointing.restore_optimizer(optimizer, tensors, meta["optimizer"])
             shuffle.set_state(tensors["rng.shuffle"])
             torch.set_rng_state(tensors["rng.torch"])
-            state.epoch = int(meta["epoch"])
-            state.history = list(meta["history"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as error:
-            raise ModelCorruptError(
-                f"{label} is damaged ({type(error).__name__}: {error}); start again with --restart"
-            ) from None
-        elapsed_before = float(meta.get("seconds", 0.0))
-        provenance = meta.get("provenance", provenance)
+
+        elapsed_before = checkpointing.restore_run(
+            saved_state, state, name=name, data_sha256=data_sha256, restore=restore
+        )
+        provenance = saved_state[1].get("provenance", provenance)
     resumed_from = state.epoch
     saved_epochs = [state.epoch]  # the epoch the newest checkpoint holds
 

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fmnist_toolkit.config import EngineConfig, config_from_dict
-from fmnist_toolkit.errors import CheckpointMissingError, ModelCorruptError, UnfinishedRunError
+from fmnist_toolkit.engine.loop import LoopState
+from fmnist_toolkit.errors import (
+    CheckpointMissingError,
+    ModelCorruptError,
+    UnfinishedRunError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -130,3 +137,32 @@ def settings_from_checkpoint(
         engine, precision=saved_engine.precision, compile=saved_engine.compile
     )
     return config, engine
+
+
+def restore_run(
+    saved_state: tuple[dict[str, torch.Tensor], dict[str, Any]],
+    state: LoopState,
+    *,
+    name: str,
+    data_sha256: str,
+    restore: Callable[[dict[str, torch.Tensor], dict[str, Any], str], None],
+) -> float:
+    """Put an interrupted run back: same data, the recipe's own tensors (``restore`` gets the
+    tensors, the JSON and a label for messages), epoch and history. Returns the seconds the
+    run had already trained. Anything missing or misshapen is one line naming --restart."""
+    tensors, meta = saved_state
+    if meta.get("data_sha256") != data_sha256:
+        raise UsageError(
+            f"the checkpoint of {name!r} was trained on other data; resume with the same "
+            "--data-dir or start again without --resume"
+        )
+    label = f"checkpoint of {name!r}"
+    try:
+        restore(tensors, meta, label)
+        state.epoch = int(meta["epoch"])
+        state.history = list(meta["history"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise ModelCorruptError(
+            f"{label} is damaged ({type(error).__name__}: {error}); start again with --restart"
+        ) from None
+    return float(meta.get("seconds", 0.0))

@@ -37,7 +37,6 @@ from fmnist_toolkit.engine.device import (
 )
 from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
 from fmnist_toolkit.errors import (
-    ModelCorruptError,
     TrainingDiverged,
     TrainingInterrupted,
     UsageError,
@@ -273,14 +272,8 @@ def _train_gan(
     state = LoopState(epochs=config.epochs, batches_per_epoch=train.num_batches(config.batch_size))
     elapsed_before = 0.0
     if saved_state is not None:
-        tensors, meta = saved_state
-        if meta.get("data_sha256") != data_sha256:
-            raise UsageError(
-                f"the checkpoint of {name!r} was trained on other data; resume with the same "
-                "--data-dir or start again without --resume"
-            )
-        label = f"checkpoint of {name!r}"
-        try:
+
+        def restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], label: str) -> None:
             for prefix, network in networks.items():
                 checkpointing.restore_model(network, tensors, label, prefix)
             for prefix, optimizer in optimizers.items():
@@ -289,13 +282,10 @@ def _train_gan(
                 )
             shuffle.set_state(tensors["rng.shuffle"])
             noise.set_state(tensors["rng.noise"])
-            state.epoch = int(meta["epoch"])
-            state.history = list(meta["history"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as error:
-            raise ModelCorruptError(
-                f"{label} is damaged ({type(error).__name__}: {error}); start again with --restart"
-            ) from None
-        elapsed_before = float(meta.get("seconds", 0.0))
+
+        elapsed_before = checkpointing.restore_run(
+            saved_state, state, name=name, data_sha256=data_sha256, restore=restore
+        )
     resumed_from = state.epoch
     saved_epochs = [state.epoch]
     started = time.perf_counter()
