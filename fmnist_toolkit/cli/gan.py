@@ -198,7 +198,7 @@ def sample(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Generator (store name or folder). Default: gan-dcgan, else gan-mlp.",
+            help="Generator (store name or folder). Default: gan-mlp, else gan-dcgan.",
             show_default=False,
         ),
     ] = None,
@@ -276,7 +276,7 @@ def evaluate(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Generator to measure. Default: gan-dcgan, else gan-mlp.", show_default=False
+            help="Generator to measure. Default: gan-mlp, else gan-dcgan.", show_default=False
         ),
     ] = None,
     features: Annotated[

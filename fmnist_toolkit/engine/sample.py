@@ -31,7 +31,8 @@ MAX_GRID = 10_000  # more images than this make an unreadable picture: use .npz 
 SAMPLE_BATCH = 1_000  # bounds memory however large --n is
 GRID_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npz", ".npy")
-DEFAULT_GENERATORS = ("gan-dcgan", "gan-mlp")
+# In the order of their measured sample quality (docs/gan.md: Fréchet distance 12.1 vs 30.5).
+DEFAULT_GENERATORS = ("gan-mlp", "gan-dcgan")
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class SampleResult:
 
 
 def default_generator(store: ModelStore) -> str:
-    """The generator used when none is named: gan-dcgan, else gan-mlp, else the newest one."""
+    """The generator used when none is named: gan-mlp, else gan-dcgan, else the newest one."""
     generators = [model for model in store.available() if model.kind == "generator"]
     names = [model.name for model in generators]
     for name in DEFAULT_GENERATORS:
