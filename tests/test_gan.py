@@ -292,3 +292,14 @@ def test_eval_bad_inputs(cli, with_gan_store: Path, synthetic_data: Path) -> Non
         cli("gan", "eval", "--features", "ae-better", *data), 2, "not a classifier"
     )
     assert_one_line_error(cli("gan", "eval", "--n", "1", *data), 2, "--n must be between 2")
+
+
+@pytest.mark.parametrize(("count", "nrow"), [(64, 8), (10, 4), (3, 8), (1, 1)])
+def test_image_grid_matches_torchvisions_layout(count: int, nrow: int) -> None:
+    from torchvision.utils import make_grid
+
+    from fmnist_toolkit.engine.sample import image_grid
+
+    images = torch.rand(count, 1, 28, 28, generator=torch.Generator().manual_seed(count))
+    expected = make_grid(images, nrow=nrow, padding=2, pad_value=1.0)[0]
+    assert torch.equal(image_grid(images, nrow=nrow), expected)

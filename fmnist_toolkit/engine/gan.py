@@ -186,11 +186,11 @@ def generate(generator: nn.Module, noise: torch.Tensor) -> torch.Tensor:
 
 
 def write_grid(images: torch.Tensor, path: Path, *, nrow: int) -> Path:
-    """A grid PNG/JPEG of [0, 1] images with torchvision's make_grid/save_image."""
-    from torchvision.utils import save_image
+    """A grid PNG of [0, 1] images (the same grid as ``fmt gan sample``)."""
+    from fmnist_toolkit.engine.sample import grid_bytes
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(images, path, nrow=nrow, padding=2, pad_value=1.0)
+    path.write_bytes(grid_bytes(images, nrow=nrow))
     return path
 
 
