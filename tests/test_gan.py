@@ -294,7 +294,7 @@ def test_eval_bad_inputs(cli, with_gan_store: Path, synthetic_data: Path) -> Non
     assert_one_line_error(cli("gan", "eval", "--n", "1", *data), 2, "--n must be between 2")
 
 
-@pytest.mark.parametrize(("count", "nrow"), [(64, 8), (10, 4), (3, 8), (1, 1)])
+@pytest.mark.parametrize(("count", "nrow"), [(64, 8), (10, 4), (3, 8), (2, 1)])
 def test_image_grid_matches_torchvisions_layout(count: int, nrow: int) -> None:
     from torchvision.utils import make_grid
 
@@ -303,3 +303,5 @@ def test_image_grid_matches_torchvisions_layout(count: int, nrow: int) -> None:
     images = torch.rand(count, 1, 28, 28, generator=torch.Generator().manual_seed(count))
     expected = make_grid(images, nrow=nrow, padding=2, pad_value=1.0)[0]
     assert torch.equal(image_grid(images, nrow=nrow), expected)
+    # One image: make_grid returns it bare; ours keeps the frame, like every other grid.
+    assert image_grid(images[:1], nrow=nrow).shape == (32, 32)
