@@ -165,8 +165,16 @@ def test_sample_grid_with_denoise_names_its_models(cli, with_gan_store: Path, tm
     assert summary["denoiser"] == "ae-better"  # the latent-16 autoencoder with the lowest MSE
     assert Image.open(out).size == (8 * 30 + 2, 8 * 30 + 2)
 
-    raw = tmp_path / "raw.png"
-    assert sample(cli, raw, "--n", 64).exit_code == 0
+    umask = os.umask(0o022)
+    try:
+        raw = tmp_path / "raw.png"
+        assert sample(cli, raw, "--n", 64).exit_code == 0
+        folder = tmp_path / "pngs"
+        assert sample(cli, folder, "--n", 2).exit_code == 0
+    finally:
+        os.umask(umask)
+    # Written atomically through private temporary files, yet with the usual permissions.
+    assert raw.stat().st_mode & 0o777 == 0o644 and folder.stat().st_mode & 0o777 == 0o755
     assert raw.read_bytes() != out.read_bytes()  # denoising changed the images
 
 

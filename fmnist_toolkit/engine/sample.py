@@ -184,12 +184,20 @@ def check_request(request: SampleRequest, out: str) -> str:
     return kind
 
 
+def _usual_mode(path: Path, *, folder: bool) -> None:
+    """The permissions a plain open() or mkdir() would have given (tempfile's are private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod((0o777 if folder else 0o666) & ~umask)
+
+
 def _replace_atomically(target: Path, write: Callable[[Path], None]) -> None:
     """Write through a temporary file beside ``target``, then rename it into place."""
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     os.close(handle)
     try:
         write(Path(temporary))
+        _usual_mode(Path(temporary), folder=False)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -356,6 +364,7 @@ def _write_folder(target: Path, batches: Iterator[tuple[torch.Tensor, torch.Tens
                 written += 1
         if target.is_dir():
             target.rmdir()  # empty, checked before we started
+        _usual_mode(temporary, folder=True)
         os.replace(temporary, target)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
