@@ -50,6 +50,27 @@ def resume_command(ctx: typer.Context, name: str) -> str:
     return shlex.join(words)
 
 
+def print_summary(title: str, summary: dict[str, Any]) -> None:
+    """A training run's summary as a two-column table on stderr (``--json`` prints the dict).
+
+    Losses and errors keep six decimals; a list of plots is shown as its count and folder.
+    """
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    for key, value in summary.items():
+        if key == "plots":
+            if not value:
+                continue
+            value = f"{len(value)} files in {Path(value[0]).parent}"
+        elif isinstance(value, float) and key != "seconds":
+            value = f"{value:.6f}"
+        table.add_row(key, str(value))
+    console.print(table)
+
+
 def print_note(message: str) -> None:
     """A one-line remark on stderr, never wrapped (logs and scripts read it whole)."""
     console.print(f"note: {message}", soft_wrap=True)

@@ -23,6 +23,7 @@ from fmnist_toolkit.cli._render import (
     model_label,
     print_json,
     print_note,
+    print_summary,
     resume_command,
 )
 from fmnist_toolkit.cli.tune import tune
@@ -209,17 +210,7 @@ def train(
     if json_output:
         print_json(summary)
         return
-    from rich.table import Table
-
-    table = Table(title=f"Autoencoder {result.name}", show_header=False)
-    table.add_column("key", style="bold")
-    table.add_column("value")
-    for key, value in summary.items():
-        if key == "plots" and not value:
-            continue
-        shown = f"{value:.6f}" if isinstance(value, float) and key.endswith("mse") else value
-        table.add_row(key, str(shown))
-    console.print(table)
+    print_summary(f"Autoencoder {result.name}", summary)
 
 
 class View(str, enum.Enum):

@@ -19,7 +19,7 @@ from fmnist_toolkit.cli._options import (
     QuietOption,
     SeedOption,
 )
-from fmnist_toolkit.cli._render import console, print_json, resume_command
+from fmnist_toolkit.cli._render import console, print_json, print_summary, resume_command
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -168,21 +168,7 @@ def train(
     if json_output:
         print_json(summary)
         return
-    _print_summary(f"GAN generator {result.name}", summary)
-
-
-def _print_summary(title: str, summary: dict) -> None:
-    from rich.table import Table
-
-    table = Table(title=title, show_header=False)
-    table.add_column("key", style="bold")
-    table.add_column("value")
-    for key, value in summary.items():
-        if key == "plots":
-            value = f"{len(value)} files in {Path(value[0]).parent}" if value else None
-        if value is not None:
-            table.add_row(key, str(value))
-    console.print(table)
+    print_summary(f"GAN generator {result.name}", summary)
 
 
 @app.command()
