@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from fmnist_toolkit.errors import ToolkitError
+from fmnist_toolkit.errors import ToolkitError, TrainingInterrupted
 
 # Progress, tables and messages go to stderr so that stdout carries only results (JSON).
 console = Console(stderr=True, highlight=False)
@@ -48,6 +50,19 @@ def resume_command(ctx: typer.Context, name: str) -> str:
         if value is not None and value != "auto":
             words += [option, str(value)]
     return shlex.join(words)
+
+
+@contextlib.contextmanager
+def resume_hint(ctx: typer.Context, name: str) -> Iterator[None]:
+    """Ctrl-C during training: add the command that resumes it to the one-line message."""
+    try:
+        yield
+    except TrainingInterrupted as interrupted:
+        raise TrainingInterrupted(
+            f"{interrupted}; resume with: {resume_command(ctx, name)}",
+            model_name=interrupted.model_name,
+            completed_epochs=interrupted.completed_epochs,
+        ) from None
 
 
 def print_summary(title: str, summary: dict[str, Any]) -> None:

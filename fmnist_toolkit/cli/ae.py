@@ -24,7 +24,7 @@ from fmnist_toolkit.cli._render import (
     print_json,
     print_note,
     print_summary,
-    resume_command,
+    resume_hint,
 )
 from fmnist_toolkit.cli.tune import tune
 
@@ -154,7 +154,7 @@ def train(
     from fmnist_toolkit.config import AutoencoderTrainConfig, EngineConfig
     from fmnist_toolkit.engine.ae import train_autoencoder
     from fmnist_toolkit.engine.callbacks import ProgressCallback
-    from fmnist_toolkit.errors import TrainingInterrupted, UsageError
+    from fmnist_toolkit.errors import UsageError
     from fmnist_toolkit.storage import ModelStore
 
     model_name = name or (f"ae-{latent_dim}" if arch == "seed" else f"ae-{arch}-{latent_dim}")
@@ -177,7 +177,7 @@ def train(
     if resume and ModelStore().has_checkpoint(model_name):
         _warn_ignored_on_resume(ctx)
     progress = ProgressCallback(console, label=model_name, quiet=quiet)
-    try:
+    with resume_hint(ctx, model_name):
         result = train_autoencoder(
             model_name,
             config,
@@ -188,13 +188,6 @@ def train(
             plots_dir=plots,
             callbacks=[progress],
         )
-    except TrainingInterrupted as interrupted:
-        command = resume_command(ctx, model_name)
-        raise TrainingInterrupted(
-            f"{interrupted}; resume with: {command}",
-            model_name=interrupted.model_name,
-            completed_epochs=interrupted.completed_epochs,
-        ) from None
 
     summary = {
         "name": result.name,

@@ -19,7 +19,7 @@ from fmnist_toolkit.cli._options import (
     QuietOption,
     SeedOption,
 )
-from fmnist_toolkit.cli._render import console, print_json, print_summary, resume_command
+from fmnist_toolkit.cli._render import console, print_json, print_summary, resume_hint
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -115,7 +115,7 @@ def train(
     from fmnist_toolkit.config import EngineConfig, GanTrainConfig
     from fmnist_toolkit.engine.callbacks import ProgressCallback
     from fmnist_toolkit.engine.gan import train_gan
-    from fmnist_toolkit.errors import TrainingInterrupted, UsageError
+    from fmnist_toolkit.errors import UsageError
 
     if resume and restart:
         raise UsageError("--resume and --restart contradict each other; pick one")
@@ -136,7 +136,7 @@ def train(
     engine = EngineConfig(
         device=device, precision=Precision(precision).value, compile=compile_model
     )
-    try:
+    with resume_hint(ctx, model_name):
         result = train_gan(
             model_name,
             config,
@@ -148,12 +148,6 @@ def train(
             sample_every=sample_every,
             callbacks=[ProgressCallback(console, label=model_name, quiet=quiet)],
         )
-    except TrainingInterrupted as interrupted:
-        raise TrainingInterrupted(
-            f"{interrupted}; resume with: {resume_command(ctx, model_name)}",
-            model_name=interrupted.model_name,
-            completed_epochs=interrupted.completed_epochs,
-        ) from None
     summary = {
         "name": result.name,
         "path": str(result.path),
