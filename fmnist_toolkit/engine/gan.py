@@ -36,6 +36,7 @@ from fmnist_toolkit.engine.device import (
     seed_everything,
 )
 from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
+from fmnist_toolkit.engine.sample import generate, grid_bytes
 from fmnist_toolkit.errors import (
     TrainingDiverged,
     TrainingInterrupted,
@@ -172,23 +173,8 @@ class SampleGrids(Callback):
             self.written.append(path)
 
 
-def generate(generator: nn.Module, noise: torch.Tensor) -> torch.Tensor:
-    """Images in [0, 1] [N, 1, 28, 28] on the CPU for a batch of noise, in eval mode."""
-    import torch
-
-    was_training = generator.training
-    generator.eval()
-    device = next(generator.parameters()).device
-    with torch.no_grad():
-        images = generator(noise.to(device)).float().cpu()
-    generator.train(was_training)
-    return (images + 1) / 2
-
-
 def write_grid(images: torch.Tensor, path: Path, *, nrow: int) -> Path:
     """A grid PNG of [0, 1] images (the same grid as ``fmt gan sample``)."""
-    from fmnist_toolkit.engine.sample import grid_bytes
-
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(grid_bytes(images, nrow=nrow))
     return path

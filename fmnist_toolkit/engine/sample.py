@@ -111,10 +111,23 @@ def load_denoiser(name: str, store: ModelStore) -> nn.Module:
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[N, 1, 28, 28] floats in [0, 1] to uint8 [N, 28, 28]."""
+    """[N, 1, H, W] floats in [0, 1] to uint8 [N, H, W]."""
     import torch
 
     return images[:, 0].clamp(0, 1).mul(255).round().to(torch.uint8)
+
+
+def generate(generator: nn.Module, noise: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] [N, 1, 28, 28] on the CPU for a batch of noise, in eval mode."""
+    import torch
+
+    was_training = generator.training
+    generator.eval()
+    device = next(generator.parameters()).device
+    with torch.no_grad():
+        images = generator(noise.to(device)).float().cpu()
+    generator.train(was_training)
+    return (images + 1) / 2
 
 
 def sample_batches(
@@ -127,7 +140,7 @@ def sample_batches(
     with torch.no_grad():
         for start in range(0, count, SAMPLE_BATCH):
             size = min(SAMPLE_BATCH, count - start)
-            raw = (generator(generator.noise(size, noise)).float() + 1) / 2
+            raw = generate(generator, generator.noise(size, noise))
             denoised = denoiser(raw).float().clamp(0, 1) if denoiser is not None else None
             yield raw.clamp(0, 1), denoised
 
@@ -230,10 +243,9 @@ def image_grid(
 
 def encode_image(picture: torch.Tensor, image_format: str = "png") -> bytes:
     """A [H, W] picture in [0, 1] as 8-bit grayscale PNG or JPEG bytes."""
-    import torch
     from PIL import Image
 
-    pixels = picture.clamp(0, 1).mul(255).round().to(torch.uint8)
+    pixels = to_uint8(picture[None, None])[0]
     buffer = io.BytesIO()
     Image.fromarray(pixels.numpy(), mode="L").save(buffer, format=image_format.upper())
     return buffer.getvalue()
