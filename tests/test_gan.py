@@ -254,6 +254,15 @@ def test_bad_sample_inputs_are_one_line_and_leave_nothing(
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
 
 
+def test_a_generator_of_another_name_is_the_default_when_it_is_the_only_one(
+    cli, synthetic_data: Path, tmp_path: Path
+) -> None:
+    train_gan("my-gan", tiny_gan(epochs=1), CPU, data_dir=synthetic_data, store=ModelStore())
+    result = sample(cli, tmp_path / "x.png", "--n", 4, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["generator"] == "my-gan"
+
+
 def test_no_generator_in_the_store_says_what_to_do(cli, tmp_path: Path) -> None:
     assert_one_line_error(sample(cli, tmp_path / "x.png"), 1, "fmt gan train")
 

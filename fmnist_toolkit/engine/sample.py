@@ -71,7 +71,7 @@ def default_generator(store: ModelStore) -> str:
         if name in names:
             return name
     if generators:
-        return max(generators, key=lambda model: str(model.config.get("created", "")))
+        return max(generators, key=lambda model: str(model.config.get("created", ""))).name
     raise ModelNotFoundError("no generator in the store; train one with: fmt gan train")
 
 
