@@ -75,6 +75,7 @@ class ClassifierTrainConfig:
     weight_decay: float = 1e-5
     unfreeze: bool = False
     encoder_lr: float = 2e-4  # only with unfreeze
+    augment: bool = True  # only with unfreeze: random mirror and shift of each training image
     val_fraction: float = 0.1
     seed: int = 0
 

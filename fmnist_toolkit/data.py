@@ -480,6 +480,30 @@ def to_unit_float(images: torch.Tensor) -> torch.Tensor:
     return images.unsqueeze(1).float().div_(255.0)
 
 
+def augment_batch(
+    images: torch.Tensor, generator: torch.Generator, max_shift: int = 2
+) -> torch.Tensor:
+    """Each image of a batch [B, 1, 28, 28] mirrored left-right with probability 1/2 and moved
+    by up to ``max_shift`` pixels each way (zero fill), on the batch's own device.
+
+    Per image, unlike torchvision's transforms on a batch tensor (one draw for the batch). The
+    draws come from a seeded CPU generator, so a run augments the same on every device.
+    """
+    import torch
+
+    count, size = images.shape[0], images.shape[-1]
+    device = images.device
+    flip = (torch.rand(count, generator=generator) < 0.5).to(device)
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, count), generator=generator).to(device)
+    images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+    padded = torch.nn.functional.pad(images, (max_shift,) * 4)
+    span = torch.arange(size, device=device)
+    rows = (offsets[0].view(-1, 1) + span).view(count, 1, size, 1)
+    columns = (offsets[1].view(-1, 1) + span).view(count, 1, 1, size)
+    batch = torch.arange(count, device=device).view(count, 1, 1, 1)
+    return padded[batch, 0, rows, columns]
+
+
 # --------------------------------------------------------------------------- user images
 
 

@@ -91,6 +91,49 @@ def test_unfreeze_trains_the_encoder(cli, home: Path, synthetic_data: Path) -> N
     assert not torch.equal(weights["encoder.0.weight"], encoder["encoder.0.weight"])
 
 
+def test_augmentation_is_on_with_unfreeze_and_can_be_turned_off(
+    cli, home: Path, synthetic_data: Path
+) -> None:
+    runs = {}
+    for flag in ("--augment", "--no-augment"):
+        result = finetune(cli, synthetic_data, "--unfreeze", "--json", "--name", flag[2:], flag)
+        assert result.exit_code == 0, result.stderr
+        runs[flag] = ModelStore(home).read_config(flag[2:])
+    assert runs["--augment"]["recipe"]["augment"] is True
+    assert runs["--no-augment"]["recipe"]["augment"] is False
+    default = json.loads(finetune(cli, synthetic_data, "--unfreeze", "--json").stdout)
+    assert ModelStore(home).read_config(default["name"])["recipe"]["augment"] is True
+    # Augmented batches are other images: training takes another path.
+    assert runs["--augment"]["history"] != runs["--no-augment"]["history"]
+
+
+def test_default_encoder_is_the_best_latent_16_autoencoder(
+    cli, synthetic_data: Path, isolated_home: Path
+) -> None:
+    engine = EngineConfig(device="cpu")
+    for name, lr in (("ae-worse", 1e-5), ("ae-better", 3e-3)):
+        config = AutoencoderTrainConfig(epochs=2, batch_size=32, lr=lr)
+        train_autoencoder(name, config, engine, data_dir=synthetic_data)
+    mse = {
+        name: ModelStore().read_config(name)["metrics"]["test_mse"]
+        for name in ("ae-worse", "ae-better")
+    }
+    assert mse["ae-better"] < mse["ae-worse"]
+    result = cli(
+        "clf", "finetune", "--epochs", 1, "--data-dir", synthetic_data, "--device", "cpu", "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["encoder"] == "ae-better" and summary["name"] == "clf-ae-better"
+
+
+def test_no_encoder_in_the_store_is_one_line(cli, synthetic_data: Path) -> None:
+    result = cli("clf", "finetune", "--data-dir", synthetic_data, "--device", "cpu")
+    assert_one_line_error(
+        result, 1, "no latent-16 autoencoder in the store to take an encoder from"
+    )
+
+
 def test_same_seed_same_result(cli, home: Path, synthetic_data: Path) -> None:
     runs = [
         json.loads(finetune(cli, synthetic_data, "--json", "--name", f"c{i}").stdout)
@@ -152,6 +195,33 @@ def test_predict_pictures(cli, home, synthetic_data, tmp_path: Path) -> None:
         assert prediction["top"][0]["probability"] >= prediction["top"][1]["probability"]
     human = cli("clf", "predict", "--model", "clf-ae-4", paths[0])
     assert human.exit_code == 0 and human.stdout.startswith(f"{paths[0]}: ")
+
+
+def test_predict_and_eval_default_to_the_most_accurate_classifier(
+    cli, home, synthetic_data, tmp_path: Path
+) -> None:
+    image = tmp_path / "picture.png"
+    _save_test_image(
+        image, load_fashion_mnist("test", synthetic_data)[0][0], light_background=False, scale=1
+    )
+    assert_one_line_error(
+        cli("clf", "predict", image), 1, "no classifier in the store to classify with"
+    )
+    assert finetune(cli, synthetic_data, "--quiet", "--name", "good").exit_code == 0
+    assert (
+        finetune(
+            cli, synthetic_data, "--quiet", "--name", "poor", "--epochs", "1", "--lr", "1e-6"
+        ).exit_code
+        == 0
+    )
+    store = ModelStore(home)
+    accuracy = {
+        name: store.read_config(name)["metrics"]["test_accuracy"] for name in ("good", "poor")
+    }
+    assert accuracy["good"] > accuracy["poor"]
+    assert json.loads(cli("clf", "predict", image, "--json").stdout)["model"] == "good"
+    measured = json.loads(cli("clf", "eval", "--data-dir", synthetic_data, "--json").stdout)
+    assert measured["model"] == "good" and measured["test_accuracy"] == accuracy["good"]
 
 
 def test_pictures_are_converted_like_fashion_mnist(tmp_path: Path) -> None:

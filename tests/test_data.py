@@ -159,3 +159,26 @@ def test_device_split_shuffle_is_seeded(synthetic_data: Path) -> None:
     assert order(1) != order(2)
     unshuffled = [labels.tolist() for _, labels in split.batches(128)]
     assert unshuffled[0] == split.labels[:128].tolist()
+
+
+def test_augment_batch_mirrors_and_shifts_each_image_on_its_own() -> None:
+    import itertools
+
+    from fmnist_toolkit.data import augment_batch
+
+    images = torch.rand(64, 1, 28, 28)
+    augmented = augment_batch(images, torch.Generator().manual_seed(0))
+    again = augment_batch(images, torch.Generator().manual_seed(0))
+    assert augmented.shape == images.shape and torch.equal(augmented, again)
+
+    def transform_of(original: torch.Tensor, result: torch.Tensor) -> tuple[bool, int, int]:
+        for flip, dy, dx in itertools.product((False, True), range(5), range(5)):
+            source = original.flip(-1) if flip else original
+            padded = torch.nn.functional.pad(source, (2, 2, 2, 2))
+            if torch.equal(padded[..., dy : dy + 28, dx : dx + 28], result):
+                return flip, dy, dx
+        raise AssertionError("not a mirrored and shifted copy of its image")
+
+    transforms = [transform_of(images[i], augmented[i]) for i in range(len(images))]
+    assert len(set(transforms)) > 10, "each image draws its own mirror and shift"
+    assert {flip for flip, _, _ in transforms} == {False, True}

@@ -26,8 +26,21 @@ app = typer.Typer(
 
 RECIPE = "Recipe (defaults: the course report's)"
 ModelOption = Annotated[
-    str, typer.Option("--model", help="Classifier name in the store, or the path of its folder.")
+    str | None,
+    typer.Option(
+        "--model",
+        help="Classifier name in the store, or the path of its folder. Default: the classifier "
+        "with the highest test accuracy in the store (bundled: clf-ae-wide-16-ft).",
+        show_default=False,
+    ),
 ]
+
+
+def _chosen_classifier(model: str | None, purpose: str) -> str:
+    from fmnist_toolkit.engine.model_io import best_classifier
+    from fmnist_toolkit.storage import ModelStore
+
+    return model or best_classifier(ModelStore(), purpose=purpose, option="--model")
 
 
 def _metrics_rows(per_class: list[dict[str, Any]]):
@@ -50,8 +63,13 @@ def _metrics_rows(per_class: list[dict[str, Any]]):
 @app.command()
 def finetune(
     encoder: Annotated[
-        str, typer.Option(help="Autoencoder whose encoder is used (store name or folder).")
-    ] = "ae-16",
+        str | None,
+        typer.Option(
+            help="Autoencoder whose encoder is used (store name or folder). Default: the "
+            "latent-16 autoencoder with the lowest test MSE in the store (bundled: ae-wide-16).",
+            show_default=False,
+        ),
+    ] = None,
     name: Annotated[
         str | None,
         typer.Option(
@@ -75,6 +93,15 @@ def finetune(
         float,
         typer.Option(help="Learning rate of the encoder with --unfreeze.", rich_help_panel=RECIPE),
     ] = 2e-4,
+    augment: Annotated[
+        bool,
+        typer.Option(
+            help="With --unfreeze: mirror each training image left-right at random and shift it "
+            "by up to 2 pixels (a fine-tuned encoder overfits without it). No effect on a frozen "
+            "encoder, whose codes are computed once.",
+            rich_help_panel=RECIPE,
+        ),
+    ] = True,
     val_fraction: Annotated[
         float,
         typer.Option(
@@ -104,12 +131,18 @@ def finetune(
     fine-tunes it too. A validation split of the training set picks the epoch; the test set is
     only measured.
 
-    Example: fmt clf finetune --encoder ae-16 --unfreeze --plots plots/
+    Example: fmt clf finetune --unfreeze --plots plots/
     """
     from fmnist_toolkit.config import ClassifierTrainConfig, EngineConfig
     from fmnist_toolkit.engine.callbacks import ProgressCallback
     from fmnist_toolkit.engine.clf import train_classifier
+    from fmnist_toolkit.engine.model_io import best_autoencoder
+    from fmnist_toolkit.storage import ModelStore
 
+    if encoder is None:
+        encoder = best_autoencoder(
+            ModelStore(), purpose="to take an encoder from", option="--encoder"
+        )
     encoder_label = model_label(encoder)
     model_name = name or (f"clf-{encoder_label}-ft" if unfreeze else f"clf-{encoder_label}")
     config = ClassifierTrainConfig(
@@ -120,6 +153,7 @@ def finetune(
         weight_decay=weight_decay,
         unfreeze=unfreeze,
         encoder_lr=encoder_lr,
+        augment=augment,
         val_fraction=val_fraction,
         seed=seed,
     )
@@ -160,7 +194,7 @@ def finetune(
 
 @app.command("eval")
 def evaluate(
-    model: ModelOption = "clf-ae-16",
+    model: ModelOption = None,
     data_dir: DataDirOption = None,
     device: DeviceOption = "auto",
     json_output: JsonOption = False,
@@ -168,6 +202,7 @@ def evaluate(
     """Re-measure a saved classifier on the 10,000 test images."""
     from fmnist_toolkit.engine.clf import evaluate_classifier
 
+    model = _chosen_classifier(model, "to measure")
     metrics = evaluate_classifier(model, data_dir=data_dir, device=device)
     if json_output:
         print_json(
@@ -189,7 +224,7 @@ def predict(
         list[Path],
         typer.Argument(help="Image files (PNG, JPEG, ...), any size.", show_default=False),
     ],
-    model: ModelOption = "clf-ae-16",
+    model: ModelOption = None,
     top: Annotated[int, typer.Option(min=1, max=10, help="How many classes to show.")] = 3,
     json_output: JsonOption = False,
 ) -> None:
@@ -200,6 +235,7 @@ def predict(
     """
     from fmnist_toolkit.engine.clf import predict_images
 
+    model = _chosen_classifier(model, "to classify with")
     predictions = predict_images(model, images, top=top)
     if json_output:
         print_json({"model": model, "predictions": predictions})

@@ -17,6 +17,7 @@ from fmnist_toolkit.config import ClassifierTrainConfig, EngineConfig, ModelSpec
 from fmnist_toolkit.data import (
     CLASS_NAMES,
     DeviceSplit,
+    augment_batch,
     dataset_sha256,
     index_batches,
     split_indices,
@@ -187,9 +188,13 @@ def train_classifier(
         val_features = predict_split(model, val, model.encode)
     if config.unfreeze:
         forward = model
+        augmentation = torch.Generator().manual_seed(config.seed + 1)
 
         def batches():
-            return train.batches(config.batch_size, shuffle)
+            for images, labels in train.batches(config.batch_size, shuffle):
+                # A fine-tuned encoder fits the training set within ~20 epochs and then only
+                # overfits; mirrored and shifted copies keep validation accuracy rising.
+                yield (augment_batch(images, augmentation) if config.augment else images), labels
     else:
         forward = model.classify_codes
 

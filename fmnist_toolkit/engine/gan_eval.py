@@ -15,16 +15,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit, to_unit_float
-from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
+from fmnist_toolkit.engine.model_io import (
+    best_autoencoder,
+    best_classifier,
+    load_model,
+    read_model_of_kind,
+)
 from fmnist_toolkit.engine.sample import (
     MAX_SAMPLES,
-    best_autoencoder,
     default_generator,
     load_denoiser,
     load_generator,
     sample_batches,
 )
-from fmnist_toolkit.errors import ModelNotFoundError, UsageError
+from fmnist_toolkit.errors import UsageError
 from fmnist_toolkit.storage import ModelStore
 
 if TYPE_CHECKING:
@@ -73,21 +77,6 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     return float(difference @ difference + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root))
 
 
-def best_classifier(store: ModelStore) -> str:
-    """The classifier with the highest test accuracy: the default feature extractor."""
-    candidates = [
-        (float(model.config.get("metrics", {}).get("test_accuracy", 0.0)), model.name)
-        for model in store.available()
-        if model.kind == "classifier"
-    ]
-    if not candidates:
-        raise ModelNotFoundError(
-            "no classifier in the store for the feature space; train one with fmt clf finetune "
-            "or name one with --features"
-        )
-    return max(candidates)[1]
-
-
 def _features_and_classes(
     classifier: nn.Module, images: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,12 +115,16 @@ def evaluate_generator(
     store = store or ModelStore()
     generator_name = generator_name or default_generator(store)
     generator = load_generator(generator_name, store)
-    features_name = features_name or best_classifier(store)
+    features_name = features_name or best_classifier(
+        store, purpose="for the feature space", option="--features"
+    )
     read_model_of_kind(features_name, "classifier", store, hint=" (--features needs a classifier)")
     classifier = load_model(features_name, store=store)
     denoiser = None
     if denoise or denoiser_name:
-        denoiser_name = denoiser_name or best_autoencoder(store)
+        denoiser_name = denoiser_name or best_autoencoder(
+            store, purpose="to denoise with", option="--denoiser"
+        )
         denoiser = load_denoiser(denoiser_name, store)
 
     cpu = torch.device("cpu")
