@@ -110,21 +110,34 @@ class TuneConfig:
 
 SEARCH_DIMENSIONS = ("architecture", "batch-size", "schedule")
 
+# The convolutional pair trains faster than the report's MLP at twice its learning rate (the
+# DCGAN paper's 2e-4) and needs far fewer epochs (measured: docs/gan.md).
+DCGAN_DEFAULTS: dict[str, Any] = {"lr": 2e-4, "epochs": 50}
+
 
 @dataclass(frozen=True)
 class GanTrainConfig:
-    """The recipe of ``fmt gan train``; the ``mlp`` defaults are the course report's."""
+    """The recipe of ``fmt gan train``; the field defaults are the course report's ``mlp``
+    recipe, and :meth:`for_architecture` applies the ``dcgan`` one (:data:`DCGAN_DEFAULTS`)."""
 
     architecture: str = "mlp"  # or "dcgan"
     latent_size: int = 100
     hidden_size: int = 784  # mlp only
-    width: int = 32  # dcgan only: channels next to the image; the middle layer has 2 * width
+    width: int = 64  # dcgan only: channels next to the image; the middle layer has 2 * width
     epochs: int = 300
     batch_size: int = 64
     lr: float = 1e-4
     beta1: float = 0.5  # Adam's betas for both networks (0.5: the DCGAN paper's choice)
     beta2: float = 0.999
+    ema: float = 0.0  # decay of an exponential moving average of the generator (0: none)
     seed: int = 0
+
+    @classmethod
+    def for_architecture(cls, architecture: str, **settings: Any) -> GanTrainConfig:
+        """The recipe of ``architecture``: its defaults, then the ``settings`` that are not None."""
+        defaults = DCGAN_DEFAULTS if architecture == "dcgan" else {}
+        given = {key: value for key, value in settings.items() if value is not None}
+        return cls(architecture=architecture, **{**defaults, **given})
 
     def generator_spec(self) -> ModelSpec:
         size = {"hidden_size": self.hidden_size} if self.architecture == "mlp" else {}

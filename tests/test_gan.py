@@ -104,11 +104,11 @@ def test_train_saves_a_generator_and_plots(
     assert len(config["history"]) == 2
 
 
-@pytest.mark.parametrize("architecture", ["mlp", "dcgan"])
+@pytest.mark.parametrize(("architecture", "ema"), [("mlp", 0.0), ("dcgan", 0.0), ("dcgan", 0.9)])
 def test_interrupted_training_resumes_exactly(
-    synthetic_data: Path, tmp_path: Path, architecture: str
+    synthetic_data: Path, tmp_path: Path, architecture: str, ema: float
 ) -> None:
-    recipe = tiny_gan(architecture, epochs=3)
+    recipe = tiny_gan(architecture, epochs=3, ema=ema)
     reference_store = ModelStore(tmp_path / "reference")
     reference = train_gan("g", recipe, CPU, data_dir=synthetic_data, store=reference_store)
 
@@ -118,6 +118,8 @@ def test_interrupted_training_resumes_exactly(
             "g", recipe, CPU, data_dir=synthetic_data, store=store, callbacks=[InterruptAfter(2)]
         )
     assert caught.value.completed_epochs == 2 and store.has_checkpoint("g")
+    checkpoint, _ = store.load_checkpoint("g")
+    assert any(key.startswith("generator_average.") for key in checkpoint) == bool(ema)
     resumed = train_gan(
         "g", tiny_gan(architecture, epochs=99), CPU, data_dir=synthetic_data, store=store,
         resume=True,
@@ -127,6 +129,43 @@ def test_interrupted_training_resumes_exactly(
     weights, _ = store.load("g")
     reference_weights, _ = reference_store.load("g")
     assert all(torch.equal(weights[key], reference_weights[key]) for key in reference_weights)
+
+
+def test_ema_saves_the_average_of_the_generator_not_its_last_step(
+    synthetic_data: Path, tmp_path: Path
+) -> None:
+    store = ModelStore(tmp_path / "store")
+    recipe = tiny_gan("dcgan", epochs=2, ema=0.5)
+    with pytest.raises(TrainingInterrupted):  # after the last epoch's checkpoint
+        train_gan(
+            "g", recipe, CPU, data_dir=synthetic_data, store=store, callbacks=[InterruptAfter(2)]
+        )
+    checkpoint, _ = store.load_checkpoint("g")
+    train_gan("g", recipe, CPU, data_dir=synthetic_data, store=store, resume=True)
+    saved, config = store.load("g")
+    assert config["recipe"]["ema"] == 0.5
+    assert all(
+        torch.equal(saved[key], checkpoint[f"generator_average.module.{key}"]) for key in saved
+    )
+    assert any(not torch.equal(saved[key], checkpoint[f"generator.{key}"]) for key in saved)
+
+
+def test_dcgan_has_its_own_defaults(cli, synthetic_data: Path) -> None:
+    assert GanTrainConfig.for_architecture("dcgan").epochs == 50
+    assert GanTrainConfig.for_architecture("mlp") == GanTrainConfig()  # the report's recipe
+    assert GanTrainConfig.for_architecture("dcgan", lr=None, epochs=3).epochs == 3
+    result = cli(
+        "gan", "train", "--arch", "dcgan", "--epochs", 1, "--width", 4, "--latent-size", 8,
+        "--data-dir", synthetic_data, "--device", "cpu", "-q", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    recipe = ModelStore().read_config("gan-dcgan")["recipe"]
+    assert recipe["lr"] == 2e-4 and recipe["epochs"] == 1 and recipe["width"] == 4
+    result = cli(
+        "gan", "train", "--epochs", 1, "--hidden-size", 16, "--latent-size", 8,
+        "--data-dir", synthetic_data, "--device", "cpu", "-q", "--json",
+    )  # fmt: skip
+    assert ModelStore().read_config("gan-mlp")["recipe"]["lr"] == 1e-4
 
 
 def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(
@@ -143,7 +182,13 @@ def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(
 
 
 def test_bad_recipes_are_usage_errors(cli, synthetic_data: Path) -> None:
-    for args in (["--lr", "0"], ["--beta1", "1.5"], ["--arch", "vae"]):
+    for args in (
+        ["--lr", "0"],
+        ["--beta1", "1.5"],
+        ["--arch", "vae"],
+        ["--ema", "1"],
+        ["--ema", "-0.1"],
+    ):
         result = cli("gan", "train", "--data-dir", synthetic_data, *args)
         assert result.exit_code == 2, result.output
         assert "Traceback" not in result.output
@@ -161,7 +206,7 @@ def test_sample_grid_with_denoise_names_its_models(cli, with_gan_store: Path, tm
     result = sample(cli, out, "--n", 64, "--denoise", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["generator"] == "gan-mlp"  # preferred: the better measured of the two
+    assert summary["generator"] == "gan-dcgan"  # preferred: the better measured of the two
     assert summary["denoiser"] == "ae-better"  # the latent-16 autoencoder with the lowest MSE
     assert Image.open(out).size == (8 * 30 + 2, 8 * 30 + 2)
 

@@ -51,7 +51,15 @@ def train(
         str | None,
         typer.Option(help="Name in the model store. Default: gan-ARCH.", show_default=False),
     ] = None,
-    epochs: Annotated[int, typer.Option(min=1, rich_help_panel=RECIPE)] = 300,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Default: 300 for mlp (the report's), 50 for dcgan.",
+            show_default=False,
+            rich_help_panel=RECIPE,
+        ),
+    ] = None,
     latent_size: Annotated[
         int, typer.Option(min=1, help="Size of the noise vector z.", rich_help_panel=RECIPE)
     ] = 100,
@@ -66,16 +74,30 @@ def train(
             "32 trains 2.5x faster than 64 on a CPU.",
             rich_help_panel=RECIPE,
         ),
-    ] = 32,
+    ] = 64,
     batch_size: Annotated[int, typer.Option(min=1, rich_help_panel=RECIPE)] = 64,
     lr: Annotated[
-        float, typer.Option(help="Adam's learning rate, both networks.", rich_help_panel=RECIPE)
-    ] = 1e-4,
+        float | None,
+        typer.Option(
+            help="Adam's learning rate, both networks. Default: 1e-4 for mlp (the report's), "
+            "2e-4 for dcgan.",
+            show_default=False,
+            rich_help_panel=RECIPE,
+        ),
+    ] = None,
     beta1: Annotated[
         float,
         typer.Option(help="Adam's beta1 (0.5, as in the DCGAN paper).", rich_help_panel=RECIPE),
     ] = 0.5,
     beta2: Annotated[float, typer.Option(help="Adam's beta2.", rich_help_panel=RECIPE)] = 0.999,
+    ema: Annotated[
+        float,
+        typer.Option(
+            help="Keep an exponential moving average of the generator's weights with this "
+            "decay (e.g. 0.999) and save and draw the average; 0 keeps none.",
+            rich_help_panel=RECIPE,
+        ),
+    ] = 0.0,
     sample_every: Annotated[
         int,
         typer.Option(min=1, help="Epochs between sample grids of a fixed noise batch (--plots)."),
@@ -121,8 +143,8 @@ def train(
         raise UsageError("--resume and --restart contradict each other; pick one")
     architecture = GanArchitecture(arch).value
     model_name = name or f"gan-{architecture}"
-    config = GanTrainConfig(
-        architecture=architecture,
+    config = GanTrainConfig.for_architecture(
+        architecture,
         latent_size=latent_size,
         hidden_size=hidden_size,
         width=width,
@@ -131,6 +153,7 @@ def train(
         lr=lr,
         beta1=beta1,
         beta2=beta2,
+        ema=ema,
         seed=seed,
     )
     engine = EngineConfig(
@@ -178,7 +201,7 @@ def sample(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Generator (store name or folder). Default: gan-mlp, else gan-dcgan.",
+            help="Generator (store name or folder). Default: gan-dcgan, else gan-mlp.",
             show_default=False,
         ),
     ] = None,
@@ -256,7 +279,7 @@ def evaluate(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Generator to measure. Default: gan-mlp, else gan-dcgan.", show_default=False
+            help="Generator to measure. Default: gan-dcgan, else gan-mlp.", show_default=False
         ),
     ] = None,
     features: Annotated[

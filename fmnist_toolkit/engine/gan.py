@@ -77,6 +77,8 @@ def check_gan_config(config: GanTrainConfig) -> None:
         raise UsageError("the learning rate must be a finite number > 0")
     if not (0 <= config.beta1 < 1 and 0 <= config.beta2 < 1):
         raise UsageError("Adam's betas must be in [0, 1)")
+    if not 0 <= config.ema < 1:
+        raise UsageError("--ema must be in [0, 1) (0 keeps no average)")
     known = [arch for kind, arch in architectures("generator")]
     if config.architecture not in known:
         raise UsageError(f"unknown architecture {config.architecture!r}; use {' or '.join(known)}")
@@ -135,6 +137,25 @@ def adversarial_step(
         return tracked.detach(), count
 
     return step
+
+
+class AverageGenerator(Callback):
+    """Keeps an exponential moving average of the generator's weights after every step.
+
+    The average is what gets saved and drawn: it smooths the step-to-step wandering of
+    adversarial training (the generator averaging of Karras et al. 2018 and BigGAN).
+    """
+
+    def __init__(self, generator: nn.Module, decay: float) -> None:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        self.generator = generator
+        self.average = AveragedModel(
+            generator, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True
+        )
+
+    def on_batch_end(self, state: LoopState) -> None:
+        self.average.update_parameters(self.generator)
 
 
 class StopOnDivergence(Callback):
@@ -251,6 +272,11 @@ def _train_gan(
         discriminator.parameters(), lr=config.lr, betas=betas
     )
     networks = {"generator.": generator, "discriminator.": discriminator}
+    averaging = AverageGenerator(generator, config.ema) if config.ema else None
+    if averaging is not None:
+        networks["generator_average."] = averaging.average
+    # What is saved and drawn: the average when one is kept.
+    final_generator = averaging.average.module if averaging is not None else generator
     optimizers = {
         "generator_optimizer.": generator_optimizer,
         "discriminator_optimizer.": discriminator_optimizer,
@@ -309,7 +335,7 @@ def _train_gan(
         saved_epochs[0] = loop.epoch
 
     grids = (
-        SampleGrids(generator, fixed_noise, plots_dir, name, sample_every)
+        SampleGrids(final_generator, fixed_noise, plots_dir, name, sample_every)
         if plots_dir is not None
         else None
     )
@@ -330,6 +356,7 @@ def _train_gan(
             train_metric=GAN_METRICS,
             # Divergence first (nothing diverged is saved), then the checkpoint, then the rest.
             callbacks=[
+                *([averaging] if averaging else []),
                 StopOnDivergence(saved_epochs),
                 CheckpointCallback(save_checkpoint),
                 *([grids] if grids else []),
@@ -349,7 +376,7 @@ def _train_gan(
         "metrics": final,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    path = store.save(name, generator.state_dict(), meta)
+    path = store.save(name, final_generator.state_dict(), meta)
     store.remove_checkpoint(name)
     plots = list(grids.written) if grids else []
     if plots_dir is not None:

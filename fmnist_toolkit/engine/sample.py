@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
+from fmnist_toolkit.engine.model_io import best_autoencoder, load_model, read_model_of_kind
 from fmnist_toolkit.errors import ModelNotFoundError, OutputError, UsageError
 from fmnist_toolkit.storage import ModelStore
 
@@ -32,7 +32,7 @@ SAMPLE_BATCH = 1_000  # bounds memory however large --n is
 GRID_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npz", ".npy")
 # In the order of their measured sample quality (docs/gan.md: Fréchet distance 12.1 vs 30.5).
-DEFAULT_GENERATORS = ("gan-mlp", "gan-dcgan")
+DEFAULT_GENERATORS = ("gan-dcgan", "gan-mlp")
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class SampleResult:
 
 
 def default_generator(store: ModelStore) -> str:
-    """The generator used when none is named: gan-mlp, else gan-dcgan, else the newest one."""
+    """The generator used when none is named: gan-dcgan, else gan-mlp, else the newest one."""
     generators = [model for model in store.available() if model.kind == "generator"]
     names = [model.name for model in generators]
     for name in DEFAULT_GENERATORS:
@@ -73,22 +73,6 @@ def default_generator(store: ModelStore) -> str:
     if generators:
         return max(generators, key=lambda model: str(model.config.get("created", ""))).name
     raise ModelNotFoundError("no generator in the store; train one with: fmt gan train")
-
-
-def best_autoencoder(store: ModelStore, latent_dim: int = 16) -> str:
-    """The latent-``latent_dim`` autoencoder with the lowest test MSE (the default denoiser)."""
-    candidates = []
-    for model in store.available():
-        params = model.config.get("model", {}).get("params", {})
-        test_mse = model.config.get("metrics", {}).get("test_mse")
-        if model.kind == "autoencoder" and params.get("latent_dim") == latent_dim and test_mse:
-            candidates.append((float(test_mse), model.name))
-    if not candidates:
-        raise ModelNotFoundError(
-            f"no latent-{latent_dim} autoencoder in the store to denoise with; train one with "
-            "fmt ae train, or name one with --denoiser"
-        )
-    return min(candidates)[1]
 
 
 def model_source(store: ModelStore, name: str) -> str:
@@ -286,7 +270,9 @@ def write_samples(
     generator = load_generator(generator_name, store)
     denoiser = None
     if request.denoise or denoiser_name:
-        denoiser_name = denoiser_name or best_autoencoder(store)
+        denoiser_name = denoiser_name or best_autoencoder(
+            store, purpose="to denoise with", option="--denoiser"
+        )
         denoiser = load_denoiser(denoiser_name, store)
     batches = sample_batches(generator, denoiser, request.count, request.seed)
     result = SampleResult(

@@ -74,7 +74,7 @@ class MLPDiscriminator(Discriminator):
 class DCGANGenerator(Generator):
     """z → 2wx7x7 → (transposed conv) wx14x14 → 1x28x28, batch norm and ReLU between, tanh."""
 
-    def __init__(self, latent_size: int = 100, width: int = 32) -> None:
+    def __init__(self, latent_size: int = 100, width: int = 64) -> None:
         super().__init__()
         self.latent_size = latent_size
         self.width = width
@@ -99,7 +99,7 @@ class DCGANGenerator(Generator):
 class DCGANDiscriminator(Discriminator):
     """1x28x28 → (strided conv) wx14x14 → 2wx7x7 → logit, LeakyReLU(0.2), batch norm inside."""
 
-    def __init__(self, width: int = 32) -> None:
+    def __init__(self, width: int = 64) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Conv2d(1, width, 4, stride=2, padding=1),
