@@ -3,13 +3,7 @@
 # the CUDA tests, epoch timings for fp32/bf16/compile, and the default 60-epoch training.
 # Expects the dataset in .data/fashion-mnist and, where the machine lacks them, wheels in .whl/.
 set -uo pipefail
-OUT=${OUT:-/tmp/fmt-gpu-out}
-mkdir -p "$OUT"
-if compgen -G ".whl/*.whl" > /dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
-fi
-export PYTHONPATH=${PYTHONPATH:-$PWD}
+source scripts/device_env.sh
 DATA=.data/fashion-mnist
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/gpu.txt"
