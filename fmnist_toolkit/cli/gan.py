@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from fmnist_toolkit.cli._options import (
-    CompileOption,
     DataDirOption,
     DeviceOption,
     JsonOption,
@@ -121,7 +120,6 @@ def train(
     device: DeviceOption = "auto",
     seed: SeedOption = 0,
     precision: PrecisionOption = Precision.fp32,
-    compile_model: CompileOption = False,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -156,9 +154,7 @@ def train(
         ema=ema,
         seed=seed,
     )
-    engine = EngineConfig(
-        device=device, precision=Precision(precision).value, compile=compile_model
-    )
+    engine = EngineConfig(device=device, precision=Precision(precision).value)
     with resume_hint(ctx, model_name):
         result = train_gan(
             model_name,
