@@ -41,3 +41,24 @@ def test_one_epoch_train_list_and_reload(cli, real_data: Path) -> None:
     with torch.no_grad():
         mse = float(torch.nn.functional.mse_loss(model(batch), batch))
     assert mse == pytest.approx(summary["test_mse"], rel=1e-4)
+
+
+def test_bundled_classifier_and_encoder_keep_their_recorded_figures(
+    cli, real_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The package's models, re-measured on the CPU: what docs/models.md says of them holds.
+    monkeypatch.delenv("FMT_BUNDLED_MODELS")
+    measured = json.loads(
+        cli("clf", "eval", "--data-dir", real_data, "--device", "cpu", "--json").stdout
+    )
+    assert measured["model"] == "clf-ae-wide-16-ft"  # the default: the most accurate one
+    assert measured["test_accuracy"] >= 0.93
+    shown = json.loads(cli("models", "show", "clf-ae-wide-16-ft", "--json").stdout)
+    assert measured["test_accuracy"] == pytest.approx(shown["metrics"]["test_accuracy"], abs=5e-4)
+
+    autoencoder = fmnist_toolkit.load_model("ae-wide-16")
+    images, _ = fmnist_toolkit.load_fashion_mnist("test", real_data)
+    batch = images[:2000].unsqueeze(1).float() / 255
+    with torch.no_grad():
+        mse = float(torch.nn.functional.mse_loss(autoencoder(batch), batch))
+    assert mse < 0.0100  # 0.008891 on all 10,000 test images
