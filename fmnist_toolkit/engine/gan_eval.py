@@ -15,16 +15,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit, to_unit_float
-from fmnist_toolkit.engine.model_io import (
-    best_autoencoder,
-    best_classifier,
-    load_model,
-    read_model_of_kind,
-)
+from fmnist_toolkit.engine.model_io import best_classifier, load_model, read_model_of_kind
 from fmnist_toolkit.engine.sample import (
     MAX_SAMPLES,
+    choose_denoiser,
     default_generator,
-    load_denoiser,
     load_generator,
     sample_batches,
 )
@@ -120,12 +115,7 @@ def evaluate_generator(
     )
     read_model_of_kind(features_name, "classifier", store, hint=" (--features needs a classifier)")
     classifier = load_model(features_name, store=store)
-    denoiser = None
-    if denoise or denoiser_name:
-        denoiser_name = denoiser_name or best_autoencoder(
-            store, purpose="to denoise with", option="--denoiser"
-        )
-        denoiser = load_denoiser(denoiser_name, store)
+    denoiser_name, denoiser = choose_denoiser(store, denoise, denoiser_name)
 
     cpu = torch.device("cpu")
     test = DeviceSplit.load("test", data_dir, cpu)
@@ -154,7 +144,7 @@ def evaluate_generator(
     return QualityReport(
         generator=generator_name,
         features=features_name,
-        denoiser=denoiser_name if denoiser is not None else None,
+        denoiser=denoiser_name,
         reference=f"{len(test):,} test images",
         rows=rows,
     )
