@@ -20,9 +20,10 @@ from fmnist_toolkit.config import (
 )
 from fmnist_toolkit.engine.ae import train_autoencoder
 from fmnist_toolkit.engine.clf import train_classifier
-from fmnist_toolkit.engine.gan import train_gan
+from fmnist_toolkit.engine.gan import recalibrate_batch_norm, train_gan
 from fmnist_toolkit.engine.gan_eval import frechet_distance
 from fmnist_toolkit.errors import TrainingInterrupted
+from fmnist_toolkit.models.gan import DCGANGenerator, MLPGenerator
 from fmnist_toolkit.storage import ModelStore
 from tests.test_ae import InterruptAfter
 from tests.test_cli import assert_one_line_error
@@ -144,10 +145,44 @@ def test_ema_saves_the_average_of_the_generator_not_its_last_step(
     train_gan("g", recipe, CPU, data_dir=synthetic_data, store=store, resume=True)
     saved, config = store.load("g")
     assert config["recipe"]["ema"] == 0.5
+    weights = [key for key in saved if not is_batch_norm_statistic(key)]
     assert all(
-        torch.equal(saved[key], checkpoint[f"generator_average.module.{key}"]) for key in saved
+        torch.equal(saved[key], checkpoint[f"generator_average.module.{key}"]) for key in weights
     )
-    assert any(not torch.equal(saved[key], checkpoint[f"generator.{key}"]) for key in saved)
+    assert any(not torch.equal(saved[key], checkpoint[f"generator.{key}"]) for key in weights)
+
+
+def is_batch_norm_statistic(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] in {"running_mean", "running_var", "num_batches_tracked"}
+
+
+def test_batch_norm_statistics_are_recomputed_for_the_final_weights() -> None:
+    generator = DCGANGenerator(latent_size=8, width=4)
+    first_norm = generator.project[1]
+    first_norm.running_mean.fill_(5.0)  # stale statistics, as training leaves them
+    first_norm.running_var.fill_(9.0)
+    weights = {name: value.clone() for name, value in generator.named_parameters()}
+    generator.eval()
+
+    recalibrate_batch_norm(generator, seed=0)
+
+    assert not generator.training  # the mode it was in
+    assert all(torch.equal(value, weights[name]) for name, value in generator.named_parameters())
+    with torch.no_grad():
+        pre_norm = generator.project[0](torch.randn(20_000, 8))
+    torch.testing.assert_close(first_norm.running_mean, pre_norm.mean(0), atol=0.05, rtol=0)
+    torch.testing.assert_close(first_norm.running_var, pre_norm.var(0), atol=0.05, rtol=0.05)
+    again = DCGANGenerator(latent_size=8, width=4)
+    again.load_state_dict(generator.state_dict())
+    recalibrate_batch_norm(again, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(again.buffers(), generator.buffers(), strict=True))
+
+
+def test_a_generator_without_batch_norm_is_left_as_it_is() -> None:
+    generator = MLPGenerator(latent_size=8, hidden_size=16)
+    before = {key: value.clone() for key, value in generator.state_dict().items()}
+    recalibrate_batch_norm(generator, seed=0)
+    assert all(torch.equal(value, before[key]) for key, value in generator.state_dict().items())
 
 
 def test_dcgan_has_its_own_defaults(cli, synthetic_data: Path) -> None:
