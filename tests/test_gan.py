@@ -186,9 +186,11 @@ def test_a_generator_without_batch_norm_is_left_as_it_is() -> None:
 
 
 def test_dcgan_has_its_own_defaults(cli, synthetic_data: Path) -> None:
-    assert GanTrainConfig.for_architecture("dcgan").epochs == 50
+    dcgan = GanTrainConfig.for_architecture("dcgan")
+    assert (dcgan.epochs, dcgan.lr, dcgan.ema) == (60, 2e-4, 0.999)
     assert GanTrainConfig.for_architecture("mlp") == GanTrainConfig()  # the report's recipe
     assert GanTrainConfig.for_architecture("dcgan", lr=None, epochs=3).epochs == 3
+    assert GanTrainConfig.for_architecture("dcgan", ema=0.0).ema == 0.0  # --ema 0: none
     result = cli(
         "gan", "train", "--arch", "dcgan", "--epochs", 1, "--width", 4, "--latent-size", 8,
         "--data-dir", synthetic_data, "--device", "cpu", "-q", "--json",
@@ -196,11 +198,13 @@ def test_dcgan_has_its_own_defaults(cli, synthetic_data: Path) -> None:
     assert result.exit_code == 0, result.output
     recipe = ModelStore().read_config("gan-dcgan")["recipe"]
     assert recipe["lr"] == 2e-4 and recipe["epochs"] == 1 and recipe["width"] == 4
+    assert recipe["ema"] == 0.999
     result = cli(
         "gan", "train", "--epochs", 1, "--hidden-size", 16, "--latent-size", 8,
         "--data-dir", synthetic_data, "--device", "cpu", "-q", "--json",
     )  # fmt: skip
-    assert ModelStore().read_config("gan-mlp")["recipe"]["lr"] == 1e-4
+    recipe = ModelStore().read_config("gan-mlp")["recipe"]
+    assert recipe["lr"] == 1e-4 and recipe["ema"] == 0.0
 
 
 def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(

@@ -62,3 +62,21 @@ def test_bundled_classifier_and_encoder_keep_their_recorded_figures(
     with torch.no_grad():
         mse = float(torch.nn.functional.mse_loss(autoencoder(batch), batch))
     assert mse < 0.0100  # 0.008891 on all 10,000 test images
+
+
+def test_bundled_dcgan_is_at_most_half_as_far_from_the_data_as_the_mlp(
+    cli, real_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # docs/gan.md: 54.0 against 118.7 at N = 10,000 in the default feature space.
+    monkeypatch.delenv("FMT_BUNDLED_MODELS")
+    distances = {}
+    for model in ("gan-dcgan", "gan-mlp"):
+        report = json.loads(
+            cli("gan", "eval", "--model", model, "--data-dir", real_data, "--json").stdout
+        )
+        assert report["features"] == "clf-ae-wide-16-ft"
+        floor, raw = report["rows"]
+        assert raw["n"] == 10_000 and floor["frechet_distance"] < 0.5
+        assert raw["class_entropy"] > 2.15  # every class is drawn
+        distances[model] = raw["frechet_distance"]
+    assert distances["gan-dcgan"] <= 0.5 * distances["gan-mlp"]

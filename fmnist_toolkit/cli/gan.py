@@ -54,7 +54,7 @@ def train(
         int | None,
         typer.Option(
             min=1,
-            help="Default: 300 for mlp (the report's), 50 for dcgan.",
+            help="Default: 300 for mlp (the report's), 60 for dcgan.",
             show_default=False,
             rich_help_panel=RECIPE,
         ),
@@ -90,13 +90,15 @@ def train(
     ] = 0.5,
     beta2: Annotated[float, typer.Option(help="Adam's beta2.", rich_help_panel=RECIPE)] = 0.999,
     ema: Annotated[
-        float,
+        float | None,
         typer.Option(
             help="Keep an exponential moving average of the generator's weights with this "
-            "decay (e.g. 0.999) and save and draw the average; 0 keeps none.",
+            "decay and save and draw the average; 0 keeps none. Default: 0.999 for dcgan, "
+            "none for mlp (the report's).",
             rich_help_panel=RECIPE,
+            show_default=False,
         ),
-    ] = 0.0,
+    ] = None,
     sample_every: Annotated[
         int,
         typer.Option(min=1, help="Epochs between sample grids of a fixed noise batch (--plots)."),
