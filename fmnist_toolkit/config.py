@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 ConfigT = TypeVar("ConfigT")
 
 OPTIMIZERS = ("adam", "sgd")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("constant", "cosine")
 
 
@@ -29,8 +29,11 @@ class EngineConfig:
     """Where and how the engine computes: device, numeric precision and compilation."""
 
     device: str = "auto"
-    precision: str = "fp32"  # "bf16" autocasts on CUDA only; CPU and MPS always run float32
+    # "auto": bf16 where measured faster for the recipe on this device (engine/device.py),
+    # else fp32; a saved model records the precision its run resolved to.
+    precision: str = "auto"
     compile: bool = False  # torch.compile, CUDA only
+    cuda_graphs: bool = True  # replay each training step as one CUDA graph (CUDA only)
 
 
 @dataclass(frozen=True)

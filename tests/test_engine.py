@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fmnist_toolkit.engine import device as device_module
 from fmnist_toolkit.engine.checkpoint import optimizer_to_tensors, restore_optimizer
-from fmnist_toolkit.engine.device import autocast, resolve_device
+from fmnist_toolkit.engine.device import autocast, resolve_device, resolve_precision
 from fmnist_toolkit.engine.loop import Callback, LoopState, fit
 from fmnist_toolkit.errors import DeviceUnavailableError, UsageError
 
@@ -30,9 +31,48 @@ def test_cuda_without_cuda_is_a_clear_error() -> None:
         resolve_device("cuda:1")
 
 
-def test_cpu_never_autocasts() -> None:
-    with autocast(torch.device("cpu"), "bf16"):
+def test_fp32_never_autocasts_and_bf16_does_on_cpu() -> None:
+    with autocast(torch.device("cpu"), "fp32"):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    with autocast(torch.device("cpu"), "bf16"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+
+
+def test_auto_precision_needs_native_bf16_and_a_measured_gain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: True)
+    assert resolve_precision("auto", cpu, "gan") == "bf16"
+    assert resolve_precision("auto", cpu, "autoencoder") == "fp32"  # not measured faster
+    assert resolve_precision("fp32", cpu, "gan") == "fp32"  # forced
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: False)
+    assert resolve_precision("auto", cpu, "gan") == "fp32"  # emulated bf16 is slower
+    assert resolve_precision("bf16", cpu, "gan") == "bf16"  # asked for: honoured
+    with pytest.raises(UsageError):
+        resolve_precision("fp16", cpu, "gan")
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+    import io
+
+    real_open = builtins.open
+
+    def fake_cpuinfo(flags: str):  # type: ignore[no-untyped-def]
+        def opener(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if path == "/proc/cpuinfo":
+                return io.StringIO(f"processor : 0\nflags\t\t: fpu {flags} sse2\n")
+            return real_open(path, *args, **kwargs)
+
+        return opener
+
+    monkeypatch.setattr(builtins, "open", fake_cpuinfo("avx2 avx512f avx512_bf16"))
+    assert device_module.cpu_has_native_bf16()
+    monkeypatch.setattr(builtins, "open", fake_cpuinfo("avx2 amx_tile amx_bf16"))
+    assert device_module.cpu_has_native_bf16()
+    monkeypatch.setattr(builtins, "open", fake_cpuinfo("avx2 fma"))
+    assert not device_module.cpu_has_native_bf16()
 
 
 class Recorder(Callback):

@@ -41,3 +41,90 @@ def test_same_seed_same_metrics_on_cuda(synthetic_data: Path, tmp_path: Path) ->
         for i in range(2)
     ]
     assert runs[0].test_mse == pytest.approx(runs[1].test_mse, rel=1e-4)
+
+
+def _ae_run(data: Path, store: ModelStore, graphs: bool, callbacks=()):  # type: ignore[no-untyped-def]
+    config = AutoencoderTrainConfig(
+        latent_dim=4, epochs=3, batch_size=48, lr=3e-3, schedule="cosine"
+    )
+    engine = EngineConfig(device="cuda", precision="fp32", cuda_graphs=graphs)
+    return train_autoencoder("g", config, engine, data_dir=data, store=store, callbacks=callbacks)
+
+
+def test_cuda_graphs_train_the_autoencoder_as_eager_steps_do(
+    synthetic_data: Path, tmp_path: Path
+) -> None:
+    # batch 48 leaves a short last batch (eager) beside the replayed ones; cosine moves lr.
+    graphed = _ae_run(synthetic_data, ModelStore(tmp_path / "graphed"), graphs=True)
+    eager = _ae_run(synthetic_data, ModelStore(tmp_path / "eager"), graphs=False)
+    for ours, theirs in zip(graphed.history, eager.history, strict=True):
+        assert ours["train_mse"] == pytest.approx(theirs["train_mse"], rel=1e-4)
+        assert ours["test_mse"] == pytest.approx(theirs["test_mse"], rel=1e-4)
+
+
+def test_cuda_graphs_resume_exactly(synthetic_data: Path, tmp_path: Path) -> None:
+    from fmnist_toolkit.errors import TrainingInterrupted
+    from tests.test_ae import InterruptAfter
+
+    store = ModelStore(tmp_path / "resumed")
+    with pytest.raises(TrainingInterrupted):
+        _ae_run(synthetic_data, store, graphs=True, callbacks=[InterruptAfter(1)])
+    config = AutoencoderTrainConfig(
+        latent_dim=4, epochs=3, batch_size=48, lr=3e-3, schedule="cosine"
+    )
+    resumed = train_autoencoder(
+        "g", config, EngineConfig(device="cuda"), data_dir=synthetic_data, store=store, resume=True
+    )
+    straight = _ae_run(synthetic_data, ModelStore(tmp_path / "straight"), graphs=True)
+    assert resumed.resumed_from_epoch == 1
+    assert resumed.test_mse == pytest.approx(straight.test_mse, rel=1e-4)
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "dcgan"])
+def test_cuda_graphs_train_the_gan_and_its_average_as_eager_steps_do(
+    synthetic_data: Path, tmp_path: Path, architecture: str
+) -> None:
+    import torch
+
+    from fmnist_toolkit.config import GanTrainConfig
+    from fmnist_toolkit.engine.gan import train_gan
+
+    recipe = GanTrainConfig(
+        architecture=architecture,
+        latent_size=8,
+        hidden_size=32,
+        width=4,
+        epochs=1,
+        batch_size=48,
+        lr=2e-4,
+        ema=0.9,
+    )
+    weights = []
+    for graphs in (True, False):
+        store = ModelStore(tmp_path / str(graphs))
+        engine = EngineConfig(device="cuda", precision="fp32", cuda_graphs=graphs)
+        train_gan("g", recipe, engine, data_dir=synthetic_data, store=store)
+        weights.append(store.load("g")[0])
+    # Adversarial training amplifies float rounding (cuBLAS may pick other kernels inside a
+    # capture), so the two runs agree closely, not to the bit.
+    for key, value in weights[0].items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, weights[1][key], rtol=1e-2, atol=2e-3)
+
+
+def test_cuda_graphs_train_the_classifier_as_eager_steps_do(
+    synthetic_data: Path, tmp_path: Path
+) -> None:
+    from fmnist_toolkit.config import ClassifierTrainConfig
+    from fmnist_toolkit.engine.clf import train_classifier
+
+    results = []
+    for graphs in (True, False):
+        config = ClassifierTrainConfig(encoder="ae-16", epochs=2, batch_size=48, unfreeze=True)
+        engine = EngineConfig(device="cuda", precision="fp32", cuda_graphs=graphs)
+        store = ModelStore(tmp_path / str(graphs))
+        results.append(train_classifier("c", config, engine, data_dir=synthetic_data, store=store))
+    for ours, theirs in zip(results[0].history, results[1].history, strict=True):
+        # cuBLAS may pick other kernels inside a capture: close, not bit-identical.
+        assert ours["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-3)
+        assert ours["val_accuracy"] == pytest.approx(theirs["val_accuracy"], abs=0.02)

@@ -10,6 +10,7 @@ import typer
 
 
 class Precision(str, enum.Enum):
+    auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
 
@@ -39,7 +40,9 @@ PrecisionOption = Annotated[
     Precision,
     typer.Option(
         "--precision",
-        help="fp32, or bf16 autocast on CUDA (CPU and MPS always compute in float32).",
+        help="auto: bf16 autocast where this device has native bf16 and the recipe was measured "
+        "faster in it (docs/benchmarks.md), else fp32. fp32 forces float32; bf16 autocasts on "
+        "CUDA and CPU (MPS always computes in float32). The model's config records the choice.",
         rich_help_panel=ENGINE,
     ),
 ]
@@ -48,6 +51,15 @@ CompileOption = Annotated[
     typer.Option(
         "--compile/--no-compile",
         help="torch.compile the model (CUDA only; ignored elsewhere).",
+        rich_help_panel=ENGINE,
+    ),
+]
+CudaGraphsOption = Annotated[
+    bool,
+    typer.Option(
+        "--cuda-graphs/--no-cuda-graphs",
+        help="On CUDA, replay each training step as one CUDA graph (the same arithmetic, far "
+        "fewer kernel launches); --no-cuda-graphs runs it eagerly. Ignored elsewhere.",
         rich_help_panel=ENGINE,
     ),
 ]

@@ -10,6 +10,7 @@ import typer
 
 from fmnist_toolkit.cli._options import (
     CompileOption,
+    CudaGraphsOption,
     DataDirOption,
     DeviceOption,
     JsonOption,
@@ -138,8 +139,9 @@ def train(
     data_dir: DataDirOption = None,
     device: DeviceOption = "auto",
     seed: SeedOption = 0,
-    precision: PrecisionOption = Precision.fp32,
+    precision: PrecisionOption = Precision.auto,
     compile_model: CompileOption = False,
+    cuda_graphs: CudaGraphsOption = True,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -170,7 +172,10 @@ def train(
         schedule=Schedule(schedule).value,
     )
     engine = EngineConfig(
-        device=device, precision=Precision(precision).value, compile=compile_model
+        device=device,
+        precision=Precision(precision).value,
+        compile=compile_model,
+        cuda_graphs=cuda_graphs,
     )
     if resume and restart:
         raise UsageError("--resume and --restart contradict each other; pick one")

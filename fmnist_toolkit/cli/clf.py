@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from fmnist_toolkit.cli._options import (
+    CudaGraphsOption,
     DataDirOption,
     DeviceOption,
     JsonOption,
@@ -120,7 +121,8 @@ def finetune(
     data_dir: DataDirOption = None,
     device: DeviceOption = "auto",
     seed: SeedOption = 0,
-    precision: PrecisionOption = Precision.fp32,
+    precision: PrecisionOption = Precision.auto,
+    cuda_graphs: CudaGraphsOption = True,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -157,7 +159,9 @@ def finetune(
         val_fraction=val_fraction,
         seed=seed,
     )
-    engine = EngineConfig(device=device, precision=Precision(precision).value)
+    engine = EngineConfig(
+        device=device, precision=Precision(precision).value, cuda_graphs=cuda_graphs
+    )
     result = train_classifier(
         model_name,
         config,

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from fmnist_toolkit.cli._options import (
+    CudaGraphsOption,
     DataDirOption,
     DeviceOption,
     JsonOption,
@@ -121,7 +122,8 @@ def train(
     data_dir: DataDirOption = None,
     device: DeviceOption = "auto",
     seed: SeedOption = 0,
-    precision: PrecisionOption = Precision.fp32,
+    precision: PrecisionOption = Precision.auto,
+    cuda_graphs: CudaGraphsOption = True,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -156,7 +158,9 @@ def train(
         ema=ema,
         seed=seed,
     )
-    engine = EngineConfig(device=device, precision=Precision(precision).value)
+    engine = EngineConfig(
+        device=device, precision=Precision(precision).value, cuda_graphs=cuda_graphs
+    )
     with resume_hint(ctx, model_name):
         result = train_gan(
             model_name,

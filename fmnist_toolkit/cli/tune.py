@@ -10,6 +10,7 @@ import typer
 
 from fmnist_toolkit.cli._options import (
     CompileOption,
+    CudaGraphsOption,
     DataDirOption,
     DeviceOption,
     JsonOption,
@@ -208,11 +209,23 @@ def tune(
             rich_help_panel=BEST,
         ),
     ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Trials at once, each in its own process, sharing the study's storage. "
+            "Default: 4 on a GPU (one trial is far from filling it), 1 on a CPU.",
+            show_default=False,
+        ),
+    ] = None,
     data_dir: DataDirOption = None,
     device: DeviceOption = "auto",
     seed: SeedOption = 0,
-    precision: PrecisionOption = Precision.fp32,
+    precision: PrecisionOption = Precision.auto,
     compile_model: CompileOption = False,
+    cuda_graphs: CudaGraphsOption = True,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -246,7 +259,10 @@ def tune(
         search=tuple(sorted({SearchDimension(item).value for item in search or ()})),
     )
     engine = EngineConfig(
-        device=device, precision=Precision(precision).value, compile=compile_model
+        device=device,
+        precision=Precision(precision).value,
+        compile=compile_model,
+        cuda_graphs=cuda_graphs,
     )
 
     def epoch_callbacks(number: int) -> list[ProgressCallback]:
@@ -267,6 +283,7 @@ def tune(
         plots_dir=plots,
         epoch_callbacks=epoch_callbacks,
         on_trial_end=on_trial_end,
+        jobs=jobs,
     )
     if train_best:
         model_name = name or f"ae-{study}"

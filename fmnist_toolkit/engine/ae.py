@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,16 +22,19 @@ from fmnist_toolkit.config import (
 )
 from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit, dataset_sha256
 from fmnist_toolkit.engine import checkpoint as checkpointing
-from fmnist_toolkit.engine.callbacks import CheckpointCallback, LearningRateSchedule
+from fmnist_toolkit.engine.callbacks import Checkpoint, CheckpointCallback, LearningRateSchedule
 from fmnist_toolkit.engine.device import (
+    adam_options,
     autocast,
     check_precision,
     describe_device,
     maybe_compile,
     place_model,
     resolve_device,
+    resolve_precision,
     seed_everything,
 )
+from fmnist_toolkit.engine.graphs import accelerated_step, graph_ready
 from fmnist_toolkit.engine.inference import INFERENCE_BATCH
 from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
 from fmnist_toolkit.errors import (
@@ -38,7 +42,7 @@ from fmnist_toolkit.errors import (
     TrainingInterrupted,
     UsageError,
 )
-from fmnist_toolkit.models import architectures, build_model
+from fmnist_toolkit.models import architectures, create_model
 from fmnist_toolkit.storage import ModelStore, validate_name
 
 if TYPE_CHECKING:
@@ -93,8 +97,14 @@ def make_optimizer(model: nn.Module, config: AutoencoderTrainConfig) -> torch.op
     """The recipe's optimiser (Adam, or plain SGD without momentum as in the report)."""
     import torch
 
+    device = next(model.parameters()).device
     if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(
+            model.parameters(),
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            **adam_options(device),
+        )
     return torch.optim.SGD(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
@@ -125,12 +135,81 @@ def reconstruction_mse(model: nn.Module, split: DeviceSplit, *, precision: str =
     was_training = model.training
     model.eval()
     total = torch.zeros((), device=split.images.device, dtype=torch.float64)
-    with torch.no_grad(), autocast(split.images.device, precision):
+    with torch.inference_mode(), autocast(split.images.device, precision):
         for images, _ in split.batches(INFERENCE_BATCH):
             reconstructions = model(images).float()
             total += torch.nn.functional.mse_loss(reconstructions, images, reduction="sum")
     model.train(was_training)
     return float(total) / (len(split) * split.images[0].numel())
+
+
+@dataclass
+class AutoencoderTraining:
+    """What one autoencoder run trains with: the seed → model → optimiser → schedule → step
+    chain that ``fmt ae train`` and every ``fmt ae tune`` trial share."""
+
+    config: AutoencoderTrainConfig
+    engine: EngineConfig  # its precision resolved for this device
+    device: torch.device
+    shuffle: torch.Generator  # orders the batches
+    model: nn.Module  # the network whose weights are saved
+    trainable: nn.Module  # the same, compiled when asked for
+    optimizer: torch.optim.Optimizer
+    schedule: LearningRateSchedule
+
+    @classmethod
+    def build(
+        cls, config: AutoencoderTrainConfig, engine: EngineConfig, device: torch.device
+    ) -> AutoencoderTraining:
+        """Seed, then a fresh model on ``device``, its optimiser and learning-rate schedule."""
+        engine = dataclasses.replace(
+            engine, precision=resolve_precision(engine.precision, device, "autoencoder")
+        )
+        shuffle = seed_everything(config.seed)
+        model = place_model(create_model(config.model_spec()), device)
+        optimizer = make_optimizer(model, config)
+        return cls(
+            config=config,
+            engine=engine,
+            device=device,
+            shuffle=shuffle,
+            model=model,
+            trainable=maybe_compile(model, device, engine.compile),
+            optimizer=optimizer,
+            # Made before a resume can change the rates: the schedule keeps the base ones.
+            schedule=LearningRateSchedule(optimizer, config.schedule),
+        )
+
+    def step(self) -> Step:
+        """The training step, replayed as a CUDA graph where it can be; make it after any
+        checkpoint is restored into the optimiser."""
+        graphs = self.engine.cuda_graphs and not self.engine.compile
+        graph_ready(self.optimizer, self.device, enabled=graphs)
+        step = reconstruction_step(self.trainable, self.optimizer, precision=self.engine.precision)
+        return accelerated_step(step, self.device, cuda_graphs=graphs)
+
+    def fit(
+        self,
+        train: DeviceSplit,
+        state: LoopState,
+        *,
+        evaluate: Callable[[], dict[str, float]],
+        callbacks: Sequence[Callback],
+    ) -> LoopState:
+        """Train epochs ``state.epoch + 1 .. state.epochs`` on ``train``."""
+        self.model.train()
+        return fit(
+            self.step(),
+            lambda: train.batches(self.config.batch_size, self.shuffle),
+            state,
+            evaluate=evaluate,
+            train_metric="train_mse",
+            callbacks=[self.schedule, *callbacks],
+        )
+
+    def mse(self, split: DeviceSplit) -> float:
+        """The model's reconstruction MSE on ``split``."""
+        return reconstruction_mse(self.trainable, split, precision=self.engine.precision)
 
 
 def train_autoencoder(
@@ -202,11 +281,8 @@ def _train_autoencoder(
     data_sha256 = dataset_sha256(train.images, train.labels)
     test = DeviceSplit.load("test", data_dir, device)
 
-    shuffle = seed_everything(config.seed)
-    spec = config.model_spec()
-    model = place_model(build_model(spec.kind, spec.architecture, **spec.params), device)
-    optimizer = make_optimizer(model, config)
-    schedule = LearningRateSchedule(optimizer, config.schedule)  # before a resume changes lr
+    run = AutoencoderTraining.build(config, engine, device)
+    engine, spec, model, optimizer = run.engine, config.model_spec(), run.model, run.optimizer
     state = LoopState(epochs=config.epochs, batches_per_epoch=train.num_batches(config.batch_size))
     elapsed_before = 0.0
     if saved_state is not None:
@@ -214,7 +290,7 @@ def _train_autoencoder(
         def restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], label: str) -> None:
             checkpointing.restore_model(model, tensors, label)
             checkpointing.restore_optimizer(optimizer, tensors, meta["optimizer"])
-            shuffle.set_state(tensors["rng.shuffle"])
+            run.shuffle.set_state(tensors["rng.shuffle"])
             torch.set_rng_state(tensors["rng.torch"])
 
         elapsed_before = checkpointing.restore_run(
@@ -222,14 +298,7 @@ def _train_autoencoder(
         )
         provenance = saved_state[1].get("provenance", provenance)
     resumed_from = state.epoch
-    saved_epochs = [state.epoch]  # the epoch the newest checkpoint holds
-
-    trainable = maybe_compile(model, device, engine.compile)
-    step = reconstruction_step(trainable, optimizer, precision=engine.precision)
     started = time.perf_counter()
-
-    def evaluate() -> dict[str, float]:
-        return {"test_mse": reconstruction_mse(trainable, test, precision=engine.precision)}
 
     def common_meta(loop: LoopState) -> dict[str, Any]:
         return {
@@ -246,34 +315,34 @@ def _train_autoencoder(
             **({"provenance": provenance} if provenance else {}),
         }
 
-    def save_checkpoint(loop: LoopState) -> None:
+    def collect_checkpoint(loop: LoopState) -> Checkpoint:
         optimizer_tensors, optimizer_meta = checkpointing.optimizer_to_tensors(optimizer)
         tensors = {
             **checkpointing.model_tensors(model),
             **optimizer_tensors,
-            "rng.shuffle": shuffle.get_state(),
+            "rng.shuffle": run.shuffle.get_state(),
             "rng.torch": torch.get_rng_state(),
         }
         meta = {**common_meta(loop), "epoch": loop.epoch, "optimizer": optimizer_meta}
-        store.save_checkpoint(name, tensors, meta)
-        saved_epochs[0] = loop.epoch
+        return tensors, meta
 
-    model.train()
+    checkpoints = CheckpointCallback(
+        collect_checkpoint, lambda checkpoint: store.save_checkpoint(name, *checkpoint)
+    )
     try:
-        fit(
-            step,
-            lambda: train.batches(config.batch_size, shuffle),
+        run.fit(
+            train,
             state,
-            evaluate=evaluate,
-            train_metric="train_mse",
-            # Checkpoint first: once progress reports an epoch, it is already saved.
-            callbacks=[schedule, CheckpointCallback(save_checkpoint), *callbacks],
+            evaluate=lambda: {"test_mse": run.mse(test)},
+            # Checkpoint first: once progress reports an epoch, its checkpoint is kept.
+            callbacks=[checkpoints, *callbacks],
         )
     except KeyboardInterrupt:
         raise TrainingInterrupted(
-            f"interrupted; {saved_epochs[0]}/{config.epochs} epochs are saved in a checkpoint",
+            f"interrupted; {checkpoints.saved_epoch}/{config.epochs} epochs are saved in a "
+            "checkpoint",
             model_name=name,
-            completed_epochs=saved_epochs[0],
+            completed_epochs=checkpoints.saved_epoch,
         ) from None
 
     final = state.last

@@ -51,7 +51,21 @@ def optimizer_to_tensors(
                 tensors[prefix + key] = value
             else:
                 scalars[key] = value
-    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
+    # A learning rate held in a tensor (for CUDA graphs: engine/graphs.py) is saved as a number.
+    groups = [
+        {
+            key: float(value) if isinstance(value, torch.Tensor) else value
+            for key, value in group.items()
+        }
+        for group in state_dict["param_groups"]
+    ]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def _json_number(value: Any) -> Any:
+    import torch
+
+    return float(value) if isinstance(value, torch.Tensor) else value
 
 
 def restore_optimizer(

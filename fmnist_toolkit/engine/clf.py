@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,23 +20,27 @@ from fmnist_toolkit.data import (
     DeviceSplit,
     augment_batch,
     dataset_sha256,
-    index_batches,
+    epoch_order,
+    row_batches,
     split_indices,
 )
 from fmnist_toolkit.engine.ae import ensure_writable_folder
 from fmnist_toolkit.engine.checkpoint import check_state_dict
 from fmnist_toolkit.engine.device import (
+    adam_options,
     autocast,
     describe_device,
     place_model,
     resolve_device,
+    resolve_precision,
     seed_everything,
 )
+from fmnist_toolkit.engine.graphs import accelerated_step, graph_ready
 from fmnist_toolkit.engine.inference import predict_split
 from fmnist_toolkit.engine.loop import Callback, LoopState, fit
 from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
 from fmnist_toolkit.errors import ModelCorruptError, TrainingInterrupted, UsageError
-from fmnist_toolkit.models import build_model
+from fmnist_toolkit.models import create_model
 from fmnist_toolkit.storage import ModelStore, validate_name
 
 if TYPE_CHECKING:
@@ -144,6 +149,8 @@ def train_classifier(
     if not isinstance(latent_dim, int) or latent_dim < 1:
         raise ModelCorruptError(f"{encoder_label}: its config has no valid latent_dim")
     device = resolve_device(engine.device)
+    precision = resolve_precision(engine.precision, device, "classifier")
+    engine = dataclasses.replace(engine, precision=precision)
 
     full_train = DeviceSplit.load("train", data_dir, device)
     data_sha256 = dataset_sha256(full_train.images, full_train.labels)
@@ -162,7 +169,7 @@ def train_classifier(
             "latent_dim": latent_dim,
         },
     )
-    model = place_model(build_model(spec.kind, spec.architecture, **spec.params), device)
+    model = place_model(create_model(spec), device)
     encoder_weights = {
         key.removeprefix("encoder."): value
         for key, value in encoder_tensors.items()
@@ -175,7 +182,7 @@ def train_classifier(
         groups.append({"params": model.encoder.parameters(), "lr": config.encoder_lr})
     else:
         model.encoder.requires_grad_(False)
-    optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay)
+    optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay, **adam_options(device))
     nll = torch.nn.functional.nll_loss
 
     features = predict_split(model, train, model.encode)
@@ -190,7 +197,7 @@ def train_classifier(
         forward = model
         augmentation = torch.Generator().manual_seed(config.seed + 1)
 
-        def batches():
+        def batches() -> Iterator[tuple[torch.Tensor, ...]]:
             for images, labels in train.batches(config.batch_size, shuffle):
                 # A fine-tuned encoder fits the training set within ~20 epochs and then only
                 # overfits; mirrored and shifted copies keep validation accuracy rising.
@@ -198,39 +205,31 @@ def train_classifier(
     else:
         forward = model.classify_codes
 
-        def batches():
-            for index in index_batches(len(features), config.batch_size, shuffle, device):
-                yield features[index], train.labels[index]
-
-    # Training accuracy is counted on the device and read once per epoch, by evaluate().
-    train_correct = torch.zeros((), device=device, dtype=torch.int64)
-    train_seen = [0]
+        def batches() -> Iterator[tuple[torch.Tensor, ...]]:
+            epoch = epoch_order((features, train.labels), shuffle)
+            return row_batches(epoch, config.batch_size)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
         inputs, targets = batch
-        with autocast(device, engine.precision):
+        with autocast(device, precision):
             log_probs = forward(inputs).float()
             loss = nll(log_probs, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        train_correct.add_((log_probs.detach().argmax(1) == targets).sum())
-        train_seen[0] += targets.shape[0]
-        return loss.detach(), targets.shape[0]
+        # Accuracy on the device, averaged over the epoch by fit like the loss.
+        accuracy = (log_probs.detach().argmax(1) == targets).float().mean()
+        return torch.stack([loss.detach(), accuracy]), targets.shape[0]
 
     best: dict[str, Any] = {"epoch": 0, "val_accuracy": -1.0, "state": None}
 
     def evaluate() -> dict[str, float]:
         if val_features is not None:
-            with torch.no_grad(), autocast(device, engine.precision):
+            with torch.inference_mode(), autocast(device, precision):
                 log_probs = model.classify_codes(val_features).float()
         else:
-            log_probs = predict_split(model, val, precision=engine.precision)
-        train_accuracy = float(train_correct) / max(train_seen[0], 1)
-        train_correct.zero_()
-        train_seen[0] = 0
+            log_probs = predict_split(model, val, precision=precision)
         return {
-            "train_accuracy": train_accuracy,
             "val_loss": float(nll(log_probs, val.labels)),
             "val_accuracy": float((log_probs.argmax(1) == val.labels).float().mean()),
         }
@@ -247,13 +246,14 @@ def train_classifier(
 
     state = LoopState(epochs=config.epochs, batches_per_epoch=-(-len(train) // config.batch_size))
     started = time.perf_counter()
+    graph_ready(optimizer, device, enabled=engine.cuda_graphs)
     try:
         fit(
-            step,
+            accelerated_step(step, device, cuda_graphs=engine.cuda_graphs),
             batches,
             state,
             evaluate=evaluate,
-            train_metric="train_loss",
+            train_metric=("train_loss", "train_accuracy"),
             callbacks=[KeepBest(), *callbacks],
         )
     except KeyboardInterrupt:
@@ -267,7 +267,7 @@ def train_classifier(
 
     assert best["state"] is not None  # epoch 1 always improves on -1
     model.load_state_dict(best["state"])
-    metrics = test_metrics(classify(model, test, engine.precision), test.labels)
+    metrics = test_metrics(classify(model, test, precision), test.labels)
     meta = {
         "name": name,
         "kind": spec.kind,

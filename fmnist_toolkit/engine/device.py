@@ -69,13 +69,62 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[None]:
-    """bf16 autocast on CUDA when asked for; float32 everywhere else (CPU, MPS)."""
+# Where ``--precision auto`` picks bf16: (device type, recipe) pairs measured faster in bf16 at
+# the same quality by benchmarks/run.py (docs/benchmarks.md). Everything else runs float32. On a
+# CPU only where it multiplies bf16 natively; emulated bf16 is slower than float32 there.
+AUTO_BF16: frozenset[tuple[str, str]] = frozenset({("cpu", "gan")})
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX), from its flags."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
+    except OSError:  # not Linux: no portable way to tell, so assume not
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast computes natively on ``device`` (MPS: never, here)."""
     import torch
 
-    if device.type == "cuda" and check_precision(precision) == "bf16":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return cpu_has_native_bf16()
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device, recipe: str) -> str:
+    """``auto`` → bf16 where :data:`AUTO_BF16` lists (device, recipe) and the device has native
+    bf16, else fp32; ``fp32`` and ``bf16`` are kept (bf16 on MPS computes in float32)."""
+    if precision != "auto":
+        return check_precision(precision)
+    if (device.type, recipe) in AUTO_BF16 and bf16_supported(device):
+        return "bf16"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[None]:
+    """bf16 autocast on CUDA and CPU when asked for; float32 otherwise (and always on MPS)."""
+    import torch
+
+    if check_precision(precision) == "bf16" and device.type in ("cuda", "cpu"):
+        # No cache of cast weights: a CUDA graph must not capture a cache it cannot refill.
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext()
+
+
+def adam_options(device: torch.device) -> dict[str, bool]:
+    """Keyword arguments that make torch's Adam fastest on ``device``.
+
+    CUDA: the fused kernel, capturable so that a whole step can be replayed as a CUDA graph
+    (:mod:`fmnist_toolkit.engine.graphs`). Elsewhere torch's default implementation.
+    """
+    if device.type == "cuda":
+        return {"fused": True, "capturable": True}
+    return {}
 
 
 def place_model(model: nn.Module, device: torch.device) -> nn.Module:

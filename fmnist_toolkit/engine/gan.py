@@ -7,11 +7,12 @@ draws, saved in the checkpoint), batches from another.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,21 +21,29 @@ from fmnist_toolkit._version import __version__
 from fmnist_toolkit.config import (
     EngineConfig,
     GanTrainConfig,
-    ModelSpec,
     config_to_dict,
 )
-from fmnist_toolkit.data import DeviceSplit, dataset_sha256
+from fmnist_toolkit.data import (
+    DeviceSplit,
+    dataset_sha256,
+    epoch_order,
+    row_batches,
+    to_unit_float,
+)
 from fmnist_toolkit.engine import checkpoint as checkpointing
 from fmnist_toolkit.engine.ae import ensure_writable_folder
-from fmnist_toolkit.engine.callbacks import CheckpointCallback
+from fmnist_toolkit.engine.callbacks import Checkpoint, CheckpointCallback
 from fmnist_toolkit.engine.device import (
+    adam_options,
     autocast,
     check_precision,
     describe_device,
     place_model,
     resolve_device,
+    resolve_precision,
     seed_everything,
 )
+from fmnist_toolkit.engine.graphs import accelerated_step, graph_ready
 from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
 from fmnist_toolkit.engine.sample import generate, grid_bytes
 from fmnist_toolkit.errors import (
@@ -42,7 +51,7 @@ from fmnist_toolkit.errors import (
     TrainingInterrupted,
     UsageError,
 )
-from fmnist_toolkit.models import architectures, build_model
+from fmnist_toolkit.models import architectures, create_model
 from fmnist_toolkit.storage import ModelStore, validate_name
 
 if TYPE_CHECKING:
@@ -97,25 +106,29 @@ def adversarial_step(
     generator: nn.Module,
     discriminator: nn.Module,
     optimizers: tuple[torch.optim.Optimizer, torch.optim.Optimizer],
-    noise: torch.Generator,
     *,
+    average: GeneratorAverage | None = None,
     precision: str = "fp32",
 ) -> Step:
     """One discriminator step then one generator step (binary cross-entropy on logits,
-    non-saturating generator loss); returns d_loss, g_loss, mean D(x) and mean D(G(z))."""
+    non-saturating generator loss), then the generator average; returns d_loss, g_loss,
+    mean D(x) and mean D(G(z)).
+
+    A batch is (images, labels, noise): the noise comes with the batch, so the step draws
+    nothing at random and can be replayed as a CUDA graph.
+    """
     import torch
     from torch.nn.functional import binary_cross_entropy_with_logits as bce
 
     device = next(generator.parameters()).device
     generator_optimizer, discriminator_optimizer = optimizers
-    latent_size = generator.latent_size
 
-    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    def step(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
         real = to_tanh_range(batch[0])
+        z = batch[2]
         count = real.shape[0]
         ones = torch.ones(count, device=device)
         zeros = torch.zeros(count, device=device)
-        z = torch.randn(count, latent_size, generator=noise).to(device, non_blocking=True)
         with autocast(device, precision):
             fake = generator(z)
             real_logits = discriminator(real).float()
@@ -130,6 +143,8 @@ def adversarial_step(
         generator_optimizer.zero_grad(set_to_none=True)
         generator_loss.backward()
         generator_optimizer.step()
+        if average is not None:
+            average.update()
         tracked = torch.stack(
             [
                 discriminator_loss,
@@ -143,37 +158,76 @@ def adversarial_step(
     return step
 
 
-class AverageGenerator(Callback):
-    """Keeps an exponential moving average of the generator's weights after every step.
+def batches_with_noise(
+    train: DeviceSplit,
+    batch_size: int,
+    shuffle: torch.Generator,
+    noise: torch.Generator,
+    latent_size: int,
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """An epoch of (images, labels, noise) batches; the epoch's noise is drawn at once, on the
+    CPU from the seeded ``noise`` generator (the same draws on every device)."""
+    import torch
+
+    images, labels = epoch_order((train.images, train.labels), shuffle)
+    epoch_noise = torch.randn(len(train), latent_size, generator=noise).to(images.device)
+    yield from row_batches((to_unit_float(images), labels, epoch_noise), batch_size)
+
+
+class GeneratorAverage:
+    """An exponential moving average of the generator's weights, updated by the training step.
 
     The average is what gets saved and drawn: it smooths the step-to-step wandering of
-    adversarial training (the generator averaging of Karras et al. 2018 and BigGAN).
+    adversarial training (the generator averaging of Karras et al. 2018 and BigGAN). It lives
+    in torch's ``AveragedModel`` (the checkpoint layout) and starts as its copy of the initial
+    generator; each update moves it ``1 - decay`` of the way with a fixed weight and reads
+    nothing back to the host, so the update is part of a step's CUDA graph. (AveragedModel's
+    own update copies at its first call, a host-side branch; the initial weights' share of the
+    average is decay ** steps, under 1e-20 after one epoch at 0.999.)
     """
 
     def __init__(self, generator: nn.Module, decay: float) -> None:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+        import itertools
 
-        self.generator = generator
-        self.average = AveragedModel(
-            generator, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True
+        from torch.optim.swa_utils import AveragedModel
+
+        device = next(generator.parameters()).device
+        self.average = AveragedModel(generator, device=device, use_buffers=True)
+        self.decay = decay
+        pairs = list(
+            zip(
+                itertools.chain(self.average.module.parameters(), self.average.module.buffers()),
+                itertools.chain(generator.parameters(), generator.buffers()),
+                strict=True,
+            )
         )
+        floating = [(mean.detach(), now.detach()) for mean, now in pairs if now.is_floating_point()]
+        self.means = [mean for mean, _ in floating]
+        self.current = [now for _, now in floating]
+        self.counters = [(mean, now) for mean, now in pairs if not now.is_floating_point()]
 
-    def on_batch_end(self, state: LoopState) -> None:
-        self.average.update_parameters(self.generator)
+    def update(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            torch._foreach_lerp_(self.means, self.current, 1.0 - self.decay)
+            for mean, now in self.counters:
+                mean.copy_(now)
+            self.average.n_averaged.add_(1)
 
 
 class StopOnDivergence(Callback):
     """Ends training at the first epoch whose losses are not finite, before it is saved."""
 
-    def __init__(self, saved_epochs: list[int]) -> None:
-        self.saved_epochs = saved_epochs
+    def __init__(self, checkpoints: CheckpointCallback) -> None:
+        self.checkpoints = checkpoints
 
     def on_epoch_end(self, state: LoopState) -> None:
         bad = [key for key in GAN_METRICS if not math.isfinite(state.last.get(key, 0.0))]
         if bad:
             raise TrainingDiverged(
                 f"training diverged at epoch {state.epoch} ({bad[0]} is "
-                f"{state.last[bad[0]]}); the checkpoint of epoch {self.saved_epochs[0]} is "
+                f"{state.last[bad[0]]}); the checkpoint of epoch {self.checkpoints.saved_epoch} is "
                 "kept: resume it with --resume, or start again with a lower --lr and --restart"
             )
 
@@ -278,6 +332,9 @@ def _train_gan(
     import torch
 
     device = resolve_device(engine.device)
+    engine = dataclasses.replace(
+        engine, precision=resolve_precision(engine.precision, device, "gan")
+    )
     train = DeviceSplit.load("train", data_dir, device)
     data_sha256 = dataset_sha256(train.images, train.labels)
 
@@ -287,15 +344,13 @@ def _train_gan(
         GRID_SAMPLES, config.latent_size, generator=torch.Generator().manual_seed(config.seed)
     )
     generator_spec, discriminator_spec = config.generator_spec(), config.discriminator_spec()
-    generator = place_model(build_network(generator_spec), device)
-    discriminator = place_model(build_network(discriminator_spec), device)
-    betas = (config.beta1, config.beta2)
-    generator_optimizer = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas)
-    discriminator_optimizer = torch.optim.Adam(
-        discriminator.parameters(), lr=config.lr, betas=betas
-    )
+    generator = place_model(create_model(generator_spec), device)
+    discriminator = place_model(create_model(discriminator_spec), device)
+    adam = {"lr": config.lr, "betas": (config.beta1, config.beta2), **adam_options(device)}
+    generator_optimizer = torch.optim.Adam(generator.parameters(), **adam)
+    discriminator_optimizer = torch.optim.Adam(discriminator.parameters(), **adam)
     networks = {"generator.": generator, "discriminator.": discriminator}
-    averaging = AverageGenerator(generator, config.ema) if config.ema else None
+    averaging = GeneratorAverage(generator, config.ema) if config.ema else None
     if averaging is not None:
         networks["generator_average."] = averaging.average
     # What is saved and drawn: the average when one is kept.
@@ -322,7 +377,6 @@ def _train_gan(
             saved_state, state, name=name, data_sha256=data_sha256, restore=restore
         )
     resumed_from = state.epoch
-    saved_epochs = [state.epoch]
     started = time.perf_counter()
 
     def common_meta(loop: LoopState) -> dict[str, Any]:
@@ -340,7 +394,7 @@ def _train_gan(
             "toolkit_version": __version__,
         }
 
-    def save_checkpoint(loop: LoopState) -> None:
+    def collect_checkpoint(loop: LoopState) -> Checkpoint:
         tensors: dict[str, torch.Tensor] = {
             "rng.shuffle": shuffle.get_state(),
             "rng.noise": noise.get_state(),
@@ -354,9 +408,11 @@ def _train_gan(
             )
             tensors.update(optimizer_tensors)
         meta = {**common_meta(loop), "epoch": loop.epoch, "optimizers": optimizer_meta}
-        store.save_checkpoint(name, tensors, meta)
-        saved_epochs[0] = loop.epoch
+        return tensors, meta
 
+    checkpoints = CheckpointCallback(
+        collect_checkpoint, lambda checkpoint: store.save_checkpoint(name, *checkpoint)
+    )
     grids = (
         SampleGrids(final_generator, fixed_noise, plots_dir, name, sample_every)
         if plots_dir is not None
@@ -364,33 +420,41 @@ def _train_gan(
     )
     generator.train()
     discriminator.train()
-    step = adversarial_step(
-        generator,
-        discriminator,
-        (generator_optimizer, discriminator_optimizer),
-        noise,
-        precision=engine.precision,
+    for optimizer in optimizers.values():
+        graph_ready(optimizer, device, enabled=engine.cuda_graphs)
+    step = accelerated_step(
+        adversarial_step(
+            generator,
+            discriminator,
+            (generator_optimizer, discriminator_optimizer),
+            average=averaging,
+            precision=engine.precision,
+        ),
+        device,
+        cuda_graphs=engine.cuda_graphs,
     )
     try:
         fit(
             step,
-            lambda: train.batches(config.batch_size, shuffle),
+            lambda: batches_with_noise(
+                train, config.batch_size, shuffle, noise, config.latent_size
+            ),
             state,
             train_metric=GAN_METRICS,
             # Divergence first (nothing diverged is saved), then the checkpoint, then the rest.
             callbacks=[
-                *([averaging] if averaging else []),
-                StopOnDivergence(saved_epochs),
-                CheckpointCallback(save_checkpoint),
+                StopOnDivergence(checkpoints),
+                checkpoints,
                 *([grids] if grids else []),
                 *callbacks,
             ],
         )
     except KeyboardInterrupt:
         raise TrainingInterrupted(
-            f"interrupted; {saved_epochs[0]}/{config.epochs} epochs are saved in a checkpoint",
+            f"interrupted; {checkpoints.saved_epoch}/{config.epochs} epochs are saved in a "
+            "checkpoint",
             model_name=name,
-            completed_epochs=saved_epochs[0],
+            completed_epochs=checkpoints.saved_epoch,
         ) from None
 
     recalibrate_batch_norm(final_generator, config.seed)
@@ -439,7 +503,3 @@ def write_gan_plots(history: list[dict[str, float]], name: str, folder: Path) ->
         plots.save_figure(losses, folder / f"{name}-losses.png"),
         plots.save_figure(outputs, folder / f"{name}-d-outputs.png"),
     ]
-
-
-def build_network(spec: ModelSpec) -> nn.Module:
-    return build_model(spec.kind, spec.architecture, **spec.params)

@@ -14,7 +14,7 @@ from fmnist_toolkit.engine.device import resolve_device
 from fmnist_toolkit.engine.inference import predict_split
 from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
 from fmnist_toolkit.errors import OutputError, UsageError
-from fmnist_toolkit.models import build_model
+from fmnist_toolkit.models import create_model
 from fmnist_toolkit.storage import ModelStore
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ def _untrained_codes(space: LatentSpace) -> np.ndarray:
     import torch
 
     torch.manual_seed(space.seed)
-    fresh = build_model(space.spec.kind, space.spec.architecture, **space.spec.params)
+    fresh = create_model(space.spec)
     fresh = fresh.to(space.test.images.device).eval()
     return encode(fresh, space.test).numpy()
 

@@ -74,7 +74,12 @@ def fit(
             state.batch = 0
             for batch in batches():
                 loss, size = step(batch)
-                loss_sum = loss_sum + loss * size
+                # In place, and never keeping ``loss``: a CUDA graph's static output tensor
+                # is overwritten by the next replay.
+                if seen:
+                    loss_sum.add_(loss * size)  # type: ignore[union-attr]
+                else:
+                    loss_sum = loss * size
                 seen += size
                 state.batch += 1
                 for callback in callbacks:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from fmnist_toolkit.config import ModelSpec, config_from_dict
 from fmnist_toolkit.engine.checkpoint import check_state_dict
 from fmnist_toolkit.errors import ModelCorruptError, ModelNotFoundError, UsageError
-from fmnist_toolkit.models import build_model
+from fmnist_toolkit.models import create_model
 from fmnist_toolkit.storage import CONFIG_FILE, WEIGHTS_FILE, ModelStore, read_bundle
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def load_model(
     """A saved model rebuilt from its config, weights checked and loaded, in eval mode."""
     tensors, config, label = read_saved_model(name_or_path, store)
     spec = model_spec_of(config, label)
-    model = build_model(spec.kind, spec.architecture, **spec.params)
+    model = create_model(spec)
     check_state_dict(model, tensors, label)
     model.load_state_dict(tensors)
     return model.to(device).eval()

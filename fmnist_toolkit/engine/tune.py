@@ -28,30 +28,23 @@ from fmnist_toolkit.config import (
 )
 from fmnist_toolkit.data import DeviceSplit, dataset_sha256, split_indices
 from fmnist_toolkit.engine.ae import (
+    AutoencoderTraining,
     AutoencoderTrainResult,
     check_train_config,
     ensure_writable_folder,
-    make_optimizer,
-    reconstruction_mse,
-    reconstruction_step,
     train_autoencoder,
 )
-from fmnist_toolkit.engine.callbacks import LearningRateSchedule
 from fmnist_toolkit.engine.device import (
     check_precision,
-    maybe_compile,
-    place_model,
     resolve_device,
-    seed_everything,
 )
-from fmnist_toolkit.engine.loop import Callback, LoopState, fit
+from fmnist_toolkit.engine.loop import Callback, LoopState
 from fmnist_toolkit.errors import (
     StudyNotFoundError,
     StudyStorageError,
     TuningInterrupted,
     UsageError,
 )
-from fmnist_toolkit.models import build_model
 from fmnist_toolkit.storage import ModelStore
 
 if TYPE_CHECKING:
@@ -391,12 +384,14 @@ def run_study(
     plots_dir: Path | None = None,
     epoch_callbacks: Callable[[int], Sequence[Callback]] = lambda number: (),
     on_trial_end: Callable[[TrialRow, TrialRow | None], None] | None = None,
+    jobs: int | None = 1,
 ) -> StudyReport:
     """Add ``tune.trials`` trials to the study (creating it if new) and report on it.
 
     With ``tune.trials == 0`` the study must exist and is only read. Ctrl-C ends the running
     trial (Optuna records it as failed) and raises :class:`TuningInterrupted`; the study stays
-    usable and the next run goes on adding trials.
+    usable and the next run goes on adding trials. ``jobs`` > 1 runs the trials in that many
+    processes at once (None: :func:`default_jobs`), sharing the study's storage.
     """
     check_tune_config(tune)
     check_precision(engine.precision)
@@ -408,8 +403,21 @@ def run_study(
     with quiet_optuna():
         storage = open_storage(url, heartbeat=heartbeat)
         trials_run = 0
+        jobs = default_jobs(engine, tune.trials) if jobs is None else jobs
+        if jobs < 1:
+            raise UsageError("--jobs must be at least 1")
         if tune.trials == 0:
             study = load_or_create_study(tune, storage, create=False, data_sha256=None)
+        elif jobs > 1 and tune.trials > 1:
+            study, trials_run = optimize_in_processes(
+                tune,
+                engine,
+                storage,
+                (url, heartbeat),
+                data_dir,
+                min(jobs, tune.trials),
+                on_trial_end,
+            )
         else:
             study, trials_run = _optimize(
                 tune, engine, storage, data_dir, epoch_callbacks, on_trial_end
@@ -446,28 +454,15 @@ def _optimize(
         config = suggest_recipe(trial, tune)
         check_train_config(config)
         trial.set_user_attr("recipe", config_to_dict(config))
-        shuffle = seed_everything(config.seed)
-        spec = config.model_spec()
-        model = place_model(build_model(spec.kind, spec.architecture, **spec.params), device)
-        optimizer = make_optimizer(model, config)
-        trainable = maybe_compile(model, device, engine.compile)
+        run = AutoencoderTraining.build(config, engine, device)
         state = LoopState(
             epochs=config.epochs, batches_per_epoch=fit_split.num_batches(config.batch_size)
         )
-        model.train()
-        fit(
-            reconstruction_step(trainable, optimizer, precision=engine.precision),
-            lambda: fit_split.batches(config.batch_size, shuffle),
+        run.fit(
+            fit_split,
             state,
-            evaluate=lambda: {
-                "val_mse": reconstruction_mse(trainable, val_split, precision=engine.precision)
-            },
-            train_metric="train_mse",
-            callbacks=[
-                LearningRateSchedule(optimizer, config.schedule),
-                PruneOrReport(trial, prune=tune.prune),
-                *epoch_callbacks(trial.number),
-            ],
+            evaluate=lambda: {"val_mse": run.mse(val_split)},
+            callbacks=[PruneOrReport(trial, prune=tune.prune), *epoch_callbacks(trial.number)],
         )
         return state.last["val_mse"]
 
@@ -492,6 +487,125 @@ def _optimize(
         ) from None
     after = study.get_trials(deepcopy=False)
     return study, len([trial for trial in after if trial.number not in before])
+
+
+# --------------------------------------------------------------------------- parallel trials
+
+GPU_JOBS = 4  # trials at once on one GPU: each is launch-bound, far from filling it
+
+
+def default_jobs(engine: EngineConfig, trials: int) -> int:
+    """Trials at once by default: enough to fill a GPU; one on a CPU (a trial uses every core)."""
+    if resolve_device(engine.device).type == "cuda":
+        return max(1, min(GPU_JOBS, trials))
+    return 1
+
+
+def optimize_in_processes(
+    tune: TuneConfig,
+    engine: EngineConfig,
+    storage: BaseStorage,
+    storage_url: tuple[str, int],
+    data_dir: str | os.PathLike[str] | None,
+    jobs: int,
+    on_trial_end: Callable[[TrialRow, TrialRow | None], None] | None,
+) -> tuple[optuna.Study, int]:
+    """Run ``tune.trials`` trials in ``jobs`` worker processes that share the study's storage
+    (as workers on many machines do; ``storage_url`` is its URL and heartbeat, for them to
+    open it); each trial's end is reported here as it comes."""
+    import multiprocessing
+    import queue as queues
+
+    from fmnist_toolkit.data import load_fashion_mnist
+
+    images, labels = load_fashion_mnist("train", data_dir)
+    # Created here, once, so that the workers only load it.
+    study = load_or_create_study(
+        tune, storage, create=True, data_sha256=dataset_sha256(images, labels)
+    )
+    before = {trial.number for trial in study.get_trials(deepcopy=False)}
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    messages = context.Queue()
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    shares = [tune.trials // jobs + (index < tune.trials % jobs) for index in range(jobs)]
+    workers = [
+        context.Process(
+            target=tuning_worker,
+            args=(dataclasses.replace(tune, trials=share), engine, *storage_url, data_dir),
+            kwargs={"messages": messages, "threads": threads},
+            daemon=True,
+        )
+        for share in shares
+    ]
+    for worker in workers:
+        worker.start()
+    errors: list[str] = []
+    running = len(workers)
+    try:
+        while running:
+            try:
+                message = messages.get(timeout=1.0)
+            except queues.Empty:
+                if not any(worker.is_alive() for worker in workers) and messages.empty():
+                    break  # a worker died without a word (killed): the study says what it did
+                continue
+            if message is None:
+                running -= 1
+            elif isinstance(message, str):
+                errors.append(message)
+            elif on_trial_end is not None:
+                on_trial_end(*message)
+    except KeyboardInterrupt:
+        # The workers got the same Ctrl-C: each records its running trial as failed.
+        for worker in workers:
+            worker.join(timeout=60)
+        finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+        raise TuningInterrupted(
+            f"interrupted; the running trials were recorded as failed and study {tune.study!r} "
+            f"keeps its {len(finished)} finished trials; run the same command to add more"
+        ) from None
+    for worker in workers:
+        worker.join()
+    if errors:
+        raise StudyStorageError(errors[0])
+    after = study.get_trials(deepcopy=False)
+    return study, len([trial for trial in after if trial.number not in before])
+
+
+def tuning_worker(
+    tune: TuneConfig,
+    engine: EngineConfig,
+    url: str,
+    heartbeat: int,
+    data_dir: str | os.PathLike[str] | None,
+    *,
+    messages: Any,
+    threads: int,
+) -> None:
+    """One worker process of :func:`optimize_in_processes`: its share of the trials, each
+    trial's end sent back as (row, best); an error as its one-line message; None when done."""
+    import torch
+
+    from fmnist_toolkit.errors import ToolkitError
+
+    torch.set_num_threads(threads)
+    try:
+        with quiet_optuna():
+            storage = open_storage(url, heartbeat=heartbeat)
+            _optimize(
+                tune,
+                engine,
+                storage,
+                data_dir,
+                lambda number: (),
+                lambda row, best: messages.put((row, best)),
+            )
+    except (KeyboardInterrupt, TuningInterrupted):
+        pass  # the parent reports the interruption
+    except ToolkitError as error:
+        messages.put(str(error))
+    finally:
+        messages.put(None)
 
 
 # --------------------------------------------------------------------------- outputs

@@ -11,6 +11,8 @@ from fmnist_toolkit.errors import ModelCorruptError
 if TYPE_CHECKING:
     from torch import nn
 
+    from fmnist_toolkit.config import ModelSpec
+
 _REGISTRY: dict[tuple[str, str], Callable[..., nn.Module]] = {}
 # Modules that register architectures; imported on first lookup so that the registry costs
 # nothing until a model is built.
@@ -56,3 +58,8 @@ def build_model(kind: str, architecture: str, **params: Any) -> nn.Module:
         return constructor(**params)
     except (TypeError, ValueError, RuntimeError) as error:
         raise ModelCorruptError(f"bad parameters for {kind}/{architecture}: {error}") from None
+
+
+def create_model(spec: ModelSpec) -> nn.Module:
+    """A freshly initialised network of the architecture a saved config's spec names."""
+    return build_model(spec.kind, spec.architecture, **spec.params)
