@@ -176,3 +176,60 @@ def test_ae_train_on_corrupt_data_names_the_file(cli, synthetic_data: Path, tmp_
     images.write_bytes(gzip.compress(gzip.decompress(images.read_bytes())[:-10]))
     result = cli("ae", "train", "--data-dir", damaged, "--epochs", "1", "--device", "cpu")
     assert_one_line_error(result, 1, "t10k-images-idx3-ubyte.gz", "truncated")
+
+
+def _all_commands(command, path=()):
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _all_commands(sub, (*path, name))
+
+
+def test_help_reads_right(cli) -> None:
+    """Flags show no value, arguments no Typer braces or types, placeholders survive markdown."""
+    import re
+
+    import typer
+
+    from fmnist_toolkit.cli import app
+
+    root = typer.main.get_command(app)
+    for path, command in _all_commands(root):
+        for param in command.params:
+            # markdown help eats <placeholders>: write them as WORDS
+            assert not re.search(r"<[a-z]", param.help or ""), (path, param.name)
+        text = cli(*path, "--help").stdout
+        assert "<bool>" not in text and "{" not in text.split("\n\n")[0], (path, text)
+        assert "<list[Path]>" not in text, (path, text)
+    train_help = cli("ae", "train", "--help").stdout
+    assert "ae-LATENT_DIM" in " ".join(train_help.split())
+    assert "Usage: fmt gan sample [OPTIONS] OUT" in cli("gan", "sample", "--help").stdout
+    assert "Usage: fmt clf predict [OPTIONS] IMAGES..." in cli("clf", "predict", "--help").stdout
+
+
+@pytest.mark.parametrize("group", ["data", "models", "ae", "clf", "gan"])
+def test_a_group_alone_prints_its_help(cli, group: str) -> None:
+    result = cli(group)
+    assert result.exit_code == 0, result.stderr
+    assert f"Usage: fmt {group}" in result.stdout and "error" not in result.stderr
+
+
+def test_root_alone_prints_help_and_unknown_root_option_is_one_line(cli) -> None:
+    alone = cli()
+    assert alone.exit_code == 0 and "Usage: fmt" in alone.stdout
+    assert_one_line_error(cli("--nosuch"), 2, "No such option: --nosuch")
+
+
+def test_mistyped_choice_says_did_you_mean(cli) -> None:
+    result = cli("ae", "latent-plot", "--view", "scater")
+    assert_one_line_error(result, 2, "did you mean 'scatter'?", "'--view'")
+    assert "Value error" not in result.stderr
+
+
+def test_debug_prints_the_traceback(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = cli("models", "show", "ghost")
+    assert "Traceback" not in plain.stderr
+    flagged = cli("--debug", "models", "show", "ghost")
+    assert flagged.exit_code == 1 and "Traceback" in flagged.stderr
+    assert flagged.stderr.strip().splitlines()[-1].startswith("error: no model")
+    monkeypatch.setenv("FMT_DEBUG", "1")
+    assert "Traceback" in cli("models", "show", "ghost").stderr

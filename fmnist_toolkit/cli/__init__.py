@@ -43,6 +43,14 @@ def root(
             "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="On an error, print the full traceback above the one-line message "
+            "(also FMT_DEBUG=1).",
+        ),
+    ] = False,
 ) -> None:
     """Unsupervised deep learning on Fashion-MNIST."""
 

@@ -78,7 +78,7 @@ def train(
     name: Annotated[
         str | None,
         typer.Option(
-            help="Name in the model store. Default: ae-<latent-dim>, or ae-<arch>-<latent-dim> "
+            help="Name in the model store. Default: ae-LATENT_DIM, or ae-ARCH-LATENT_DIM "
             "for another --arch.",
             show_default=False,
         ),
@@ -246,7 +246,7 @@ def latent_plot(
         Path | None,
         typer.Option(
             help="Figure file (.png, .svg or .pdf: the extension picks the format), or with "
-            "--view all a folder. Default: <model>-<view>.png, or the folder <model>-latent/.",
+            "--view all a folder. Default: MODEL-VIEW.png, or the folder MODEL-latent/.",
             show_default=False,
         ),
     ] = None,

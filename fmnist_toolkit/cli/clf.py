@@ -73,7 +73,7 @@ def finetune(
     name: Annotated[
         str | None,
         typer.Option(
-            help="Name in the store. Default: clf-<encoder>, or clf-<encoder>-ft with --unfreeze.",
+            help="Name in the store. Default: clf-ENCODER, or clf-ENCODER-ft with --unfreeze.",
             show_default=False,
         ),
     ] = None,
