@@ -79,12 +79,13 @@ def test_models_list_show_path_rm(cli, synthetic_data: Path, isolated_home: Path
     listed = json.loads(cli("models", "list", "--json").stdout)
     assert [(m["name"], m["kind"]) for m in listed] == [("ae-4", "autoencoder")]
     assert Path(listed[0]["path"]) == isolated_home / "ae-4"
-    table = cli("models", "list")
-    assert table.exit_code == 0 and "ae-4" in table.stderr
+    table = cli("models", "list")  # results on stdout, so `fmt models list | grep` finds them
+    assert table.exit_code == 0 and "ae-4" in table.stdout and "ae-4" not in table.stderr
 
     shown = json.loads(cli("models", "show", "ae-4", "--json").stdout)
     assert shown["recipe"]["latent_dim"] == 4 and len(shown["history"]) == 1
-    assert cli("models", "show", "ae-4").exit_code == 0
+    human = cli("models", "show", "ae-4")
+    assert human.exit_code == 0 and "latent_dim" in human.stdout and human.stderr == ""
     assert cli("models", "path", "ae-4").stdout.strip() == str(isolated_home / "ae-4")
 
     kept = cli("models", "rm", "ae-4", input="n\n")

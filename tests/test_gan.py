@@ -385,6 +385,10 @@ def test_eval_reports_floor_samples_and_modes(
     assert (
         rows["train images (floor)"]["frechet_distance"] < rows["raw samples"]["frechet_distance"]
     )
+    human = cli("gan", "eval", "--model", "gan-mlp", "--features", "clf", "--n", 50,
+                "--data-dir", synthetic_data)  # fmt: skip
+    assert human.exit_code == 0 and "raw samples" in human.stdout, human.output
+    assert "raw samples" not in human.stderr
 
 
 def test_eval_bad_inputs(cli, with_gan_store: Path, synthetic_data: Path) -> None:

@@ -23,6 +23,7 @@ from fmnist_toolkit.cli._render import (
     model_label,
     print_json,
     print_note,
+    print_result,
     print_summary,
     resume_hint,
 )
@@ -338,4 +339,4 @@ def latent_plot(
     for row in rows:
         accuracy = ", ".join(f"{key} {value:.1%}" for key, value in row["knn_accuracy"].items())
         table.add_row(row["view"], accuracy or "—", row["path"])
-    console.print(table)
+    print_result(table)

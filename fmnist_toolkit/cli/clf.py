@@ -16,7 +16,7 @@ from fmnist_toolkit.cli._options import (
     QuietOption,
     SeedOption,
 )
-from fmnist_toolkit.cli._render import console, model_label, print_json
+from fmnist_toolkit.cli._render import console, model_label, print_json, print_result
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -214,8 +214,8 @@ def evaluate(
             }
         )
         return
-    console.print(_metrics_rows(metrics.per_class))
-    console.print(f"[bold]{model}[/]: test accuracy [bold]{metrics.accuracy:.2%}[/]")
+    print_result(_metrics_rows(metrics.per_class))
+    print_result(f"[bold]{model}[/]: test accuracy [bold]{metrics.accuracy:.2%}[/]")
 
 
 @app.command()

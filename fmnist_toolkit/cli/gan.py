@@ -18,7 +18,13 @@ from fmnist_toolkit.cli._options import (
     QuietOption,
     SeedOption,
 )
-from fmnist_toolkit.cli._render import console, print_json, print_summary, resume_hint
+from fmnist_toolkit.cli._render import (
+    console,
+    print_json,
+    print_result,
+    print_summary,
+    resume_hint,
+)
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -364,4 +370,4 @@ def evaluate(
             f"{row.class_entropy:.3f}",
             " ".join(str(count) for count in row.class_histogram.values()),
         )
-    console.print(table)
+    print_result(table)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from fmnist_toolkit.cli._options import JsonOption
-from fmnist_toolkit.cli._render import console, print_json
+from fmnist_toolkit.cli._render import console, print_json, print_result
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -85,7 +85,7 @@ def list_models(json_output: JsonOption = False) -> None:
             _summary(model.config),
             str(model.config.get("created", ""))[:16].replace("T", " "),
         )
-    console.print(table)
+    print_result(table)
 
 
 @app.command()
@@ -114,7 +114,7 @@ def show(name: NameArgument, json_output: JsonOption = False) -> None:
             table.add_row(key, str(config[key]))
     history = config.get("history", [])
     table.add_row("epochs", str(len(history)))
-    console.print(table)
+    print_result(table)
 
 
 @app.command()
