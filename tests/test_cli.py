@@ -88,8 +88,9 @@ def test_models_list_show_path_rm(cli, synthetic_data: Path, isolated_home: Path
     assert human.exit_code == 0 and "latent_dim" in human.stdout and human.stderr == ""
     assert cli("models", "path", "ae-4").stdout.strip() == str(isolated_home / "ae-4")
 
-    kept = cli("models", "rm", "ae-4", input="n\n")
-    assert kept.exit_code == 1 and (isolated_home / "ae-4").exists()
+    refused = cli("models", "rm", "ae-4")  # stdin is not a terminal: no one to ask
+    assert_one_line_error(refused, 2, "pass --yes")
+    assert (isolated_home / "ae-4").exists()
     removed = cli("models", "rm", "ae-4", "--yes")
     assert removed.exit_code == 0 and not (isolated_home / "ae-4").exists()
 
@@ -234,3 +235,95 @@ def test_debug_prints_the_traceback(cli, monkeypatch: pytest.MonkeyPatch) -> Non
     assert flagged.stderr.strip().splitlines()[-1].startswith("error: no model")
     monkeypatch.setenv("FMT_DEBUG", "1")
     assert "Traceback" in cli("models", "show", "ghost").stderr
+
+
+def test_models_rm_asks_on_a_terminal(cli, isolated_home: Path, monkeypatch) -> None:
+    import torch
+
+    from fmnist_toolkit.cli import models
+    from fmnist_toolkit.storage import ModelStore
+
+    ModelStore().save("kept", {"x": torch.zeros(1)}, {"kind": "autoencoder"})
+    monkeypatch.setattr(models, "_stdin_is_terminal", lambda: True)
+    kept = cli("models", "rm", "kept", input="n\n")
+    assert kept.exit_code == 1 and "Delete 'kept'" in kept.stderr
+    assert (isolated_home / "kept").exists()
+    assert cli("models", "rm", "kept", input="y\n").exit_code == 0
+    assert not (isolated_home / "kept").exists()
+
+
+def test_models_rm_of_a_bundled_model_says_read_only_without_asking(cli, monkeypatch) -> None:
+    monkeypatch.delenv("FMT_BUNDLED_MODELS")  # the package's own bundled models
+    result = cli("models", "rm", "gan-dcgan", input="y\n")
+    assert_one_line_error(result, 1, "read-only")
+    assert "Delete" not in result.stderr
+
+
+def test_models_list_never_cuts_a_name(cli, monkeypatch) -> None:
+    import torch
+
+    from fmnist_toolkit.cli._render import results
+    from fmnist_toolkit.storage import ModelStore
+
+    monkeypatch.setattr(results, "width", 80)
+    config = {
+        "kind": "classifier",
+        "model": {"architecture": "encoder-mlp", "params": {"encoder_architecture": "wide",
+                                                            "latent_dim": 16}},
+        "metrics": {"val_accuracy": 0.93617, "test_accuracy": 0.9347},
+        "created": "2026-11-26T09:30:00+00:00",
+    }  # fmt: skip
+    for name in ("clf-ae-wide-16-ft", "a-much-longer-classifier-name-1"):
+        ModelStore().save(name, {"x": torch.zeros(1)}, config)
+    table = cli("models", "list").stdout
+    assert "clf-ae-wide-16-ft" in table and "a-much-longer-classifier-name-1" in table, table
+    assert max(len(line) for line in table.splitlines()) <= 80
+
+
+def test_models_show_only_what_applies_and_durations(cli) -> None:
+    import torch
+
+    from fmnist_toolkit.cli._render import format_duration
+    from fmnist_toolkit.storage import ModelStore
+
+    config = {
+        "kind": "generator",
+        "model": {"kind": "generator", "architecture": "dcgan",
+                  "params": {"latent_size": 100, "width": 64}},
+        "recipe": {"architecture": "dcgan", "latent_size": 100, "hidden_size": 784, "width": 64},
+        "seconds": 6089.066766022999,
+    }  # fmt: skip
+    ModelStore().save("gan-x", {"x": torch.zeros(1)}, config)
+    shown = cli("models", "show", "gan-x").stdout
+    assert "hidden_size" not in shown and "recipe.width" in shown
+    assert "1 h 41 min" in shown and "6089.06" not in shown
+    assert [format_duration(s) for s in (12.34, 245, 6089.07)] == [
+        "12.3 s",
+        "4 min 05 s",
+        "1 h 41 min",
+    ]
+
+
+def test_interrupted_runs_show_in_list_and_go_with_rm(cli, isolated_home: Path) -> None:
+    import torch
+
+    from fmnist_toolkit.storage import ModelStore
+
+    state = {"kind": "autoencoder", "epoch": 2, "recipe": {"epochs": 5},
+             "model": {"architecture": "seed"}}  # fmt: skip
+    ModelStore().save_checkpoint("ae-4", {"x": torch.zeros(1)}, state)
+    assert "interrupted, epoch 2/5" in cli("models", "list").stdout
+    (entry,) = json.loads(cli("models", "list", "--json").stdout)
+    assert entry["source"] == "interrupted" and entry["epoch"] == 2
+    assert_one_line_error(cli("models", "show", "ae-4"), 1, "--resume")
+    assert cli("models", "rm", "ae-4", "--yes").exit_code == 0
+    assert not ModelStore().has_checkpoint("ae-4")
+
+
+def test_unknown_model_name_says_did_you_mean(cli) -> None:
+    import torch
+
+    from fmnist_toolkit.storage import ModelStore
+
+    ModelStore().save("ae-16", {"x": torch.zeros(1)}, {"kind": "autoencoder"})
+    assert_one_line_error(cli("models", "show", "ae16"), 1, "did you mean 'ae-16'?")
