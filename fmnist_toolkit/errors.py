@@ -88,6 +88,10 @@ class TuningInterrupted(ToolkitError):
     exit_code = 130
 
 
+class MeasurementError(ToolkitError, ValueError):
+    """A quality measure is undefined for these images (a Fréchet distance's square root)."""
+
+
 class TrainingDiverged(ToolkitError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 
