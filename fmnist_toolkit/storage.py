@@ -245,6 +245,20 @@ class ModelStore:
                     "(SHA-256); reinstall fmnist-toolkit"
                 )
 
+    def check_bundled(self) -> dict[str, str]:
+        """Each bundled model's problem ("" when both files match the manifest's SHA-256)."""
+        problems = {}
+        for name in self.bundled_manifest():
+            folder = self.bundled / name if self.bundled is not None else None
+            try:
+                if folder is None or not (folder / CONFIG_FILE).is_file():
+                    raise ModelCorruptError(f"bundled model {name!r}: its folder is missing")
+                self._verify_bundled(name, folder)
+                problems[name] = ""
+            except ModelCorruptError as error:
+                problems[name] = str(error)
+        return problems
+
     # ----------------------------------------------------------------- paths and locks
     def model_dir(self, name: str) -> Path:
         """The folder of model ``name`` (which may not exist yet)."""

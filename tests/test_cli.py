@@ -327,3 +327,31 @@ def test_unknown_model_name_says_did_you_mean(cli) -> None:
 
     ModelStore().save("ae-16", {"x": torch.zeros(1)}, {"kind": "autoencoder"})
     assert_one_line_error(cli("models", "show", "ae16"), 1, "did you mean 'ae-16'?")
+
+
+def test_doctor_reports_versions_devices_paths_and_data(
+    cli, synthetic_data: Path, isolated_home: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("FMT_DATA_DIR", str(tmp_path / "nothing"))
+    result = cli("doctor", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert {"python", "torch", "typer", "rich", "optuna"} <= set(report["versions"])
+    assert report["devices"][0]["device"] == "cpu" and report["store"] == str(isolated_home)
+    assert report["data"].startswith("not fetched") and report["problems"] == []
+    assert isinstance(report["cpu"]["native_bf16"], bool)
+    # the synthetic files are not the published ones: a problem, exit 1, in the table too
+    damaged = cli("doctor", "--data-dir", synthetic_data)
+    assert damaged.exit_code == 1 and "MD5" in damaged.stdout
+
+
+def test_cpu_bf16_comes_from_the_cpu_flags(tmp_path: Path) -> None:
+    from fmnist_toolkit.engine.doctor import cpu_features
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: Xeon\nflags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n")
+    features = cpu_features(cpuinfo)
+    assert features["name"] == "Xeon" and features["bf16_flags"] == ["avx512_bf16"]
+    assert features["native_bf16"] is True
+    cpuinfo.write_text("model name\t: Old\nflags\t\t: fpu sse avx2\n")
+    assert cpu_features(cpuinfo)["bf16_flags"] == []
