@@ -63,6 +63,7 @@ def test_a_user_model_of_the_same_name_wins_and_listings_say_so(
     trained = cli("ae", "train", "--epochs", "1", "--data-dir", synthetic_data, "--device", "cpu",
                   "--seed", "7", "--json")  # fmt: skip
     assert trained.exit_code == 0, trained.output
+    assert "note: your 'ae-16' now hides the bundled model" in trained.stderr
     listed = {
         (m["name"], m["source"]): m for m in json.loads(cli("models", "list", "--json").stdout)
     }

@@ -105,6 +105,17 @@ def print_note(message: str) -> None:
     console.print(f"note: {message}", soft_wrap=True)
 
 
+def note_if_hiding_bundled(name: str) -> None:
+    """After saving ``name``: say when it now hides a bundled model of the same name."""
+    from fmnist_toolkit.storage import ModelStore
+
+    if name in ModelStore().bundled_manifest():
+        print_note(
+            f"your {name!r} now hides the bundled model of that name; `fmt models list` shows "
+            f"both, and `fmt models rm {name}` brings the bundled one back"
+        )
+
+
 def print_error(message: str) -> None:
     """One line on stderr, never wrapped or marked up, so scripts can grep it."""
     first_line = " ".join(str(message).split())

@@ -21,6 +21,7 @@ from fmnist_toolkit.cli._options import (
 from fmnist_toolkit.cli._render import (
     console,
     model_label,
+    note_if_hiding_bundled,
     print_json,
     print_note,
     print_result,
@@ -201,6 +202,7 @@ def train(
         "resumed_from_epoch": result.resumed_from_epoch,
         "plots": [str(path) for path in result.plots],
     }
+    note_if_hiding_bundled(result.name)
     if json_output:
         print_json(summary)
         return

@@ -16,7 +16,13 @@ from fmnist_toolkit.cli._options import (
     QuietOption,
     SeedOption,
 )
-from fmnist_toolkit.cli._render import console, model_label, print_json, print_result
+from fmnist_toolkit.cli._render import (
+    console,
+    model_label,
+    note_if_hiding_bundled,
+    print_json,
+    print_result,
+)
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -181,6 +187,7 @@ def finetune(
         "device": result.device,
         "plots": [str(path) for path in result.plots],
     }
+    note_if_hiding_bundled(result.name)
     if json_output:
         print_json(summary)
         return

@@ -21,6 +21,7 @@ from fmnist_toolkit.cli._options import (
 )
 from fmnist_toolkit.cli._render import (
     console,
+    note_if_hiding_bundled,
     print_json,
     print_result,
     print_summary,
@@ -187,6 +188,7 @@ def train(
         "resumed_from_epoch": result.resumed_from_epoch,
         "plots": [str(path) for path in result.plots],
     }
+    note_if_hiding_bundled(result.name)
     if json_output:
         print_json(summary)
         return
