@@ -181,22 +181,32 @@ def read_bundle(folder: Path, label: str) -> tuple[dict[str, torch.Tensor], dict
 _DEFAULT = object()
 
 
-def _models_in(root: Path | None, source: str) -> list[StoredModel]:
+def _bundles_in(root: Path | None) -> Iterator[tuple[Path, dict[str, Any] | None]]:
+    """(folder, config) of each bundle under ``root`` by name; config None when damaged."""
     if root is None or not root.is_dir():
-        return []
-    models = []
+        return
     for folder in sorted(root.iterdir()):
         if folder.name.startswith(".") or not (folder / CONFIG_FILE).is_file():
             continue
         try:
-            config = read_config_file(folder, folder.name)
-            kind = str(config.get("kind", "unknown"))
+            yield folder, read_config_file(folder, folder.name)
         except ModelNotFoundError:
             continue  # replaced or removed while we looked
         except ModelCorruptError:
-            config, kind = {}, "corrupt"
-        models.append(StoredModel(folder.name, kind, folder, config, source=source))
-    return models
+            yield folder, None
+
+
+def _models_in(root: Path | None, source: str) -> list[StoredModel]:
+    return [
+        StoredModel(
+            folder.name,
+            str(config.get("kind", "unknown")) if config is not None else "corrupt",
+            folder,
+            config or {},
+            source=source,
+        )
+        for folder, config in _bundles_in(root)
+    ]
 
 
 class ModelStore:
@@ -428,19 +438,9 @@ class ModelStore:
 
     def interrupted(self) -> list[InterruptedRun]:
         """The runs that stopped before saving their model, sorted by name."""
-        root = self.root / _CHECKPOINTS
-        if not root.is_dir():
-            return []
         runs = []
-        for folder in sorted(root.iterdir()):
-            if folder.name.startswith(".") or not (folder / CONFIG_FILE).is_file():
-                continue
-            try:
-                state = read_config_file(folder, folder.name)
-            except ModelNotFoundError:
-                continue  # finished or removed while we looked
-            except ModelCorruptError:
-                state = {}
+        for folder, config in _bundles_in(self.root / _CHECKPOINTS):
+            state = config or {}
             recipe = state.get("recipe") if isinstance(state.get("recipe"), dict) else {}
             epoch, epochs = state.get("epoch"), recipe.get("epochs")
             runs.append(
