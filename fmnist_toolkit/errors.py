@@ -13,8 +13,9 @@ class ToolkitError(Exception):
     exit_code = 1
 
 
-class UsageError(ToolkitError):
-    """A command was called with values that can never work (exit 2, like a CLI usage error)."""
+class UsageError(ToolkitError, ValueError):
+    """A command was called with values that can never work (exit 2, like a CLI usage error);
+    from Python, a ``ValueError``."""
 
     exit_code = 2
 
@@ -31,8 +32,8 @@ class DownloadError(ToolkitError):
     """Every mirror failed for a file."""
 
 
-class ModelNotFoundError(ToolkitError):
-    """No model of that name in the store, and no such path."""
+class ModelNotFoundError(ToolkitError, LookupError):
+    """No model of that name in the store, and no such path (a ``LookupError``)."""
 
 
 class ModelCorruptError(ToolkitError):
@@ -55,7 +56,7 @@ class DeviceUnavailableError(ToolkitError):
     """The asked-for device does not exist on this machine."""
 
 
-class CheckpointMissingError(ToolkitError):
+class CheckpointMissingError(ToolkitError, LookupError):
     """``--resume`` was asked for but there is no interrupted run of that name."""
 
 
@@ -78,7 +79,7 @@ class StudyStorageError(ToolkitError):
     """A tuning storage URL that cannot be opened or reached."""
 
 
-class StudyNotFoundError(ToolkitError):
+class StudyNotFoundError(ToolkitError, LookupError):
     """No tuning study of that name (or no finished trial where one is needed)."""
 
 
@@ -86,6 +87,10 @@ class TuningInterrupted(ToolkitError):
     """Ctrl-C during ``fmt ae tune``; the study keeps every finished trial (exit 130)."""
 
     exit_code = 130
+
+
+class MeasurementError(ToolkitError, ValueError):
+    """A quality measure is undefined for these images (a Fréchet distance's square root)."""
 
 
 class TrainingDiverged(ToolkitError):

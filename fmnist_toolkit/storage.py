@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import hashlib
 import json
 import os
 import re
 import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -114,6 +114,18 @@ class StoredModel:
     shadowed: bool = False  # a bundled model hidden by the user's model of the same name
 
 
+@dataclass(frozen=True)
+class InterruptedRun:
+    """The checkpoint of a run that stopped before it saved its model (``--resume`` goes on)."""
+
+    name: str
+    kind: str
+    path: Path
+    epoch: int | None  # epochs done
+    epochs: int | None  # epochs the recipe asked for
+    state: dict[str, Any]
+
+
 def sha256_hex(content: bytes) -> str:
     """Hex SHA-256 of bytes."""
     return hashlib.sha256(content).hexdigest()
@@ -169,22 +181,32 @@ def read_bundle(folder: Path, label: str) -> tuple[dict[str, torch.Tensor], dict
 _DEFAULT = object()
 
 
-def _models_in(root: Path | None, source: str) -> list[StoredModel]:
+def _bundles_in(root: Path | None) -> Iterator[tuple[Path, dict[str, Any] | None]]:
+    """(folder, config) of each bundle under ``root`` by name; config None when damaged."""
     if root is None or not root.is_dir():
-        return []
-    models = []
+        return
     for folder in sorted(root.iterdir()):
         if folder.name.startswith(".") or not (folder / CONFIG_FILE).is_file():
             continue
         try:
-            config = read_config_file(folder, folder.name)
-            kind = str(config.get("kind", "unknown"))
+            yield folder, read_config_file(folder, folder.name)
         except ModelNotFoundError:
             continue  # replaced or removed while we looked
         except ModelCorruptError:
-            config, kind = {}, "corrupt"
-        models.append(StoredModel(folder.name, kind, folder, config, source=source))
-    return models
+            yield folder, None
+
+
+def _models_in(root: Path | None, source: str) -> list[StoredModel]:
+    return [
+        StoredModel(
+            folder.name,
+            str(config.get("kind", "unknown")) if config is not None else "corrupt",
+            folder,
+            config or {},
+            source=source,
+        )
+        for folder, config in _bundles_in(root)
+    ]
 
 
 class ModelStore:
@@ -233,6 +255,20 @@ class ModelStore:
                     "(SHA-256); reinstall fmnist-toolkit"
                 )
 
+    def check_bundled(self) -> dict[str, str]:
+        """Each bundled model's problem ("" when both files match the manifest's SHA-256)."""
+        problems = {}
+        for name in self.bundled_manifest():
+            folder = self.bundled / name if self.bundled is not None else None
+            try:
+                if folder is None or not (folder / CONFIG_FILE).is_file():
+                    raise ModelCorruptError(f"bundled model {name!r}: its folder is missing")
+                self._verify_bundled(name, folder)
+                problems[name] = ""
+            except ModelCorruptError as error:
+                problems[name] = str(error)
+        return problems
+
     # ----------------------------------------------------------------- paths and locks
     def model_dir(self, name: str) -> Path:
         """The folder of model ``name`` (which may not exist yet)."""
@@ -273,7 +309,10 @@ class ModelStore:
         self, target: Path, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
     ) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".tmp-{name}-"))
+        # mkdir, not tempfile.mkdtemp: mkdtemp makes the folder 0700, so a shared FMT_HOME
+        # would hide every model from the others; a plain mkdir honours the umask like any file.
+        staging = target.parent / f".tmp-{name}-{uuid.uuid4().hex}"
+        staging.mkdir()
         try:
             write_bundle(staging, tensors, meta)
             with self._locked(name):
@@ -309,9 +348,26 @@ class ModelStore:
         bundled = self._bundled_dir(name)
         if bundled is not None:
             return bundled
+        raise ModelNotFoundError(self._not_found_message(name))
+
+    def _not_found_message(self, name: str) -> str:
+        """What to say about a name that is not here: its interrupted run, the closest names,
+        or what exists."""
+        message = f"no model named {name!r} in {self.root}"
+        if self.has_checkpoint(name):
+            return (
+                f"{message}: its run was interrupted; finish it with --resume, "
+                f"or delete its checkpoint with fmt models rm {name}"
+            )
         names = sorted({model.name for model in self.list()})
-        known = f"; models here: {', '.join(names)}" if names else "; the store is empty"
-        raise ModelNotFoundError(f"no model named {name!r} in {self.root}{known}")
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        if close:
+            return f"{message}; did you mean {' or '.join(repr(c) for c in close)}?"
+        return (
+            f"{message}; models here: {', '.join(names)}"
+            if names
+            else f"{message}; the store is empty"
+        )
 
     def save(self, name: str, tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> Path:
         """Save (or replace) a model atomically; return its directory."""
@@ -329,19 +385,33 @@ class ModelStore:
         """The config of a saved model, without reading its weights."""
         return read_config_file(self.require(name), f"model {name!r}")
 
-    def remove(self, name: str) -> Path:
-        """Delete a model: renamed away under the lock first, so it is never half there."""
-        folder = self.require(name)
-        if self.source(name) == "bundled":
+    def check_removable(self, name: str) -> list[Path]:
+        """What ``remove(name)`` would delete: the user's model and the checkpoint of an
+        interrupted run of that name; a bundled model is read-only, nothing is not found."""
+        folders = [self.model_dir(name), self.checkpoint_dir(name)]
+        found = [folder for folder in folders if (folder / CONFIG_FILE).is_file()]
+        if not found and self._bundled_dir(name) is not None:
             raise ReadOnlyModelError(
                 f"model {name!r} is bundled with fmnist-toolkit and read-only; "
                 "hide all bundled models with FMT_BUNDLED_MODELS=0"
             )
-        trash = self.root / f".trash-{name}-{uuid.uuid4().hex}"
+        if not found:
+            raise ModelNotFoundError(self._not_found_message(name))
+        return found
+
+    def remove(self, name: str) -> list[Path]:
+        """Delete a model and any checkpoint of its name: renamed away under the lock first, so
+        neither is ever half there. Returns the folders removed."""
+        found = self.check_removable(name)
+        trashes = []
         with self._locked(name):
-            os.replace(folder, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-        return folder
+            for folder in found:
+                trash = self.root / f".trash-{name}-{uuid.uuid4().hex}"
+                os.replace(folder, trash)
+                trashes.append(trash)
+        for trash in trashes:
+            shutil.rmtree(trash, ignore_errors=True)
+        return found
 
     def list(self) -> list[StoredModel]:
         """The user's models, then the bundled ones, each sorted by name; a bundled model of a
@@ -365,6 +435,25 @@ class ModelStore:
     ) -> Path:
         """Save (or replace) the checkpoint of a run atomically."""
         return self._replace_atomically(self.checkpoint_dir(name), name, tensors, state)
+
+    def interrupted(self) -> list[InterruptedRun]:
+        """The runs that stopped before saving their model, sorted by name."""
+        runs = []
+        for folder, config in _bundles_in(self.root / _CHECKPOINTS):
+            state = config or {}
+            recipe = state.get("recipe") if isinstance(state.get("recipe"), dict) else {}
+            epoch, epochs = state.get("epoch"), recipe.get("epochs")
+            runs.append(
+                InterruptedRun(
+                    name=folder.name,
+                    kind=str(state.get("kind", "unknown")),
+                    path=folder,
+                    epoch=epoch if isinstance(epoch, int) else None,
+                    epochs=epochs if isinstance(epochs, int) else None,
+                    state=state,
+                )
+            )
+        return runs
 
     def has_checkpoint(self, name: str) -> bool:
         """Whether an unfinished run of ``name`` left a checkpoint."""

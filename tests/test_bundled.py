@@ -63,6 +63,7 @@ def test_a_user_model_of_the_same_name_wins_and_listings_say_so(
     trained = cli("ae", "train", "--epochs", "1", "--data-dir", synthetic_data, "--device", "cpu",
                   "--seed", "7", "--json")  # fmt: skip
     assert trained.exit_code == 0, trained.output
+    assert "note: your 'ae-16' now hides the bundled model" in trained.stderr
     listed = {
         (m["name"], m["source"]): m for m in json.loads(cli("models", "list", "--json").stdout)
     }
@@ -89,6 +90,30 @@ def test_a_tampered_bundled_model_is_refused(bundle: Path, tmp_path: Path) -> No
     (copy / "ae-16" / CONFIG_FILE).write_text(json.dumps(config))
     with pytest.raises(ModelCorruptError, match="does not match the package's manifest"):
         ModelStore(tmp_path / "empty", bundled=copy).load("ae-16")
+    assert "does not match" in ModelStore(tmp_path, bundled=copy).check_bundled()["ae-16"]
+    assert ModelStore(tmp_path, bundled=bundle).check_bundled() == {"ae-16": ""}
+
+
+def test_doctor_reports_a_tampered_bundled_model(
+    cli, bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    monkeypatch.setenv("FMT_DATA_DIR", str(tmp_path / "no-data"))
+    monkeypatch.setenv("FMT_BUNDLED_MODELS", str(bundle))
+    healthy = cli("doctor", "--json")
+    assert healthy.exit_code == 0, healthy.output
+    assert json.loads(healthy.stdout)["bundled"] == {"ae-16": "verified"}
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    (copy / "ae-16" / WEIGHTS_FILE).write_bytes(b"not weights")
+    monkeypatch.setenv("FMT_BUNDLED_MODELS", str(copy))
+    tampered = cli("doctor", "--json")
+    assert (
+        tampered.exit_code == 1
+        and "does not match" in json.loads(tampered.stdout)["bundled"]["ae-16"]
+    )
+    assert cli("doctor").exit_code == 1
 
 
 def test_hidden_when_asked(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -79,16 +79,18 @@ def test_models_list_show_path_rm(cli, synthetic_data: Path, isolated_home: Path
     listed = json.loads(cli("models", "list", "--json").stdout)
     assert [(m["name"], m["kind"]) for m in listed] == [("ae-4", "autoencoder")]
     assert Path(listed[0]["path"]) == isolated_home / "ae-4"
-    table = cli("models", "list")
-    assert table.exit_code == 0 and "ae-4" in table.stderr
+    table = cli("models", "list")  # results on stdout, so `fmt models list | grep` finds them
+    assert table.exit_code == 0 and "ae-4" in table.stdout and "ae-4" not in table.stderr
 
     shown = json.loads(cli("models", "show", "ae-4", "--json").stdout)
     assert shown["recipe"]["latent_dim"] == 4 and len(shown["history"]) == 1
-    assert cli("models", "show", "ae-4").exit_code == 0
+    human = cli("models", "show", "ae-4")
+    assert human.exit_code == 0 and "latent_dim" in human.stdout and human.stderr == ""
     assert cli("models", "path", "ae-4").stdout.strip() == str(isolated_home / "ae-4")
 
-    kept = cli("models", "rm", "ae-4", input="n\n")
-    assert kept.exit_code == 1 and (isolated_home / "ae-4").exists()
+    refused = cli("models", "rm", "ae-4")  # stdin is not a terminal: no one to ask
+    assert_one_line_error(refused, 2, "pass --yes")
+    assert (isolated_home / "ae-4").exists()
     removed = cli("models", "rm", "ae-4", "--yes")
     assert removed.exit_code == 0 and not (isolated_home / "ae-4").exists()
 
@@ -176,3 +178,181 @@ def test_ae_train_on_corrupt_data_names_the_file(cli, synthetic_data: Path, tmp_
     images.write_bytes(gzip.compress(gzip.decompress(images.read_bytes())[:-10]))
     result = cli("ae", "train", "--data-dir", damaged, "--epochs", "1", "--device", "cpu")
     assert_one_line_error(result, 1, "t10k-images-idx3-ubyte.gz", "truncated")
+
+
+def _all_commands(command, path=()):
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _all_commands(sub, (*path, name))
+
+
+def test_help_reads_right(cli) -> None:
+    """Flags show no value, arguments no Typer braces or types, placeholders survive markdown."""
+    import re
+
+    import typer
+
+    from fmnist_toolkit.cli import app
+
+    root = typer.main.get_command(app)
+    for path, command in _all_commands(root):
+        for param in command.params:
+            # markdown help eats <placeholders>: write them as WORDS
+            assert not re.search(r"<[a-z]", param.help or ""), (path, param.name)
+        text = cli(*path, "--help").stdout
+        usage = next(line for line in text.splitlines() if "Usage:" in line)
+        assert "<bool>" not in text and "{" not in usage, (path, text)
+        assert "<list[Path]>" not in text, (path, text)
+    train_help = cli("ae", "train", "--help").stdout
+    assert "ae-LATENT_DIM" in " ".join(train_help.split())
+    assert "Usage: fmt gan sample [OPTIONS] OUT" in cli("gan", "sample", "--help").stdout
+    assert "Usage: fmt clf predict [OPTIONS] IMAGES..." in cli("clf", "predict", "--help").stdout
+
+
+@pytest.mark.parametrize("group", ["data", "models", "ae", "clf", "gan"])
+def test_a_group_alone_prints_its_help(cli, group: str) -> None:
+    result = cli(group)
+    assert result.exit_code == 0, result.stderr
+    assert f"Usage: fmt {group}" in result.stdout and "error" not in result.stderr
+
+
+def test_root_alone_prints_help_and_unknown_root_option_is_one_line(cli) -> None:
+    alone = cli()
+    assert alone.exit_code == 0 and "Usage: fmt" in alone.stdout
+    assert_one_line_error(cli("--nosuch"), 2, "No such option: --nosuch")
+
+
+def test_mistyped_choice_says_did_you_mean(cli) -> None:
+    result = cli("ae", "latent-plot", "--view", "scater")
+    assert_one_line_error(result, 2, "did you mean 'scatter'?", "'--view'")
+    assert "Value error" not in result.stderr
+
+
+def test_debug_prints_the_traceback(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = cli("models", "show", "ghost")
+    assert "Traceback" not in plain.stderr
+    flagged = cli("--debug", "models", "show", "ghost")
+    assert flagged.exit_code == 1 and "Traceback" in flagged.stderr
+    assert flagged.stderr.strip().splitlines()[-1].startswith("error: no model")
+    monkeypatch.setenv("FMT_DEBUG", "1")
+    assert "Traceback" in cli("models", "show", "ghost").stderr
+
+
+def test_models_rm_asks_on_a_terminal(cli, isolated_home: Path, monkeypatch) -> None:
+    import torch
+
+    from fmnist_toolkit.cli import models
+    from fmnist_toolkit.storage import ModelStore
+
+    ModelStore().save("kept", {"x": torch.zeros(1)}, {"kind": "autoencoder"})
+    monkeypatch.setattr(models, "_stdin_is_terminal", lambda: True)
+    kept = cli("models", "rm", "kept", input="n\n")
+    assert kept.exit_code == 1 and "Delete 'kept'" in kept.stderr
+    assert (isolated_home / "kept").exists()
+    assert cli("models", "rm", "kept", input="y\n").exit_code == 0
+    assert not (isolated_home / "kept").exists()
+
+
+def test_models_rm_of_a_bundled_model_says_read_only_without_asking(cli, monkeypatch) -> None:
+    monkeypatch.delenv("FMT_BUNDLED_MODELS")  # the package's own bundled models
+    result = cli("models", "rm", "gan-dcgan", input="y\n")
+    assert_one_line_error(result, 1, "read-only")
+    assert "Delete" not in result.stderr
+
+
+def test_models_list_never_cuts_a_name(cli, monkeypatch) -> None:
+    import torch
+
+    from fmnist_toolkit.cli._render import results
+    from fmnist_toolkit.storage import ModelStore
+
+    monkeypatch.setattr(results, "width", 80)
+    config = {
+        "kind": "classifier",
+        "model": {"architecture": "encoder-mlp", "params": {"encoder_architecture": "wide",
+                                                            "latent_dim": 16}},
+        "metrics": {"val_accuracy": 0.93617, "test_accuracy": 0.9347},
+        "created": "2026-11-26T09:30:00+00:00",
+    }  # fmt: skip
+    for name in ("clf-ae-wide-16-ft", "a-much-longer-classifier-name-1"):
+        ModelStore().save(name, {"x": torch.zeros(1)}, config)
+    table = cli("models", "list").stdout
+    assert "clf-ae-wide-16-ft" in table and "a-much-longer-classifier-name-1" in table, table
+    assert max(len(line) for line in table.splitlines()) <= 80
+
+
+def test_models_show_only_what_applies_and_durations(cli) -> None:
+    import torch
+
+    from fmnist_toolkit.cli._render import format_duration
+    from fmnist_toolkit.storage import ModelStore
+
+    config = {
+        "kind": "generator",
+        "model": {"kind": "generator", "architecture": "dcgan",
+                  "params": {"latent_size": 100, "width": 64}},
+        "recipe": {"architecture": "dcgan", "latent_size": 100, "hidden_size": 784, "width": 64},
+        "seconds": 6089.066766022999,
+    }  # fmt: skip
+    ModelStore().save("gan-x", {"x": torch.zeros(1)}, config)
+    shown = cli("models", "show", "gan-x").stdout
+    assert "hidden_size" not in shown and "recipe.width" in shown
+    assert "1 h 41 min" in shown and "6089.06" not in shown
+    assert [format_duration(s) for s in (12.34, 245, 6089.07)] == [
+        "12.3 s",
+        "4 min 05 s",
+        "1 h 41 min",
+    ]
+
+
+def test_interrupted_runs_show_in_list_and_go_with_rm(cli, isolated_home: Path) -> None:
+    import torch
+
+    from fmnist_toolkit.storage import ModelStore
+
+    state = {"kind": "autoencoder", "epoch": 2, "recipe": {"epochs": 5},
+             "model": {"architecture": "seed"}}  # fmt: skip
+    ModelStore().save_checkpoint("ae-4", {"x": torch.zeros(1)}, state)
+    assert "interrupted, epoch 2/5" in cli("models", "list").stdout
+    (entry,) = json.loads(cli("models", "list", "--json").stdout)
+    assert entry["source"] == "interrupted" and entry["epoch"] == 2
+    assert_one_line_error(cli("models", "show", "ae-4"), 1, "--resume")
+    assert cli("models", "rm", "ae-4", "--yes").exit_code == 0
+    assert not ModelStore().has_checkpoint("ae-4")
+
+
+def test_unknown_model_name_says_did_you_mean(cli) -> None:
+    import torch
+
+    from fmnist_toolkit.storage import ModelStore
+
+    ModelStore().save("ae-16", {"x": torch.zeros(1)}, {"kind": "autoencoder"})
+    assert_one_line_error(cli("models", "show", "ae16"), 1, "did you mean 'ae-16'?")
+
+
+def test_doctor_reports_versions_devices_paths_and_data(
+    cli, synthetic_data: Path, isolated_home: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("FMT_DATA_DIR", str(tmp_path / "nothing"))
+    result = cli("doctor", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert {"python", "torch", "typer", "rich", "optuna"} <= set(report["versions"])
+    assert report["devices"][0]["device"] == "cpu" and report["store"] == str(isolated_home)
+    assert report["data"].startswith("not fetched") and report["problems"] == []
+    assert isinstance(report["cpu"]["native_bf16"], bool)
+    # the synthetic files are not the published ones: a problem, exit 1, in the table too
+    damaged = cli("doctor", "--data-dir", synthetic_data)
+    assert damaged.exit_code == 1 and "MD5" in damaged.stdout
+
+
+def test_cpu_bf16_comes_from_the_cpu_flags(tmp_path: Path) -> None:
+    from fmnist_toolkit.engine.doctor import cpu_features
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: Xeon\nflags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n")
+    features = cpu_features(cpuinfo)
+    assert features["name"] == "Xeon" and features["bf16_flags"] == ["avx512_bf16"]
+    assert features["native_bf16"] is True
+    cpuinfo.write_text("model name\t: Old\nflags\t\t: fpu sse avx2\n")
+    assert cpu_features(cpuinfo)["bf16_flags"] == []

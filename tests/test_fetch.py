@@ -204,6 +204,10 @@ def test_cli_verify_and_path(cli, synthetic_data: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert '"ok": false' in result.stdout
     assert result.stderr.startswith("error: ") and "MD5" in result.stderr
+    human = cli("data", "verify", "--data-dir", synthetic_data)
+    assert "Fashion-MNIST in" in human.stdout  # the table: a result, on stdout
+    assert "t10k-labels-idx1-ubyte.gz" in human.stdout
+    assert human.stderr.startswith("error: ") and "Fashion-MNIST in" not in human.stderr
     missing = cli("data", "verify", "--data-dir", tmp_path / "nothing")
     assert missing.exit_code == 1 and "fmt data fetch" in missing.stderr
     where = cli("data", "path", "--data-dir", tmp_path)

@@ -320,11 +320,14 @@ def test_bad_sample_inputs_are_one_line_and_leave_nothing(
         (["--model", "ae-better"], 2, "is an autoencoder, not a generator"),
         (["--denoise", "--denoiser", "clf"], 2, "is a classifier, not an autoencoder"),
         (["--side-by-side"], 2, "--side-by-side"),
+        (["--device", "tpu"], 2, "unknown device"),
     ]
     for args, code, message in cases:
         assert_one_line_error(sample(cli, out, *args), code, message)
         assert not out.exists()
     assert_one_line_error(sample(cli, tmp_path / "x.gif"), 2, "cannot tell what to write")
+    # images and JSON cannot share stdout: say so instead of dropping the JSON
+    assert_one_line_error(sample(cli, "-", "--n", 4, "--json"), 2, "--json", "drop --json")
     assert_one_line_error(sample(cli, tmp_path / "missing" / "x.png"), 1, "does not exist")
     full = tmp_path / "full"
     full.mkdir()
@@ -385,6 +388,10 @@ def test_eval_reports_floor_samples_and_modes(
     assert (
         rows["train images (floor)"]["frechet_distance"] < rows["raw samples"]["frechet_distance"]
     )
+    human = cli("gan", "eval", "--model", "gan-mlp", "--features", "clf", "--n", 50,
+                "--data-dir", synthetic_data)  # fmt: skip
+    assert human.exit_code == 0 and "raw samples" in human.stdout, human.output
+    assert "raw samples" not in human.stderr
 
 
 def test_eval_bad_inputs(cli, with_gan_store: Path, synthetic_data: Path) -> None:
@@ -393,6 +400,56 @@ def test_eval_bad_inputs(cli, with_gan_store: Path, synthetic_data: Path) -> Non
         cli("gan", "eval", "--features", "ae-better", *data), 2, "not a classifier"
     )
     assert_one_line_error(cli("gan", "eval", "--n", "1", *data), 2, "--n must be between 2")
+    assert_one_line_error(cli("gan", "eval", "--device", "tpu", *data), 2, "unknown device")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+def test_sample_and_eval_pass_the_device_through(
+    cli, with_gan_store: Path, synthetic_data: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "x.png"
+    assert_one_line_error(sample(cli, out, "--device", "cuda"), 1, "CUDA is not available")
+    assert not out.exists()
+    eval_on_cuda = cli("gan", "eval", "--device", "cuda", "--data-dir", synthetic_data)
+    assert_one_line_error(eval_on_cuda, 1, "CUDA is not available")
+    assert sample(cli, out, "--n", 4, "--device", "cpu").exit_code == 0
+
+
+@pytest.mark.parametrize("command", ["sample", "eval"])
+def test_seed_help_says_it_seeds_the_noise(cli, command: str) -> None:
+    text = " ".join(cli("gan", command, "--help").stdout.split())
+    assert "Seeds the noise" in text and "batch order" not in text
+    assert "--device" in text
+
+
+def test_frechet_distance_checks_the_imaginary_part(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scipy import linalg
+
+    from fmnist_toolkit.engine import gan_eval
+    from fmnist_toolkit.errors import MeasurementError
+
+    a = np.random.default_rng(0).normal(size=(500, 3))
+    exact = frechet_distance(a, a * 2)
+    real_sqrtm = linalg.sqrtm
+
+    monkeypatch.setattr(linalg, "sqrtm", lambda m: real_sqrtm(m) + 1e-6j * np.eye(len(m)))
+    assert frechet_distance(a, a * 2) == pytest.approx(exact)  # noise: the real part
+    monkeypatch.setattr(linalg, "sqrtm", lambda m: real_sqrtm(m) + 0.5j * np.eye(len(m)))
+    with pytest.raises(MeasurementError, match=r"imaginary component of 0\.5"):
+        frechet_distance(a, a * 2)
+    assert isinstance(MeasurementError("x"), ValueError)
+
+    calls = []
+
+    def singular_first(m):
+        calls.append(m)
+        return np.full_like(m, np.nan) if len(calls) == 1 else real_sqrtm(m)
+
+    monkeypatch.setattr(linalg, "sqrtm", singular_first)
+    assert frechet_distance(a, a * 2) == pytest.approx(exact, rel=1e-4)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(a * 2, rowvar=False)
+    offset = np.eye(3) * gan_eval.SINGULAR_OFFSET
+    assert np.allclose(calls[1], (cov_a + offset) @ (cov_b + offset))
 
 
 @pytest.mark.parametrize(("count", "nrow"), [(64, 8), (10, 4), (3, 8), (2, 1)])

@@ -81,3 +81,38 @@ def test_public_api_is_lazy() -> None:
 
     assert set(fmnist_toolkit.__all__) >= {"load_model", "load_fashion_mnist", "__version__"}
     assert callable(fmnist_toolkit.load_model)
+
+
+def test_public_api_surface() -> None:
+    import fmnist_toolkit
+
+    shown = dir(fmnist_toolkit)
+    assert {"load_model", "list_models", "load_fashion_mnist", "__version__"} <= set(shown)
+    assert not {"os", "TYPE_CHECKING", "annotations", "_os"} & set(shown)
+
+
+def test_public_api_errors_are_standard_exceptions(tmp_path) -> None:
+    import pytest
+    import torch
+
+    import fmnist_toolkit
+    from fmnist_toolkit.errors import ModelNotFoundError, UsageError
+    from fmnist_toolkit.models import build_model
+    from fmnist_toolkit.storage import ModelStore
+
+    with pytest.raises(LookupError):
+        fmnist_toolkit.load_model("ghost")
+    with pytest.raises(ValueError, match="URLs are not supported"):
+        fmnist_toolkit.load_model("https://example.org/ae-16/model.safetensors")
+    with pytest.raises(ValueError, match="unknown device"):
+        fmnist_toolkit.load_model("ghost", device="tpu")
+    assert ModelNotFoundError.exit_code == 1 and UsageError.exit_code == 2  # CLI codes kept
+
+    model = build_model("autoencoder", "seed", latent_dim=4)
+    ModelStore().save("ae-4", model.state_dict(), {
+        "kind": "autoencoder",
+        "model": {"kind": "autoencoder", "architecture": "seed", "params": {"latent_dim": 4}},
+    })  # fmt: skip
+    assert [m.name for m in fmnist_toolkit.list_models()] == ["ae-4"]
+    loaded = fmnist_toolkit.load_model("ae-4", device="cpu")
+    assert next(loaded.parameters()).device == torch.device("cpu") and not loaded.training

@@ -96,7 +96,7 @@ def test_one_view_in_the_format_of_its_extension(plot, tmp_path, view, name, mag
     result = plot("--model", "ae-2", "--view", view, "--out", tmp_path / name, "--dpi", "60")
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / name).read_bytes().startswith(magic)
-    assert re.search(r"trained \d+\.\d%", result.stderr), result.stderr
+    assert re.search(r"trained \d+\.\d%", result.stdout), result.stdout  # a result: stdout
 
 
 def test_walks_between_classes_and_between_images(plot, tmp_path: Path) -> None:

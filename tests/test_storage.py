@@ -201,3 +201,46 @@ def test_a_model_name_cannot_collide_with_a_run_lock(tmp_path: Path) -> None:
     with store.exclusive_run("x"):
         save_autoencoder(store, "x.run")  # would wait for ever if the locks shared a file
     assert store.exists("x.run")
+
+
+def test_store_folders_and_files_honour_the_umask(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        store = ModelStore(tmp_path / "shared")
+        save_autoencoder(store, "shared-model")
+        store.save_checkpoint("run", {"x": torch.zeros(1)}, {"epoch": 1})
+    finally:
+        os.umask(previous)
+    for folder in (store.root, store.model_dir("shared-model"), store.checkpoint_dir("run")):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o755, folder  # not 0700: others may read
+    for file in (WEIGHTS_FILE, CONFIG_FILE):
+        assert stat.S_IMODE((store.model_dir("shared-model") / file).stat().st_mode) == 0o644
+    assert not [p for p in store.root.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_unknown_name_suggests_the_closest(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    save_autoencoder(store, "ae-16")
+    with pytest.raises(ModelNotFoundError, match=r"did you mean 'ae-16'\?"):
+        store.require("ae16")
+    with pytest.raises(ModelNotFoundError, match="models here: ae-16"):
+        store.require("zzz")
+
+
+def test_interrupted_runs_are_listed_and_removed_with_their_name(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    state = {"kind": "autoencoder", "epoch": 2, "recipe": {"epochs": 5}}
+    store.save_checkpoint("half", {"x": torch.zeros(1)}, state)
+    (run,) = store.interrupted()
+    assert (run.name, run.kind, run.epoch, run.epochs) == ("half", "autoencoder", 2, 5)
+    with pytest.raises(ModelNotFoundError, match="interrupted"):
+        store.require("half")
+    assert store.remove("half") == [store.checkpoint_dir("half")]
+    assert not store.has_checkpoint("half") and store.interrupted() == []
+    # a finished model and a later interrupted run of its name go together
+    save_autoencoder(store, "both")
+    store.save_checkpoint("both", {"x": torch.zeros(1)}, state)
+    assert len(store.remove("both")) == 2 and not store.has_checkpoint("both")

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from fmnist_toolkit._version import __version__
-from fmnist_toolkit.cli import ae, clf, data, gan, models
+from fmnist_toolkit.cli import ae, clf, data, doctor, gan, models
 from fmnist_toolkit.cli._render import ToolkitGroup
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(ae.app, name="ae")
 app.add_typer(clf.app, name="clf")
 app.add_typer(gan.app, name="gan")
+app.command("doctor")(doctor.doctor)
 
 
 def _print_version(value: bool) -> None:
@@ -41,6 +42,14 @@ def root(
         bool,
         typer.Option(
             "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="On an error, print the full traceback above the one-line message "
+            "(also FMT_DEBUG=1).",
         ),
     ] = False,
 ) -> None:

@@ -36,6 +36,15 @@ SeedOption = Annotated[
         rich_help_panel=ENGINE,
     ),
 ]
+NoiseSeedOption = Annotated[
+    int,
+    typer.Option(
+        "--seed",
+        help="Seeds the noise the generator draws from (in gan eval also which 10,000 training "
+        "images form the floor); the same seed and device give the same images.",
+        rich_help_panel=ENGINE,
+    ),
+]
 PrecisionOption = Annotated[
     Precision,
     typer.Option(

@@ -1,23 +1,32 @@
-"""Output: rich on stderr for people, JSON on stdout for scripts, errors to exit codes."""
+"""Output: results on stdout (tables for people, JSON for scripts), progress and messages on
+stderr, errors to one line and an exit code."""
 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
+import os
+import re
 import shlex
 import sys
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup
 
 from fmnist_toolkit.errors import ToolkitError, TrainingInterrupted
 
-# Progress, tables and messages go to stderr so that stdout carries only results (JSON).
+# Progress and messages go to stderr; results (tables, JSON) to stdout, so that
+# `fmt models list | grep dcgan` finds what a person reads (clig.dev).
 console = Console(stderr=True, highlight=False)
+results = Console(highlight=False)
+
+DEBUG_ENV = "FMT_DEBUG"
 
 # Typer may bundle its own copy of click, so take click's UsageError from Typer itself.
 _ClickUsageError = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
@@ -65,6 +74,11 @@ def resume_hint(ctx: typer.Context, name: str) -> Iterator[None]:
         ) from None
 
 
+def print_result(renderable: Any) -> None:
+    """A result for people (a table, a line) on stdout; ``--json`` prints JSON instead."""
+    results.print(renderable, soft_wrap=isinstance(renderable, str))
+
+
 def print_summary(title: str, summary: dict[str, Any]) -> None:
     """A training run's summary as a two-column table on stderr (``--json`` prints the dict).
 
@@ -91,37 +105,148 @@ def print_note(message: str) -> None:
     console.print(f"note: {message}", soft_wrap=True)
 
 
+def note_if_hiding_bundled(name: str) -> None:
+    """After saving ``name``: say when it now hides a bundled model of the same name."""
+    from fmnist_toolkit.storage import ModelStore
+
+    if name in ModelStore().bundled_manifest():
+        print_note(
+            f"your {name!r} now hides the bundled model of that name; `fmt models list` shows "
+            f"both, and `fmt models rm {name}` brings the bundled one back"
+        )
+
+
 def print_error(message: str) -> None:
     """One line on stderr, never wrapped or marked up, so scripts can grep it."""
     first_line = " ".join(str(message).split())
     typer.echo(f"error: {first_line}", err=True)
 
 
+def format_duration(seconds: float) -> str:
+    """A duration as people read it: "12.3 s", "4 min 05 s", "1 h 41 min"."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+_NOT_ONE_OF = re.compile(r"(?:Value error, )?'(?P<value>[^']*)' is not one of (?P<choices>.*?)\.?$")
+
+
+def usage_message(error: Exception) -> str:
+    """Click's usage error as one line; a mistyped choice gets a "did you mean"."""
+    message = " ".join(error.format_message().split())  # type: ignore[attr-defined]
+    match = _NOT_ONE_OF.search(message)
+    if match:
+        choices = re.findall(r"'([^']*)'", match["choices"])
+        message = message[: match.start()] + f"{match['value']!r} is not one of {match['choices']}"
+        close = difflib.get_close_matches(match["value"], choices, n=1)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+    return message
+
+
+class _PlainArgument(TyperArgument):
+    """An argument shown as people write it (``OUT``, ``IMAGES...``), without Typer's
+    ``{out}`` usage braces and type labels such as ``<list[Path]>``; its help says what it is."""
+
+    def _label(self) -> str:
+        return (self.metavar or self.name or "").upper()
+
+    def _usage_display_name(self) -> str:
+        name = self._label() if self.required else f"[{self._label()}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    def _rich_display_name(self) -> str:
+        return self._label() + ("..." if self.nargs != 1 else "")
+
+    @property
+    def display_name_raw(self) -> str:
+        return self._label()
+
+    def display_type(self, ctx: Any) -> str | None:  # type: ignore[override]
+        return None
+
+    def display_type_rich(self, ctx: Any) -> str | None:  # type: ignore[override]
+        return None
+
+
+def _plain_help(command: Any, help_names: list[str]) -> None:
+    """Help that reads right: flags take no value, so show none (Typer labels them ``<bool>``);
+    arguments as ``OUT`` rather than ``{out}``. Applied once to the whole command tree."""
+    # click makes the --help option on first use and caches it: make it now to reach it too.
+    help_option = command.get_help_option(typer.Context(command, help_option_names=help_names))
+    for param in [*command.params, help_option]:
+        if getattr(param, "is_flag", False) and param.param_type_name == "option":
+            param.metavar = ""
+        elif type(param) is TyperArgument:
+            param.__class__ = _PlainArgument
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub, help_names)
+
+
+def _debug(ctx: typer.Context | None) -> bool:
+    root = ctx.find_root() if ctx is not None else None
+    return bool(root and root.params.get("debug")) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def _fail(ctx: typer.Context | None, message: str, exit_code: int) -> typer.Exit:
+    """Print the one line (after the traceback with --debug) and return the exit to raise."""
+    if _debug(ctx) and sys.exc_info()[0] is not None:
+        sys.stderr.write(traceback.format_exc())
+    print_error(message)
+    return typer.Exit(exit_code)
+
+
 class ToolkitGroup(TyperGroup):
     """The root group: turns user errors raised anywhere below it into one line and an exit code.
 
-    Usage errors of subcommands (a value out of range, an unknown option) are shown as one line
-    too, instead of click's multi-line usage box.
+    Usage errors (a value out of range, an unknown option, also of the root itself) are shown
+    as one line too, instead of click's multi-line usage box; a group called alone prints its
+    help and exits 0. ``--debug`` or ``FMT_DEBUG=1`` adds the traceback above the line.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._help_names = self.context_settings.get("help_option_names", ["--help"])
+        _plain_help(self, self._help_names)
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        # Typer appends --install-completion and --show-completion after __init__.
+        _plain_help(self, self._help_names)
+        return super().get_params(ctx)
+
+    def _usage_exit(self, error: Exception) -> typer.Exit:
+        ctx = getattr(error, "ctx", None)
+        if type(error).__name__ == "NoArgsIsHelpError":
+            # The help is the answer to a bare group (Typer's rich help is already printed).
+            if error.format_message():  # type: ignore[attr-defined]
+                typer.echo(error.format_message())  # type: ignore[attr-defined]
+            return typer.Exit(0)
+        hint = f" (see '{ctx.command_path} --help')" if ctx else ""
+        return _fail(ctx, usage_message(error) + hint, error.exit_code)  # type: ignore[attr-defined]
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except _ClickUsageError as error:
+            raise self._usage_exit(error) from None
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ToolkitError as error:
-            print_error(str(error))
-            raise typer.Exit(error.exit_code) from None
+            raise _fail(ctx, str(error), error.exit_code) from None
         except _ClickUsageError as error:
-            hint = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
-            print_error(error.format_message() + hint)
-            raise typer.Exit(error.exit_code) from None
+            raise self._usage_exit(error) from None
         except typer.Abort:
-            print_error("aborted")
-            raise typer.Exit(1) from None
+            raise _fail(ctx, "aborted", 1) from None
         except OSError as error:
             # The environment, not a bug: a full disk, a read-only folder, a permission.
             where = f": {error.filename}" if error.filename else ""
-            print_error(f"{error.strerror or error}{where}")
-            raise typer.Exit(1) from None
+            raise _fail(ctx, f"{error.strerror or error}{where}", 1) from None
         except KeyboardInterrupt:
-            print_error("interrupted")
-            raise typer.Exit(130) from None
+            raise _fail(ctx, "interrupted", 130) from None

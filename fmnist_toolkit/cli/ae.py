@@ -22,8 +22,10 @@ from fmnist_toolkit.cli._options import (
 from fmnist_toolkit.cli._render import (
     console,
     model_label,
+    note_if_hiding_bundled,
     print_json,
     print_note,
+    print_result,
     print_summary,
     resume_hint,
 )
@@ -79,7 +81,7 @@ def train(
     name: Annotated[
         str | None,
         typer.Option(
-            help="Name in the model store. Default: ae-<latent-dim>, or ae-<arch>-<latent-dim> "
+            help="Name in the model store. Default: ae-LATENT_DIM, or ae-ARCH-LATENT_DIM "
             "for another --arch.",
             show_default=False,
         ),
@@ -205,6 +207,7 @@ def train(
         "resumed_from_epoch": result.resumed_from_epoch,
         "plots": [str(path) for path in result.plots],
     }
+    note_if_hiding_bundled(result.name)
     if json_output:
         print_json(summary)
         return
@@ -251,7 +254,7 @@ def latent_plot(
         Path | None,
         typer.Option(
             help="Figure file (.png, .svg or .pdf: the extension picks the format), or with "
-            "--view all a folder. Default: <model>-<view>.png, or the folder <model>-latent/.",
+            "--view all a folder. Default: MODEL-VIEW.png, or the folder MODEL-latent/.",
             show_default=False,
         ),
     ] = None,
@@ -343,4 +346,4 @@ def latent_plot(
     for row in rows:
         accuracy = ", ".join(f"{key} {value:.1%}" for key, value in row["knn_accuracy"].items())
         table.add_row(row["view"], accuracy or "—", row["path"])
-    console.print(table)
+    print_result(table)

@@ -17,7 +17,13 @@ from fmnist_toolkit.cli._options import (
     QuietOption,
     SeedOption,
 )
-from fmnist_toolkit.cli._render import console, model_label, print_json
+from fmnist_toolkit.cli._render import (
+    console,
+    model_label,
+    note_if_hiding_bundled,
+    print_json,
+    print_result,
+)
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -74,7 +80,7 @@ def finetune(
     name: Annotated[
         str | None,
         typer.Option(
-            help="Name in the store. Default: clf-<encoder>, or clf-<encoder>-ft with --unfreeze.",
+            help="Name in the store. Default: clf-ENCODER, or clf-ENCODER-ft with --unfreeze.",
             show_default=False,
         ),
     ] = None,
@@ -185,6 +191,7 @@ def finetune(
         "device": result.device,
         "plots": [str(path) for path in result.plots],
     }
+    note_if_hiding_bundled(result.name)
     if json_output:
         print_json(summary)
         return
@@ -218,8 +225,8 @@ def evaluate(
             }
         )
         return
-    console.print(_metrics_rows(metrics.per_class))
-    console.print(f"[bold]{model}[/]: test accuracy [bold]{metrics.accuracy:.2%}[/]")
+    print_result(_metrics_rows(metrics.per_class))
+    print_result(f"[bold]{model}[/]: test accuracy [bold]{metrics.accuracy:.2%}[/]")
 
 
 @app.command()

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from fmnist_toolkit.cli._options import DataDirOption, JsonOption, QuietOption
-from fmnist_toolkit.cli._render import console, print_json
+from fmnist_toolkit.cli._render import console, print_json, print_result
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -125,7 +125,7 @@ def verify(data_dir: DataDirOption = None, json_output: JsonOption = False) -> N
         for check in checks:
             status = "[green]ok[/]" if check.ok else f"[red]{check.problem}[/]"
             table.add_row(check.path.name if check.path else check.name, status)
-        console.print(table)
+        print_result(table)
     bad = [check for check in checks if not check.ok]
     if all(check.path is None for check in checks):
         raise DataMissingError(

@@ -14,12 +14,20 @@ from fmnist_toolkit.cli._options import (
     DataDirOption,
     DeviceOption,
     JsonOption,
+    NoiseSeedOption,
     Precision,
     PrecisionOption,
     QuietOption,
     SeedOption,
 )
-from fmnist_toolkit.cli._render import console, print_json, print_summary, resume_hint
+from fmnist_toolkit.cli._render import (
+    console,
+    note_if_hiding_bundled,
+    print_json,
+    print_result,
+    print_summary,
+    resume_hint,
+)
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -184,6 +192,7 @@ def train(
         "resumed_from_epoch": result.resumed_from_epoch,
         "plots": [str(path) for path in result.plots],
     }
+    note_if_hiding_bundled(result.name)
     if json_output:
         print_json(summary)
         return
@@ -196,7 +205,8 @@ def sample(
         str,
         typer.Argument(
             help="Where to write: .png/.jpg a grid; .npz/.npy uint8 arrays [n, 28, 28]; a folder "
-            "(new or empty) one PNG per image; - PNG bytes on standard output.",
+            "(new or empty) one PNG per image; - PNG bytes on standard output (not with "
+            "--json, which prints there too).",
             show_default=False,
         ),
     ],
@@ -233,26 +243,35 @@ def sample(
             rich_help_panel=DENOISE,
         ),
     ] = False,
-    seed: SeedOption = 0,
+    device: DeviceOption = "auto",
+    seed: NoiseSeedOption = 0,
     json_output: JsonOption = False,
 ) -> None:
     """Draw new images from a trained generator.
 
-    Computed on the CPU in batches of 1,000 from noise seeded by --seed: the same model, seed
-    and options give byte-identical output, and --n 100000 needs little memory. Nothing is
-    left at OUT unless it was written whole.
+    Computed in batches of 1,000 on --device from noise seeded by --seed (drawn on the CPU, so
+    a seed means the same noise everywhere): the same model, seed, options and device give
+    byte-identical output, and --n 100000 needs little memory. Nothing is left at OUT unless it
+    was written whole.
 
     Example: fmt gan sample --n 64 --denoise out.png
     """
     from fmnist_toolkit.engine.sample import SampleRequest, write_samples
     from fmnist_toolkit.errors import UsageError
 
+    if out == "-" and json_output:
+        raise UsageError(
+            "OUT - writes the PNG to standard output, where --json would print too: "
+            "write the images to a file for --json, or drop --json"
+        )
     if out == "-" and sys.stdout.isatty():
         raise UsageError("OUT - writes PNG bytes: pipe or redirect them (fmt gan sample - > x.png)")
     request = SampleRequest(
         count=n, seed=seed, nrow=nrow, denoise=denoise, side_by_side=side_by_side
     )
-    result = write_samples(request, out, generator_name=model, denoiser_name=denoiser)
+    result = write_samples(
+        request, out, generator_name=model, denoiser_name=denoiser, device=device
+    )
     if result.png_bytes is not None:
         sys.stdout.buffer.write(result.png_bytes)
         sys.stdout.flush()
@@ -266,7 +285,7 @@ def sample(
         "denoiser": result.denoiser,
         "sources": result.sources,
     }
-    if json_output and out != "-":
+    if json_output:
         print_json(summary)
     elif out != "-":
         sources = result.sources
@@ -308,7 +327,8 @@ def evaluate(
         ),
     ] = None,
     data_dir: DataDirOption = None,
-    seed: SeedOption = 0,
+    device: DeviceOption = "auto",
+    seed: NoiseSeedOption = 0,
     json_output: JsonOption = False,
 ) -> None:
     """Measure sample quality: Fréchet distance to the 10,000 test images.
@@ -331,6 +351,7 @@ def evaluate(
             count=n,
             seed=seed,
             data_dir=data_dir,
+            device=device,
         )
     if json_output:
         print_json(
@@ -368,4 +389,4 @@ def evaluate(
             f"{row.class_entropy:.3f}",
             " ".join(str(count) for count in row.class_histogram.values()),
         )
-    console.print(table)
+    print_result(table)

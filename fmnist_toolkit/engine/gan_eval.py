@@ -23,7 +23,7 @@ from fmnist_toolkit.engine.sample import (
     load_generator,
     sample_batches,
 )
-from fmnist_toolkit.errors import UsageError
+from fmnist_toolkit.errors import MeasurementError, UsageError
 from fmnist_toolkit.storage import ModelStore
 
 if TYPE_CHECKING:
@@ -52,8 +52,17 @@ class QualityReport:
     rows: list[QualityRow]
 
 
+SINGULAR_OFFSET = 1e-6  # added to both covariances' diagonals when their product is singular
+IMAGINARY_TOLERANCE = 1e-3  # largest imaginary part on the root's diagonal taken as noise
+
+
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets [N, D] (float64)."""
+    """Fréchet distance between Gaussians fitted to two feature sets [N, D] (float64).
+
+    As pytorch-fid: when the product of the covariances is singular, both get a small offset
+    on their diagonal; an imaginary part of the matrix square root is numerical noise when its
+    diagonal is within 1e-3 of 0 (then dropped), and otherwise an error.
+    """
     import numpy as np
     from scipy import linalg
 
@@ -64,10 +73,23 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
         # Collapsed samples (or N below the feature count) give singular covariances.
         warnings.simplefilter("ignore", linalg.LinAlgWarning)
         root = linalg.sqrtm(cov_a @ cov_b)
-        if not np.isfinite(root).all():  # nudge both, as FID implementations do
-            offset = np.eye(cov_a.shape[0]) * 1e-6
+        if not np.isfinite(root).all():
+            offset = np.eye(cov_a.shape[0]) * SINGULAR_OFFSET
             root = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
-    root = root.real  # imaginary parts are numerical noise of sqrtm
+    if not np.isfinite(root).all():
+        raise MeasurementError(
+            "the Fréchet distance is undefined: the feature covariances are singular even "
+            "after an offset; compare more images (--n)"
+        )
+    if np.iscomplexobj(root):
+        if not np.allclose(np.diagonal(root).imag, 0, atol=IMAGINARY_TOLERANCE):
+            largest = float(np.max(np.abs(root.imag)))
+            raise MeasurementError(
+                "the Fréchet distance is unreliable: the matrix square root of the feature "
+                f"covariances has an imaginary component of {largest:.3g}; compare more images "
+                "(--n)"
+            )
+        root = root.real
     difference = mean_a - mean_b
     return float(difference @ difference + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root))
 
@@ -75,10 +97,11 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
 def _features_and_classes(
     classifier: nn.Module, images: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Penultimate features (float64) and predicted classes of [N, 1, 28, 28] images in [0, 1]."""
-    features = classifier.features(images)
+    """Penultimate features (float64) and predicted classes of [N, 1, 28, 28] images in [0, 1],
+    computed on the classifier's device and returned on the CPU."""
+    features = classifier.features(images.to(next(classifier.parameters()).device))
     classes = classifier.head[-2:](features).argmax(dim=1)
-    return features.double(), classes
+    return features.double().cpu(), classes.cpu()
 
 
 def _histogram(classes: torch.Tensor) -> tuple[dict[str, int], float]:
@@ -100,22 +123,27 @@ def evaluate_generator(
     seed: int = 0,
     data_dir: str | os.PathLike[str] | None = None,
     store: ModelStore | None = None,
+    device: str = "cpu",
 ) -> QualityReport:
     """Fréchet distances to the 10,000 test images: ``count`` samples (raw, and denoised when
-    asked), and 10,000 training images as the floor; plus each set's predicted-class mix."""
+    asked), and 10,000 training images as the floor; plus each set's predicted-class mix.
+    The networks run on ``device``; the statistics are computed on the CPU in float64."""
     import torch
+
+    from fmnist_toolkit.engine.device import resolve_device
 
     if not 2 <= count <= MAX_SAMPLES:
         raise UsageError(f"--n must be between 2 and {MAX_SAMPLES:,}, not {count}")
+    compute = resolve_device(device)
     store = store or ModelStore()
     generator_name = generator_name or default_generator(store)
-    generator = load_generator(generator_name, store)
+    generator = load_generator(generator_name, store, compute)
     features_name = features_name or best_classifier(
         store, purpose="for the feature space", option="--features"
     )
     read_model_of_kind(features_name, "classifier", store, hint=" (--features needs a classifier)")
-    classifier = load_model(features_name, store=store)
-    denoiser_name, denoiser = choose_denoiser(store, denoise, denoiser_name)
+    classifier = load_model(features_name, store=store, device=compute)
+    denoiser_name, denoiser = choose_denoiser(store, denoise, denoiser_name, compute)
 
     cpu = torch.device("cpu")
     test = DeviceSplit.load("test", data_dir, cpu)

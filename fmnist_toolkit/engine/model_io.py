@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 
 def _as_path(name_or_path: str | os.PathLike[str]) -> Path | None:
     """The bundle directory if the argument points at one on disk, else None."""
+    if "://" in str(name_or_path):
+        raise UsageError(
+            f"{name_or_path}: URLs are not supported; download the model folder "
+            f"({WEIGHTS_FILE} + {CONFIG_FILE}) and pass its path"
+        )
     path = Path(name_or_path).expanduser()
     if path.is_dir() and (path / CONFIG_FILE).is_file():
         return path

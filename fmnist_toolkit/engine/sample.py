@@ -81,25 +81,25 @@ def model_source(store: ModelStore, name: str) -> str:
     return "path" if is_path else store.source(name)
 
 
-def load_generator(name: str, store: ModelStore) -> nn.Module:
+def load_generator(name: str, store: ModelStore, device: str | torch.device = "cpu") -> nn.Module:
     read_model_of_kind(name, "generator", store, hint=" (fmt gan sample needs a generator)")
-    return load_model(name, store=store)
+    return load_model(name, store=store, device=device)
 
 
-def load_denoiser(name: str, store: ModelStore) -> nn.Module:
+def load_denoiser(name: str, store: ModelStore, device: str | torch.device = "cpu") -> nn.Module:
     read_model_of_kind(name, "autoencoder", store, hint=" (--denoiser needs an autoencoder)")
-    return load_model(name, store=store)
+    return load_model(name, store=store, device=device)
 
 
 def choose_denoiser(
-    store: ModelStore, denoise: bool, name: str | None
+    store: ModelStore, denoise: bool, name: str | None, device: str | torch.device = "cpu"
 ) -> tuple[str | None, nn.Module | None]:
     """The autoencoder that cleans samples and its name: ``name``, or with ``denoise`` alone the
     best latent-16 one; (None, None) when neither asks for one."""
     if not (denoise or name):
         return None, None
     name = name or best_autoencoder(store, purpose="to denoise with", option="--denoiser")
-    return name, load_denoiser(name, store)
+    return name, load_denoiser(name, store, device)
 
 
 # --------------------------------------------------------------------------- generating
@@ -128,7 +128,10 @@ def generate(generator: nn.Module, noise: torch.Tensor) -> torch.Tensor:
 def sample_batches(
     generator: nn.Module, denoiser: nn.Module | None, count: int, seed: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    """(raw, denoised or None) float images in [0, 1] on the CPU, SAMPLE_BATCH at a time."""
+    """(raw, denoised or None) float images in [0, 1] on the CPU, SAMPLE_BATCH at a time.
+
+    The noise is drawn on the CPU from ``seed`` whatever the models' device, so a seed names
+    the same noise everywhere."""
     import torch
 
     noise = torch.Generator().manual_seed(seed)
@@ -136,7 +139,10 @@ def sample_batches(
         for start in range(0, count, SAMPLE_BATCH):
             size = min(SAMPLE_BATCH, count - start)
             raw = generate(generator, generator.noise(size, noise))
-            denoised = denoiser(raw).float().clamp(0, 1) if denoiser is not None else None
+            denoised = None
+            if denoiser is not None:
+                on = next(denoiser.parameters()).device
+                denoised = denoiser(raw.to(on)).float().cpu().clamp(0, 1)
             yield raw.clamp(0, 1), denoised
 
 
@@ -271,15 +277,20 @@ def write_samples(
     generator_name: str | None = None,
     denoiser_name: str | None = None,
     store: ModelStore | None = None,
+    device: str = "cpu",
 ) -> SampleResult:
-    """Generate ``request.count`` images and write them to OUT (see :func:`output_format`)."""
+    """Generate ``request.count`` images on ``device`` (auto, cpu, cuda[:N], mps) and write them
+    to OUT (see :func:`output_format`)."""
     import torch
 
+    from fmnist_toolkit.engine.device import resolve_device
+
     kind = check_request(request, out)
+    compute = resolve_device(device)
     store = store or ModelStore()
     generator_name = generator_name or default_generator(store)
-    generator = load_generator(generator_name, store)
-    denoiser_name, denoiser = choose_denoiser(store, request.denoise, denoiser_name)
+    generator = load_generator(generator_name, store, compute)
+    denoiser_name, denoiser = choose_denoiser(store, request.denoise, denoiser_name, compute)
     batches = sample_batches(generator, denoiser, request.count, request.seed)
     result = SampleResult(
         out=out,

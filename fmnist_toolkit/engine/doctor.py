@@ -1,0 +1,125 @@
+"""``fmt doctor``: what this installation runs on, where it keeps things, and whether they are
+intact — the facts a bug report needs."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = ("fmnist-toolkit", "torch", "typer", "rich", "optuna")
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@dataclass
+class Diagnosis:
+    """Versions, devices, paths and checks; ``problems`` lists what is broken."""
+
+    versions: dict[str, str | None]
+    devices: list[dict[str, Any]]
+    cpu: dict[str, Any]
+    store: str
+    data_dir: str
+    data: str  # "verified", "not fetched" or the first problem
+    bundled: dict[str, str]  # name -> "verified" or its problem
+    problems: list[str] = field(default_factory=list)
+
+
+def package_versions() -> dict[str, str | None]:
+    """Python and the installed versions of the packages that matter (None: not installed)."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def cpu_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
+    """The CPU's name, torch's SIMD level and whether it computes bfloat16 natively (the flags
+    avx512_bf16 / amx_bf16; without them bf16 is emulated and slower than float32)."""
+    import torch
+
+    flags: set[str] = set()
+    name = platform.processor() or platform.machine()
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "flags" and not flags:
+                flags = set(value.split())
+            elif key.strip() == "model name" and value.strip():
+                name = value.strip()
+    except OSError:
+        pass  # not Linux: no flags to read
+    capability = torch.backends.cpu.get_cpu_capability()
+    native = sorted(flags & set(CPU_BF16_FLAGS))
+    return {
+        "name": name,
+        "cores": os.cpu_count(),
+        "capability": capability,
+        "native_bf16": bool(native) or "AMX" in capability.upper(),
+        "bf16_flags": native,
+    }
+
+
+def devices() -> list[dict[str, Any]]:
+    """Every device --device can name here, with what auto picks first."""
+    import torch
+
+    from fmnist_toolkit.engine.device import resolve_device
+
+    found: list[dict[str, Any]] = [{"device": "cpu", "name": "CPU"}]
+    for index in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
+        properties = torch.cuda.get_device_properties(index)
+        found.append(
+            {
+                "device": f"cuda:{index}",
+                "name": properties.name,
+                "memory_gib": round(properties.total_memory / 2**30, 1),
+                "bf16": torch.cuda.is_bf16_supported(),
+            }
+        )
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        found.append({"device": "mps", "name": "Apple MPS"})
+    auto = str(resolve_device("auto"))
+    for entry in found:
+        entry["auto"] = entry["device"] in (auto, f"{auto}:0")
+    return found
+
+
+def diagnose(data_dir: str | os.PathLike[str] | None = None) -> Diagnosis:
+    """Everything ``fmt doctor`` reports; reading the data and bundled models, writing nothing."""
+    from fmnist_toolkit.data import resolve_data_dir, verify_dataset
+    from fmnist_toolkit.storage import ModelStore
+
+    store = ModelStore()
+    folder = resolve_data_dir(data_dir)
+    checks = verify_dataset(folder)
+    problems = []
+    if all(check.path is None for check in checks):
+        data = "not fetched (fmt data fetch)"
+    elif all(check.ok for check in checks):
+        data = "verified"
+    else:
+        bad = next(check for check in checks if not check.ok)
+        data = f"{bad.name}: {bad.problem}"
+        problems.append(f"data: {data}")
+    bundled = {}
+    for name, problem in store.check_bundled().items():
+        bundled[name] = problem or "verified"
+        if problem:
+            problems.append(problem)
+    return Diagnosis(
+        versions=package_versions(),
+        devices=devices(),
+        cpu=cpu_features(),
+        store=str(store.root),
+        data_dir=str(folder),
+        data=data,
+        bundled=bundled,
+        problems=problems,
+    )
