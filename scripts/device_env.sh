@@ -1,4 +1,4 @@
-# Sourced by the scripts run on a lent GPU machine (benchmarks/gpu_checks.sh,
+# Sourced by the scripts run on a lent GPU machine (scripts/gpu_checks.sh,
 # scripts/gpu_train.sh): makes $OUT and puts the toolkit and the wheels of .whl/ (the packages
 # that machine lacks) on PYTHONPATH.
 OUT=${OUT:-/tmp/fmt-gpu-out}
