@@ -53,26 +53,16 @@ def test_auto_precision_needs_native_bf16_and_a_measured_gain(
         resolve_precision("fp16", cpu, "gan")
 
 
-def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
-    import builtins
-    import io
-
-    real_open = builtins.open
-
-    def fake_cpuinfo(flags: str):  # type: ignore[no-untyped-def]
-        def opener(path, *args, **kwargs):  # type: ignore[no-untyped-def]
-            if path == "/proc/cpuinfo":
-                return io.StringIO(f"processor : 0\nflags\t\t: fpu {flags} sse2\n")
-            return real_open(path, *args, **kwargs)
-
-        return opener
-
-    monkeypatch.setattr(builtins, "open", fake_cpuinfo("avx2 avx512f avx512_bf16"))
-    assert device_module.cpu_has_native_bf16()
-    monkeypatch.setattr(builtins, "open", fake_cpuinfo("avx2 amx_tile amx_bf16"))
-    assert device_module.cpu_has_native_bf16()
-    monkeypatch.setattr(builtins, "open", fake_cpuinfo("avx2 fma"))
-    assert not device_module.cpu_has_native_bf16()
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cpuinfo = tmp_path / "cpuinfo"
+    for flags, native in [
+        ("avx2 avx512f avx512_bf16", True),
+        ("avx2 amx_tile amx_bf16", True),
+        ("avx2 fma", False),
+    ]:
+        cpuinfo.write_text(f"processor : 0\nflags\t\t: fpu {flags} sse2\n")
+        assert device_module.cpu_has_native_bf16(cpuinfo) is native
+    assert device_module.cpu_has_native_bf16(tmp_path / "missing") is False
 
 
 class Recorder(Callback):

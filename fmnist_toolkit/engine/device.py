@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fmnist_toolkit.config import PRECISIONS
@@ -75,14 +76,26 @@ def check_precision(precision: str) -> str:
 AUTO_BF16: frozenset[tuple[str, str]] = frozenset({("cpu", "gan")})
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX), from its flags."""
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> set[str]:
+    """The CPU's feature flags as Linux lists them; empty elsewhere."""
     try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
-            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
-    except OSError:  # not Linux: no portable way to tell, so assume not
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        lines = cpuinfo.read_text(encoding="ascii", errors="replace").splitlines()
+    except OSError:  # not Linux: no portable way to tell
+        return set()
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return set(value.split())
+    return set()
+
+
+def cpu_has_native_bf16(cpuinfo: Path = CPUINFO) -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX), from its flags."""
+    return bool(cpu_flags(cpuinfo) & set(CPU_BF16_FLAGS))
 
 
 def bf16_supported(device: torch.device) -> bool:

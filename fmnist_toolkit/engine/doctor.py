@@ -3,6 +3,7 @@ intact — the facts a bug report needs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from dataclasses import dataclass, field
@@ -10,8 +11,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from fmnist_toolkit.engine.device import CPU_BF16_FLAGS, CPUINFO, cpu_flags, cpu_has_native_bf16
+
 PACKAGES = ("fmnist-toolkit", "torch", "typer", "rich", "optuna")
-CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 @dataclass
@@ -39,29 +41,24 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def cpu_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
-    """The CPU's name, torch's SIMD level and whether it computes bfloat16 natively (the flags
-    avx512_bf16 / amx_bf16; without them bf16 is emulated and slower than float32)."""
+def cpu_features(cpuinfo: Path = CPUINFO) -> dict[str, Any]:
+    """The CPU's name, torch's SIMD level and whether it computes bfloat16 natively (what
+    ``--precision auto`` goes by: without it bf16 is emulated and slower than float32)."""
     import torch
 
-    flags: set[str] = set()
     name = platform.processor() or platform.machine()
-    try:
+    with contextlib.suppress(OSError):  # not Linux: no model name to read
         for line in cpuinfo.read_text().splitlines():
             key, _, value = line.partition(":")
-            if key.strip() == "flags" and not flags:
-                flags = set(value.split())
-            elif key.strip() == "model name" and value.strip():
+            if key.strip() == "model name" and value.strip():
                 name = value.strip()
-    except OSError:
-        pass  # not Linux: no flags to read
-    capability = torch.backends.cpu.get_cpu_capability()
-    native = sorted(flags & set(CPU_BF16_FLAGS))
+                break
+    native = sorted(cpu_flags(cpuinfo) & set(CPU_BF16_FLAGS))
     return {
         "name": name,
         "cores": os.cpu_count(),
-        "capability": capability,
-        "native_bf16": bool(native) or "AMX" in capability.upper(),
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": cpu_has_native_bf16(cpuinfo),
         "bf16_flags": native,
     }
 
