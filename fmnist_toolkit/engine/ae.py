@@ -8,11 +8,14 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fmnist_toolkit._version import __version__
 from fmnist_toolkit.config import (
+    DENOISER_ARCHITECTURES,
+    OBJECTIVES,
     OPTIMIZERS,
     SCHEDULES,
     AutoencoderTrainConfig,
@@ -21,6 +24,7 @@ from fmnist_toolkit.config import (
 )
 from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit, dataset_sha256
 from fmnist_toolkit.engine import checkpoint as checkpointing
+from fmnist_toolkit.engine import denoise
 from fmnist_toolkit.engine.callbacks import CheckpointCallback, LearningRateSchedule
 from fmnist_toolkit.engine.device import (
     autocast,
@@ -60,6 +64,7 @@ class AutoencoderTrainResult:
     resumed_from_epoch: int = 0
     plots: list[Path] = field(default_factory=list)
     history: list[dict[str, float]] = field(default_factory=list)
+    clean_mse: float | None = None  # --objective denoise: mean squared change of clean images
 
 
 def ensure_writable_folder(folder: Path, what: str) -> None:
@@ -74,15 +79,22 @@ def ensure_writable_folder(folder: Path, what: str) -> None:
 
 def check_train_config(config: AutoencoderTrainConfig) -> None:
     """Values that can never train: a usage error before any data is read."""
-    if config.epochs < 1 or config.batch_size < 1 or config.latent_dim < 1:
-        raise UsageError("epochs, batch size and latent dimension must be at least 1")
+    if min(config.epochs, config.batch_size, config.latent_dim, config.width) < 1:
+        raise UsageError("epochs, batch size, latent dimension and width must be at least 1")
     if not (math.isfinite(config.lr) and math.isfinite(config.weight_decay)):
         raise UsageError("the learning rate and weight decay must be finite numbers")
     if config.lr <= 0 or config.weight_decay < 0:
         raise UsageError("the learning rate must be > 0 and the weight decay >= 0")
-    known = [arch for kind, arch in architectures("autoencoder")]
+    known = [arch for kind, arch in architectures("autoencoder") + architectures("denoiser")]
     if config.architecture not in known:
         raise UsageError(f"unknown architecture {config.architecture!r}; use {' or '.join(known)}")
+    if config.objective not in OBJECTIVES:
+        raise UsageError(f"unknown objective {config.objective!r}; use {' or '.join(OBJECTIVES)}")
+    if config.architecture in DENOISER_ARCHITECTURES and config.objective != "denoise":
+        raise UsageError(
+            f"--arch {config.architecture} is a denoiser (it would learn to copy its input): "
+            "train it with --objective denoise"
+        )
     if config.optimizer not in OPTIMIZERS:
         raise UsageError(f"unknown optimizer {config.optimizer!r}; use {' or '.join(OPTIMIZERS)}")
     if config.schedule not in SCHEDULES:
@@ -131,6 +143,13 @@ def reconstruction_mse(model: nn.Module, split: DeviceSplit, *, precision: str =
             total += torch.nn.functional.mse_loss(reconstructions, images, reduction="sum")
     model.train(was_training)
     return float(total) / (len(split) * split.images[0].numel())
+
+
+def reconstruction_metrics(
+    model: nn.Module, test: DeviceSplit, *, precision: str = "fp32"
+) -> dict[str, float]:
+    """The reconstruction objective's test metric, every epoch."""
+    return {"test_mse": reconstruction_mse(model, test, precision=precision)}
 
 
 def train_autoencoder(
@@ -203,6 +222,9 @@ def _train_autoencoder(
     test = DeviceSplit.load("test", data_dir, device)
 
     shuffle = seed_everything(config.seed)
+    denoising = config.objective == "denoise"
+    # Its own generator, so that the corruptions never change the batch order of a seed.
+    corruption = torch.Generator().manual_seed(config.seed)
     spec = config.model_spec()
     model = place_model(build_model(spec.kind, spec.architecture, **spec.params), device)
     optimizer = make_optimizer(model, config)
@@ -215,6 +237,8 @@ def _train_autoencoder(
             checkpointing.restore_model(model, tensors, label)
             checkpointing.restore_optimizer(optimizer, tensors, meta["optimizer"])
             shuffle.set_state(tensors["rng.shuffle"])
+            if denoising:
+                corruption.set_state(tensors["rng.corruption"])
             torch.set_rng_state(tensors["rng.torch"])
 
         elapsed_before = checkpointing.restore_run(
@@ -226,10 +250,17 @@ def _train_autoencoder(
 
     trainable = maybe_compile(model, device, engine.compile)
     step = reconstruction_step(trainable, optimizer, precision=engine.precision)
+    evaluate = partial(reconstruction_metrics, trainable, test, precision=engine.precision)
+    if denoising:
+        step = denoise.denoising_step(trainable, optimizer, corruption, precision=engine.precision)
+        evaluate = partial(
+            denoise.denoising_metrics,
+            trainable,
+            test,
+            denoise.corrupted_test_images(test),
+            precision=engine.precision,
+        )
     started = time.perf_counter()
-
-    def evaluate() -> dict[str, float]:
-        return {"test_mse": reconstruction_mse(trainable, test, precision=engine.precision)}
 
     def common_meta(loop: LoopState) -> dict[str, Any]:
         return {
@@ -253,6 +284,7 @@ def _train_autoencoder(
             **optimizer_tensors,
             "rng.shuffle": shuffle.get_state(),
             "rng.torch": torch.get_rng_state(),
+            **({"rng.corruption": corruption.get_state()} if denoising else {}),
         }
         meta = {**common_meta(loop), "epoch": loop.epoch, "optimizer": optimizer_meta}
         store.save_checkpoint(name, tensors, meta)
@@ -279,7 +311,9 @@ def _train_autoencoder(
     final = state.last
     meta = {
         **common_meta(state),
-        "metrics": {"train_mse": final["train_mse"], "test_mse": final["test_mse"]},
+        "metrics": {
+            key: final[key] for key in ("train_mse", "test_mse", "clean_mse") if key in final
+        },
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     path = store.save(name, model.state_dict(), meta)
@@ -299,6 +333,7 @@ def _train_autoencoder(
         resumed_from_epoch=resumed_from,
         plots=plots,
         history=state.history,
+        clean_mse=final.get("clean_mse"),
     )
 
 
@@ -328,24 +363,31 @@ def write_autoencoder_plots(
     from fmnist_toolkit import plots
     from fmnist_toolkit.data import to_unit_float
 
-    subtitle = f"{name}: latent {config.latent_dim}, {len(history)} epochs"
+    denoising = config.objective == "denoise"
+    size = config.architecture if denoising else f"latent {config.latent_dim}"
+    subtitle = f"{name}: {size}, {len(history)} epochs"
+    what = "Denoising" if denoising else "Reconstruction"
     curves = plots.loss_curves(
         history,
-        metrics=("train_mse", "test_mse"),
-        title=f"Reconstruction MSE — {subtitle}",
+        metrics=("train_mse", "test_mse", *(("clean_mse",) if denoising else ())),
+        title=f"{what} MSE — {subtitle}",
         ylabel="MSE per pixel",
     )
     index = first_of_each_class(test)
     originals = to_unit_float(test.images[index])
+    inputs = denoise.corrupted_test_images(test)[index] if denoising else originals
     model.eval()
     with torch.no_grad():
-        reconstructions = model(originals).float()
+        reconstructions = model(inputs).float()
     columns = [CLASS_NAMES[int(label)] for label in test.labels[index]]
+    rows, labels = [originals, reconstructions], ["test image", "reconstruction"]
+    if denoising:
+        rows, labels = [inputs, reconstructions, originals], ["corrupted", "denoised", "clean"]
     grid = plots.image_rows(
-        [originals, reconstructions],
-        row_labels=["test image", "reconstruction"],
+        rows,
+        row_labels=labels,
         column_labels=columns,
-        title=f"Test images and reconstructions — {subtitle}",
+        title=f"Test images and {'denoised' if denoising else 'reconstructions'} — {subtitle}",
     )
     return [
         plots.save_figure(curves, plots_dir / f"{name}-loss.png"),
