@@ -175,6 +175,11 @@ def train(
     is written after every epoch: Ctrl-C keeps it and prints the command that resumes. An
     earlier model of the same name is replaced only when the run finishes.
 
+    With --objective denoise it learns to clean seeded corruptions of each batch instead;
+    test_mse is then measured on the corrupted test images and clean_mse is how much it
+    changes clean ones. --arch unet --objective denoise trains the U-Net denoiser that
+    fmt gan sample --denoise uses.
+
     Example: fmt ae train --latent-dim 2 --epochs 30 --plots plots/
     """
     from fmnist_toolkit.config import AutoencoderTrainConfig, EngineConfig
