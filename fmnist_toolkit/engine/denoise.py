@@ -22,11 +22,11 @@ if TYPE_CHECKING:
 
     from fmnist_toolkit.engine.loop import Step
 
-CLEAN_SHARE = 0.2  # images left as they are (and those that drew no corruption: 3/32 of the rest)
+CLEAN_SHARE = 0.1  # images left as they are (and those that drew no corruption: 3/32 of the rest)
 CORRUPTION_CHANCE = 0.5  # each kind below is applied to a corrupted image with this chance
 BLUR_CHANCE = 0.25
 MAX_GAUSSIAN_SIGMA = 0.3  # standard deviation, drawn uniformly per image
-MAX_SPECKLE_SIGMA = 0.6  # relative to the pixel's brightness
+MAX_SPECKLE_SIGMA = 1.0  # relative to brightness; 0.6 left the MLP generator's grain (docs/gan.md)
 MAX_SALT_PEPPER = 0.15  # share of pixels set to 0 or 1
 TEST_CORRUPTION_SEED = 0  # the test set is corrupted the same way for every run: comparable MSEs
 
