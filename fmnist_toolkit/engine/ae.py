@@ -6,7 +6,7 @@ import datetime
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -111,17 +111,23 @@ def make_optimizer(model: nn.Module, config: AutoencoderTrainConfig) -> torch.op
 
 
 def reconstruction_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, *, precision: str = "fp32"
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    precision: str = "fp32",
+    inputs: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Step:
-    """One optimiser step on the MSE between a batch of images and their reconstructions."""
+    """One optimiser step on the MSE between a batch of images and the model's output for
+    ``inputs(images)`` (the images themselves by default; corrupted ones to denoise)."""
     import torch
 
     device = next(model.parameters()).device
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
         images = batch[0]
+        given = images if inputs is None else inputs(images)
         with autocast(device, precision):
-            loss = torch.nn.functional.mse_loss(model(images).float(), images)
+            loss = torch.nn.functional.mse_loss(model(given).float(), images)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -249,10 +255,14 @@ def _train_autoencoder(
     saved_epochs = [state.epoch]  # the epoch the newest checkpoint holds
 
     trainable = maybe_compile(model, device, engine.compile)
-    step = reconstruction_step(trainable, optimizer, precision=engine.precision)
+    step = reconstruction_step(
+        trainable,
+        optimizer,
+        precision=engine.precision,
+        inputs=partial(denoise.corrupt, generator=corruption) if denoising else None,
+    )
     evaluate = partial(reconstruction_metrics, trainable, test, precision=engine.precision)
     if denoising:
-        step = denoise.denoising_step(trainable, optimizer, corruption, precision=engine.precision)
         evaluate = partial(
             denoise.denoising_metrics,
             trainable,

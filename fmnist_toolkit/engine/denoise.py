@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from fmnist_toolkit.engine.loop import Step
-
 CLEAN_SHARE = 0.1  # images left as they are (and those that drew no corruption: 3/32 of the rest)
 CORRUPTION_CHANCE = 0.5  # each kind below is applied to a corrupted image with this chance
 BLUR_CHANCE = 0.25
@@ -80,32 +78,6 @@ def corrupted_test_images(test: DeviceSplit) -> torch.Tensor:
 
     generator = torch.Generator().manual_seed(TEST_CORRUPTION_SEED)
     return corrupt(to_unit_float(test.images), generator)
-
-
-def denoising_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    corruption: torch.Generator,
-    *,
-    precision: str = "fp32",
-) -> Step:
-    """One optimiser step on the MSE between the model's output for corrupted images and the
-    clean images; the corruptions come from ``corruption``."""
-    import torch
-
-    device = next(model.parameters()).device
-
-    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        images = batch[0]
-        noisy = corrupt(images, corruption)
-        with autocast(device, precision):
-            loss = torch.nn.functional.mse_loss(model(noisy).float(), images)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.detach(), images.shape[0]
-
-    return step
 
 
 def denoising_mse(
