@@ -11,6 +11,9 @@ ConfigT = TypeVar("ConfigT")
 OPTIMIZERS = ("adam", "sgd")
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("constant", "cosine")
+OBJECTIVES = ("reconstruct", "denoise")
+# Architectures of ``fmt ae train`` that are denoisers (kind "denoiser"), not autoencoders.
+DENOISER_ARCHITECTURES = ("unet",)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -58,8 +61,14 @@ class AutoencoderTrainConfig:
     weight_decay: float = 3.5237e-5
     seed: int = 0
     schedule: str = "constant"  # "cosine": the learning rate decays to 0 over the epochs
+    objective: str = "reconstruct"  # "denoise": corrupted images in, clean images as targets
+    width: int = 16  # unet only: channels of its finest level
 
     def model_spec(self) -> ModelSpec:
+        if self.architecture in DENOISER_ARCHITECTURES:
+            return ModelSpec(
+                kind="denoiser", architecture=self.architecture, params={"width": self.width}
+            )
         return ModelSpec(
             kind="autoencoder",
             architecture=self.architecture,

@@ -318,7 +318,7 @@ def test_bad_sample_inputs_are_one_line_and_leave_nothing(
         (["--n", 20_000], 2, "unreadable"),
         (["--model", "nope"], 1, "nope"),
         (["--model", "ae-better"], 2, "is an autoencoder, not a generator"),
-        (["--denoise", "--denoiser", "clf"], 2, "is a classifier, not an autoencoder"),
+        (["--denoise", "--denoiser", "clf"], 2, "is a classifier, not a denoiser"),
         (["--side-by-side"], 2, "--side-by-side"),
         (["--device", "tpu"], 2, "unknown device"),
     ]

@@ -80,3 +80,28 @@ def test_bundled_dcgan_is_at_most_half_as_far_from_the_data_as_the_mlp(
         assert raw["class_entropy"] > 2.15  # every class is drawn
         distances[model] = raw["frechet_distance"]
     assert distances["gan-dcgan"] <= 0.5 * distances["gan-mlp"]
+
+
+def test_bundled_denoiser_keeps_clean_images_and_brings_the_mlp_closer(
+    cli, real_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # docs/gan.md: the default denoiser changes clean test images by a mean square of 0.000567
+    # and brings gan-mlp from 118.7 to 93.3 at N = 10,000 (the target, 0.6 x raw, is
+    # not met yet).
+    monkeypatch.delenv("FMT_BUNDLED_MODELS")
+    denoiser = fmnist_toolkit.load_model("denoiser-unet")
+    images, _ = fmnist_toolkit.load_fashion_mnist("test", real_data)
+    clean = images.unsqueeze(1).float() / 255
+    with torch.no_grad():
+        change = float(torch.nn.functional.mse_loss(denoiser(clean), clean))
+    assert change <= 0.002
+    shown = json.loads(cli("models", "show", "denoiser-unet", "--json").stdout)
+    assert change == pytest.approx(shown["metrics"]["clean_mse"], rel=1e-3)
+
+    result = cli(
+        "gan", "eval", "--model", "gan-mlp", "--denoise", "--data-dir", real_data, "--json"
+    )
+    report = json.loads(result.stdout)
+    assert report["denoiser"] == "denoiser-unet"  # the default once bundled
+    _, raw, denoised = report["rows"]
+    assert denoised["frechet_distance"] <= 0.85 * raw["frechet_distance"]

@@ -149,3 +149,36 @@ def test_tune_jobs_runs_trials_in_parallel_processes(
     assert json.loads(again.stdout)["counts"] == {"complete": 3}
     bad = cli(*common, "--trials", "2", "--jobs", "0")
     assert bad.exit_code == 2
+
+
+def test_a_restored_fused_optimizer_steps_like_the_uninterrupted_one() -> None:
+    from fmnist_toolkit.engine.checkpoint import optimizer_to_tensors, restore_optimizer
+
+    def convolution() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return torch.nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+
+    def gradients(model: torch.nn.Module, seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        for parameter in model.parameters():
+            parameter.grad = torch.randn(parameter.shape, generator=generator).to(
+                memory_format=torch.channels_last
+                if parameter.dim() == 4
+                else torch.contiguous_format
+            )
+
+    straight, resumed = convolution(), convolution()
+    optimizers = [torch.optim.Adam(m.parameters(), lr=0.1, fused=True) for m in (straight, resumed)]
+    for seed in range(2):
+        gradients(straight, seed)
+        optimizers[0].step()
+    tensors, meta = optimizer_to_tensors(optimizers[0])
+    saved = {key: value.contiguous().clone() for key, value in tensors.items()}  # as a file gives
+    resumed.load_state_dict(straight.state_dict())
+    restore_optimizer(optimizers[1], saved, meta)
+    gradients(straight, 2)
+    gradients(resumed, 2)
+    for optimizer in optimizers:
+        optimizer.step()
+    for ours, theirs in zip(resumed.parameters(), straight.parameters(), strict=True):
+        assert torch.equal(ours, theirs)

@@ -223,14 +223,16 @@ def sample(
         bool,
         typer.Option(
             "--denoise",
-            help="Pass the images through an autoencoder, which cleans GAN artefacts.",
+            help="Pass the images through a denoiser, which cleans GAN artefacts.",
             rich_help_panel=DENOISE,
         ),
     ] = False,
     denoiser: Annotated[
         str | None,
         typer.Option(
-            help="Autoencoder for --denoise. Default: the latent-16 one with the lowest test MSE.",
+            help="Denoiser or autoencoder for --denoise. Default: the model trained to denoise "
+            "with the lowest test MSE (denoiser-unet), else the latent-16 autoencoder with the "
+            "lowest test MSE.",
             show_default=False,
             rich_help_panel=DENOISE,
         ),
@@ -321,7 +323,7 @@ def evaluate(
     denoiser: Annotated[
         str | None,
         typer.Option(
-            help="Autoencoder for --denoise (default: the best latent-16 one).",
+            help="Denoiser or autoencoder for --denoise (default: as in fmt gan sample).",
             show_default=False,
             rich_help_panel=DENOISE,
         ),

@@ -7,13 +7,16 @@ import datetime
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fmnist_toolkit._version import __version__
 from fmnist_toolkit.config import (
+    DENOISER_ARCHITECTURES,
+    OBJECTIVES,
     OPTIMIZERS,
     SCHEDULES,
     AutoencoderTrainConfig,
@@ -22,6 +25,7 @@ from fmnist_toolkit.config import (
 )
 from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit, dataset_sha256
 from fmnist_toolkit.engine import checkpoint as checkpointing
+from fmnist_toolkit.engine import denoise
 from fmnist_toolkit.engine.callbacks import Checkpoint, CheckpointCallback, LearningRateSchedule
 from fmnist_toolkit.engine.device import (
     adam_options,
@@ -64,6 +68,7 @@ class AutoencoderTrainResult:
     resumed_from_epoch: int = 0
     plots: list[Path] = field(default_factory=list)
     history: list[dict[str, float]] = field(default_factory=list)
+    clean_mse: float | None = None  # --objective denoise: mean squared change of clean images
 
 
 def ensure_writable_folder(folder: Path, what: str) -> None:
@@ -78,15 +83,22 @@ def ensure_writable_folder(folder: Path, what: str) -> None:
 
 def check_train_config(config: AutoencoderTrainConfig) -> None:
     """Values that can never train: a usage error before any data is read."""
-    if config.epochs < 1 or config.batch_size < 1 or config.latent_dim < 1:
-        raise UsageError("epochs, batch size and latent dimension must be at least 1")
+    if min(config.epochs, config.batch_size, config.latent_dim, config.width) < 1:
+        raise UsageError("epochs, batch size, latent dimension and width must be at least 1")
     if not (math.isfinite(config.lr) and math.isfinite(config.weight_decay)):
         raise UsageError("the learning rate and weight decay must be finite numbers")
     if config.lr <= 0 or config.weight_decay < 0:
         raise UsageError("the learning rate must be > 0 and the weight decay >= 0")
-    known = [arch for kind, arch in architectures("autoencoder")]
+    known = [arch for kind, arch in architectures("autoencoder") + architectures("denoiser")]
     if config.architecture not in known:
         raise UsageError(f"unknown architecture {config.architecture!r}; use {' or '.join(known)}")
+    if config.objective not in OBJECTIVES:
+        raise UsageError(f"unknown objective {config.objective!r}; use {' or '.join(OBJECTIVES)}")
+    if config.architecture in DENOISER_ARCHITECTURES and config.objective != "denoise":
+        raise UsageError(
+            f"--arch {config.architecture} is a denoiser (it would learn to copy its input): "
+            "train it with --objective denoise"
+        )
     if config.optimizer not in OPTIMIZERS:
         raise UsageError(f"unknown optimizer {config.optimizer!r}; use {' or '.join(OPTIMIZERS)}")
     if config.schedule not in SCHEDULES:
@@ -111,15 +123,16 @@ def make_optimizer(model: nn.Module, config: AutoencoderTrainConfig) -> torch.op
 def reconstruction_step(
     model: nn.Module, optimizer: torch.optim.Optimizer, *, precision: str = "fp32"
 ) -> Step:
-    """One optimiser step on the MSE between a batch of images and their reconstructions."""
+    """One optimiser step on the MSE between the model's output for a batch's inputs and its
+    targets: (images, images) to reconstruct, (corrupted, clean) to denoise."""
     import torch
 
     device = next(model.parameters()).device
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        images = batch[0]
+        inputs, images = batch
         with autocast(device, precision):
-            loss = torch.nn.functional.mse_loss(model(images).float(), images)
+            loss = torch.nn.functional.mse_loss(model(inputs).float(), images)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -156,18 +169,24 @@ class AutoencoderTraining:
     trainable: nn.Module  # the same, compiled when asked for
     optimizer: torch.optim.Optimizer
     schedule: LearningRateSchedule
+    # --objective denoise: draws the corruptions (its own generator, so that they never
+    # change a seed's batch order); None to reconstruct.
+    corruption: torch.Generator | None = None
 
     @classmethod
     def build(
         cls, config: AutoencoderTrainConfig, engine: EngineConfig, device: torch.device
     ) -> AutoencoderTraining:
         """Seed, then a fresh model on ``device``, its optimiser and learning-rate schedule."""
+        import torch
+
         engine = dataclasses.replace(
             engine, precision=resolve_precision(engine.precision, device, "autoencoder")
         )
         shuffle = seed_everything(config.seed)
         model = place_model(create_model(config.model_spec()), device)
         optimizer = make_optimizer(model, config)
+        denoising = config.objective == "denoise"
         return cls(
             config=config,
             engine=engine,
@@ -178,6 +197,7 @@ class AutoencoderTraining:
             optimizer=optimizer,
             # Made before a resume can change the rates: the schedule keeps the base ones.
             schedule=LearningRateSchedule(optimizer, config.schedule),
+            corruption=torch.Generator().manual_seed(config.seed) if denoising else None,
         )
 
     def step(self) -> Step:
@@ -187,6 +207,27 @@ class AutoencoderTraining:
         graph_ready(self.optimizer, self.device, enabled=graphs)
         step = reconstruction_step(self.trainable, self.optimizer, precision=self.engine.precision)
         return accelerated_step(step, self.device, cuda_graphs=graphs)
+
+    def batches(self, train: DeviceSplit) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """An epoch of (inputs, targets): the images twice, or corrupted and clean. The
+        corruptions are drawn here, outside the step, so that a CUDA graph can replay it."""
+        for images, _ in train.batches(self.config.batch_size, self.shuffle):
+            if self.corruption is None:
+                yield images, images
+            else:
+                yield denoise.corrupt(images, self.corruption), images
+
+    def evaluate(self, test: DeviceSplit) -> Callable[[], dict[str, float]]:
+        """The objective's test metrics, every epoch."""
+        if self.corruption is None:
+            return lambda: {"test_mse": self.mse(test)}
+        return partial(
+            denoise.denoising_metrics,
+            self.trainable,
+            test,
+            denoise.corrupted_test_images(test),
+            precision=self.engine.precision,
+        )
 
     def fit(
         self,
@@ -200,7 +241,7 @@ class AutoencoderTraining:
         self.model.train()
         return fit(
             self.step(),
-            lambda: train.batches(self.config.batch_size, self.shuffle),
+            lambda: self.batches(train),
             state,
             evaluate=evaluate,
             train_metric="train_mse",
@@ -291,6 +332,8 @@ def _train_autoencoder(
             checkpointing.restore_model(model, tensors, label)
             checkpointing.restore_optimizer(optimizer, tensors, meta["optimizer"])
             run.shuffle.set_state(tensors["rng.shuffle"])
+            if run.corruption is not None:
+                run.corruption.set_state(tensors["rng.corruption"])
             torch.set_rng_state(tensors["rng.torch"])
 
         elapsed_before = checkpointing.restore_run(
@@ -322,6 +365,7 @@ def _train_autoencoder(
             **optimizer_tensors,
             "rng.shuffle": run.shuffle.get_state(),
             "rng.torch": torch.get_rng_state(),
+            **({"rng.corruption": run.corruption.get_state()} if run.corruption else {}),
         }
         meta = {**common_meta(loop), "epoch": loop.epoch, "optimizer": optimizer_meta}
         return tensors, meta
@@ -333,7 +377,7 @@ def _train_autoencoder(
         run.fit(
             train,
             state,
-            evaluate=lambda: {"test_mse": run.mse(test)},
+            evaluate=run.evaluate(test),
             # Checkpoint first: once progress reports an epoch, its checkpoint is kept.
             callbacks=[checkpoints, *callbacks],
         )
@@ -348,7 +392,9 @@ def _train_autoencoder(
     final = state.last
     meta = {
         **common_meta(state),
-        "metrics": {"train_mse": final["train_mse"], "test_mse": final["test_mse"]},
+        "metrics": {
+            key: final[key] for key in ("train_mse", "test_mse", "clean_mse") if key in final
+        },
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     path = store.save(name, model.state_dict(), meta)
@@ -368,6 +414,7 @@ def _train_autoencoder(
         resumed_from_epoch=resumed_from,
         plots=plots,
         history=state.history,
+        clean_mse=final.get("clean_mse"),
     )
 
 
@@ -397,24 +444,31 @@ def write_autoencoder_plots(
     from fmnist_toolkit import plots
     from fmnist_toolkit.data import to_unit_float
 
-    subtitle = f"{name}: latent {config.latent_dim}, {len(history)} epochs"
+    denoising = config.objective == "denoise"
+    size = config.architecture if denoising else f"latent {config.latent_dim}"
+    subtitle = f"{name}: {size}, {len(history)} epochs"
+    what = "Denoising" if denoising else "Reconstruction"
     curves = plots.loss_curves(
         history,
-        metrics=("train_mse", "test_mse"),
-        title=f"Reconstruction MSE — {subtitle}",
+        metrics=("train_mse", "test_mse", *(("clean_mse",) if denoising else ())),
+        title=f"{what} MSE — {subtitle}",
         ylabel="MSE per pixel",
     )
     index = first_of_each_class(test)
     originals = to_unit_float(test.images[index])
+    inputs = denoise.corrupted_test_images(test)[index] if denoising else originals
     model.eval()
     with torch.no_grad():
-        reconstructions = model(originals).float()
+        reconstructions = model(inputs).float()
     columns = [CLASS_NAMES[int(label)] for label in test.labels[index]]
+    rows, labels = [originals, reconstructions], ["test image", "reconstruction"]
+    if denoising:
+        rows, labels = [inputs, reconstructions, originals], ["corrupted", "denoised", "clean"]
     grid = plots.image_rows(
-        [originals, reconstructions],
-        row_labels=["test image", "reconstruction"],
+        rows,
+        row_labels=labels,
         column_labels=columns,
-        title=f"Test images and reconstructions — {subtitle}",
+        title=f"Test images and {'denoised' if denoising else 'reconstructions'} — {subtitle}",
     )
     return [
         plots.save_figure(curves, plots_dir / f"{name}-loss.png"),

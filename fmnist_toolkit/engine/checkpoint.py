@@ -83,6 +83,28 @@ def restore_optimizer(
         index, slot = key.split(".", 1)
         state.setdefault(int(index), {})[slot] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    match_parameter_layouts(optimizer)
+
+
+def match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give each restored per-weight state tensor its weight's memory layout.
+
+    Saved tensors come back contiguous, while a weight may be channels_last (the CPU layout of
+    convolutions). The fused optimiser walks weight and state memory in step, so a mismatch
+    would pair the wrong elements: the state is copied into the weight's layout.
+    """
+    import torch
+
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            slots = optimizer.state.get(parameter, {})
+            for slot, value in slots.items():
+                if (
+                    isinstance(value, torch.Tensor)
+                    and value.shape == parameter.shape
+                    and value.stride() != parameter.stride()
+                ):
+                    slots[slot] = torch.empty_like(parameter, dtype=value.dtype).copy_(value)
 
 
 def check_state_dict(model: nn.Module, tensors: dict[str, torch.Tensor], label: str) -> None:

@@ -104,7 +104,12 @@ def best_autoencoder(store: ModelStore, latent_dim: int = 16, *, purpose: str, o
     for model in store.available():
         params = model.config.get("model", {}).get("params", {})
         test_mse = model.config.get("metrics", {}).get("test_mse")
-        if model.kind == "autoencoder" and params.get("latent_dim") == latent_dim and test_mse:
+        if (
+            model.kind == "autoencoder"
+            and params.get("latent_dim") == latent_dim
+            and test_mse
+            and not trained_to_denoise(model.config)
+        ):
             candidates.append((float(test_mse), model.name))
     if not candidates:
         raise ModelNotFoundError(
@@ -112,6 +117,23 @@ def best_autoencoder(store: ModelStore, latent_dim: int = 16, *, purpose: str, o
             f"fmt ae train, or name one with {option}"
         )
     return min(candidates)[1]
+
+
+def trained_to_denoise(config: dict[str, Any]) -> bool:
+    """Whether a saved model was trained with ``--objective denoise`` (its test MSE is then
+    measured on corrupted images: not comparable with reconstruction MSEs)."""
+    return config.get("recipe", {}).get("objective") == "denoise"
+
+
+def best_denoiser(store: ModelStore) -> str | None:
+    """The model trained with ``--objective denoise`` with the lowest test MSE (all measured on
+    the same corrupted test images), or None when the store has none."""
+    candidates = [
+        (float(model.config["metrics"]["test_mse"]), model.name)
+        for model in store.available()
+        if trained_to_denoise(model.config) and model.config.get("metrics", {}).get("test_mse")
+    ]
+    return min(candidates)[1] if candidates else None
 
 
 def best_classifier(store: ModelStore, *, purpose: str, option: str) -> str:

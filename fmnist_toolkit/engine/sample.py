@@ -1,4 +1,4 @@
-"""New images from a trained generator, optionally cleaned by an autoencoder, written whole.
+"""New images from a trained generator, optionally cleaned by a denoiser, written whole.
 
 Noise is drawn on the CPU from one generator seeded by ``seed`` in fixed-size batches, so the
 same model, seed and options give the same images (and byte-identical files) on any run.
@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fmnist_toolkit.engine.model_io import best_autoencoder, load_model, read_model_of_kind
+from fmnist_toolkit.engine.model_io import (
+    best_autoencoder,
+    best_denoiser,
+    load_model,
+    model_spec_of,
+    read_model_of_kind,
+    read_saved_model,
+)
 from fmnist_toolkit.errors import ModelNotFoundError, OutputError, UsageError
 from fmnist_toolkit.storage import ModelStore
 
@@ -33,6 +40,7 @@ GRID_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npz", ".npy")
 # In the order of their measured sample quality (docs/gan.md: Fréchet distance 54.0 vs 118.7).
 DEFAULT_GENERATORS = ("gan-dcgan", "gan-mlp")
+DENOISER_KINDS = ("denoiser", "autoencoder")  # what --denoiser accepts
 
 
 @dataclass(frozen=True)
@@ -87,18 +95,33 @@ def load_generator(name: str, store: ModelStore, device: str | torch.device = "c
 
 
 def load_denoiser(name: str, store: ModelStore, device: str | torch.device = "cpu") -> nn.Module:
-    read_model_of_kind(name, "autoencoder", store, hint=" (--denoiser needs an autoencoder)")
+    """A denoiser or an autoencoder (any image-to-image model) by name or path."""
+    _, config, label = read_saved_model(name, store)
+    kind = model_spec_of(config, label).kind
+    if kind not in DENOISER_KINDS:
+        raise UsageError(
+            f"{label} is a {kind}, not a denoiser or an autoencoder (--denoiser needs one; "
+            "see `fmt models list`)"
+        )
     return load_model(name, store=store, device=device)
+
+
+def default_denoiser(store: ModelStore) -> str:
+    """The model trained to denoise with the lowest test MSE (the bundled ``denoiser-unet``
+    unless you trained a better one), else the latent-16 autoencoder with the lowest test MSE."""
+    return best_denoiser(store) or best_autoencoder(
+        store, purpose="to denoise with", option="--denoiser"
+    )
 
 
 def choose_denoiser(
     store: ModelStore, denoise: bool, name: str | None, device: str | torch.device = "cpu"
 ) -> tuple[str | None, nn.Module | None]:
-    """The autoencoder that cleans samples and its name: ``name``, or with ``denoise`` alone the
-    best latent-16 one; (None, None) when neither asks for one."""
+    """The model that cleans samples and its name: ``name``, or with ``denoise`` alone
+    :func:`default_denoiser`; (None, None) when neither asks for one."""
     if not (denoise or name):
         return None, None
-    name = name or best_autoencoder(store, purpose="to denoise with", option="--denoiser")
+    name = name or default_denoiser(store)
     return name, load_denoiser(name, store, device)
 
 

@@ -19,6 +19,7 @@ _REGISTRY: dict[tuple[str, str], Callable[..., nn.Module]] = {}
 _FAMILY_MODULES = (
     "fmnist_toolkit.models.autoencoder",
     "fmnist_toolkit.models.classifier",
+    "fmnist_toolkit.models.denoiser",
     "fmnist_toolkit.models.gan",
 )
 

@@ -1,0 +1,53 @@
+"""Denoisers for 1x28x28 images in [0, 1]: image in, the same image with its noise removed."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fmnist_toolkit.models._registry import register
+
+
+def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(out_channels, out_channels, 3, padding=1),
+        nn.ReLU(inplace=True),
+    )
+
+
+@register("denoiser", "unet")
+class UNetDenoiser(nn.Module):
+    """A small U-Net that predicts the noise of an image and subtracts it.
+
+    Levels of ``width``, 2 ``width`` and 4 ``width`` channels at 28x28, 14x14 and 7x7 (two 3x3
+    convolutions each, max-pooling down, 2x2 transposed convolutions up), with skip
+    connections that carry each level's detail past the bottleneck: unlike an autoencoder's
+    16-number code, nothing forces a clean image through a lossy summary. The output is the
+    input minus the predicted noise, so the identity is the easy default; in eval mode it is
+    clamped to [0, 1]. No batch norm: an image's result never depends on its batch.
+    """
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        if width < 1:
+            raise ValueError(f"width must be at least 1, not {width}")
+        self.width = width
+        self.down1 = _double_conv(1, width)
+        self.down2 = _double_conv(width, 2 * width)
+        self.bottom = _double_conv(2 * width, 4 * width)
+        self.up2 = nn.ConvTranspose2d(4 * width, 2 * width, 2, stride=2)
+        self.merge2 = _double_conv(4 * width, 2 * width)
+        self.up1 = nn.ConvTranspose2d(2 * width, width, 2, stride=2)
+        self.merge1 = _double_conv(2 * width, width)
+        self.noise = nn.Conv2d(width, 1, 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        fine = self.down1(images)  # 28x28
+        middle = self.down2(nn.functional.max_pool2d(fine, 2))  # 14x14
+        coarse = self.bottom(nn.functional.max_pool2d(middle, 2))  # 7x7
+        middle = self.merge2(torch.cat([self.up2(coarse), middle], dim=1))
+        fine = self.merge1(torch.cat([self.up1(middle), fine], dim=1))
+        cleaned = images - self.noise(fine)
+        return cleaned if self.training else cleaned.clamp(0, 1)

@@ -1,0 +1,221 @@
+"""The U-Net denoiser: corruptions, shapes, ``fmt ae train --objective denoise``, the default."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from fmnist_toolkit.config import AutoencoderTrainConfig, EngineConfig, GanTrainConfig
+from fmnist_toolkit.engine.ae import train_autoencoder
+from fmnist_toolkit.engine.denoise import CLEAN_SHARE, corrupt
+from fmnist_toolkit.engine.gan import train_gan
+from fmnist_toolkit.engine.model_io import best_autoencoder
+from fmnist_toolkit.engine.sample import choose_denoiser, default_denoiser
+from fmnist_toolkit.models import build_model
+from fmnist_toolkit.storage import ModelStore
+from tests.test_ae import InterruptAfter
+from tests.test_cli import assert_one_line_error
+
+CPU = EngineConfig(device="cpu")
+TINY_UNET = ("--arch", "unet", "--objective", "denoise", "--width", "4", "--epochs", "2")
+
+
+def tiny_denoiser(**overrides) -> AutoencoderTrainConfig:
+    values = {
+        "architecture": "unet",
+        "objective": "denoise",
+        "width": 4,
+        "epochs": 3,
+        "batch_size": 64,
+        "lr": 3e-3,
+        **overrides,
+    }
+    return AutoencoderTrainConfig(**values)
+
+
+# --------------------------------------------------------------------------- corruptions
+
+
+def test_corruptions_are_seeded_in_range_and_leave_a_share_clean() -> None:
+    images = torch.rand(2000, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    first = corrupt(images, torch.Generator().manual_seed(0))
+    again = corrupt(images, torch.Generator().manual_seed(0))
+    other = corrupt(images, torch.Generator().manual_seed(1))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert first.shape == images.shape and first.dtype == images.dtype
+    assert float(first.min()) >= 0 and float(first.max()) <= 1
+    unchanged = (first == images).flatten(1).all(dim=1).float().mean()
+    # CLEAN_SHARE, plus the corrupted images that drew none of the four kinds (3/32 of them).
+    assert CLEAN_SHARE <= float(unchanged) <= CLEAN_SHARE + 0.15
+    changed = (first - images).pow(2).flatten(1).mean(dim=1)
+    assert float(changed.max()) > 0.01  # strong corruptions too
+
+
+def test_corruptions_include_salt_and_pepper_and_blur() -> None:
+    black = torch.zeros(500, 1, 28, 28)
+    salted = corrupt(black, torch.Generator().manual_seed(0))
+    assert bool((salted == 1).any())  # salt on black
+    square = torch.zeros(500, 1, 28, 28)
+    square[:, :, 10:18, 10:18] = 1
+    corrupted = corrupt(square, torch.Generator().manual_seed(0))
+    assert bool(((corrupted > 0) & (corrupted < 1)).any())  # blurred or noisy edges
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def test_unet_keeps_the_shape_and_range_and_is_small() -> None:
+    model = build_model("denoiser", "unet", width=4)
+    images = torch.rand(5, 1, 28, 28)
+    assert model(images).shape == (5, 1, 28, 28)
+    model.eval()
+    with torch.no_grad():
+        output = model(images * 3 - 1)
+    assert float(output.min()) >= 0 and float(output.max()) <= 1
+    default = build_model("denoiser", "unet")
+    assert sum(p.numel() for p in default.parameters()) * 4 < 1.5e6  # bytes of float32 weights
+
+
+def test_unet_rejects_a_bad_width() -> None:
+    from fmnist_toolkit.errors import ModelCorruptError
+
+    with pytest.raises(ModelCorruptError, match="width"):
+        build_model("denoiser", "unet", width=0)
+
+
+# --------------------------------------------------------------------------- the recipe
+
+
+def test_denoising_run_records_clean_mse_and_resumes_exactly(
+    synthetic_data: Path, tmp_path: Path
+) -> None:
+    from fmnist_toolkit.errors import TrainingInterrupted
+
+    reference_store = ModelStore(tmp_path / "reference")
+    reference = train_autoencoder(
+        "dn", tiny_denoiser(), CPU, data_dir=synthetic_data, store=reference_store
+    )
+    assert (
+        reference.clean_mse is not None and reference.clean_mse < reference.history[0]["clean_mse"]
+    )
+    config = reference_store.read_config("dn")
+    assert config["kind"] == "denoiser" and config["model"]["params"] == {"width": 4}
+    assert config["metrics"]["clean_mse"] == reference.clean_mse
+    assert config["recipe"]["objective"] == "denoise"
+
+    store = ModelStore(tmp_path / "interrupted")
+    with pytest.raises(TrainingInterrupted):
+        train_autoencoder(
+            "dn", tiny_denoiser(), CPU, data_dir=synthetic_data, store=store,
+            callbacks=[InterruptAfter(2)],
+        )  # fmt: skip
+    resumed = train_autoencoder(
+        "dn", tiny_denoiser(), CPU, data_dir=synthetic_data, store=store, resume=True
+    )
+    metrics = ("train_mse", "test_mse", "clean_mse")
+    assert [[row[key] for key in metrics] for row in resumed.history] == [
+        [row[key] for key in metrics] for row in reference.history
+    ]
+    weights, _ = store.load("dn")
+    reference_weights, _ = reference_store.load("dn")
+    assert all(torch.equal(weights[key], reference_weights[key]) for key in reference_weights)
+
+
+def test_cli_trains_a_denoiser(cli, synthetic_data: Path, tmp_path: Path) -> None:
+    plots = tmp_path / "plots"
+    result = cli(
+        "ae", "train", *TINY_UNET, "--data-dir", synthetic_data, "--device", "cpu",
+        "--plots", plots, "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["name"] == "denoiser-unet" and summary["epochs"] == 2
+    assert 0 <= summary["clean_mse"] < 1 and summary["test_mse"] > 0
+    assert sorted(Path(path).name for path in summary["plots"]) == [
+        "denoiser-unet-loss.png",
+        "denoiser-unet-reconstructions.png",
+    ]
+    shown = json.loads(cli("models", "show", "denoiser-unet", "--json").stdout)
+    assert shown["kind"] == "denoiser" and shown["metrics"]["clean_mse"] == summary["clean_mse"]
+
+
+def test_cli_names_a_denoising_autoencoder_apart(cli, synthetic_data: Path) -> None:
+    result = cli(
+        "ae", "train", "--objective", "denoise", "--latent-dim", "4", "--epochs", "1",
+        "--data-dir", synthetic_data, "--device", "cpu", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["name"] == "ae-4-denoise"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--arch", "unet"], 2, "--objective denoise"),
+        (["--arch", "unet", "--objective", "blur"], 2, "blur"),
+        (["--arch", "unet", "--objective", "denoise", "--width", "0"], 2, "--width"),
+        (["--arch", "resnet", "--objective", "denoise"], 2, "unknown architecture 'resnet'"),
+    ],
+)
+def test_cli_refuses_bad_denoiser_recipes(
+    cli, synthetic_data: Path, args: list[str], code: int, message: str
+) -> None:
+    result = cli("ae", "train", *args, "--epochs", "1", "--data-dir", synthetic_data)
+    assert_one_line_error(result, code, message)
+
+
+# --------------------------------------------------------------------------- the default
+
+
+@pytest.fixture(scope="module")
+def denoiser_store(tmp_path_factory: pytest.TempPathFactory, synthetic_data: Path) -> Path:
+    """A generator, a latent-16 autoencoder, a U-Net denoiser and a denoising autoencoder."""
+    root = tmp_path_factory.mktemp("denoiser-store")
+    store = ModelStore(root)
+    generator = GanTrainConfig(latent_size=8, hidden_size=32, epochs=1, batch_size=64)
+    train_gan("gan-mlp", generator, CPU, data_dir=synthetic_data, store=store)
+    autoencoder = AutoencoderTrainConfig(epochs=1, batch_size=64)
+    train_autoencoder("ae-plain", autoencoder, CPU, data_dir=synthetic_data, store=store)
+    train_autoencoder("denoiser-unet", tiny_denoiser(), CPU, data_dir=synthetic_data, store=store)
+    denoising_autoencoder = AutoencoderTrainConfig(epochs=1, batch_size=64, objective="denoise")
+    train_autoencoder("ae-dn", denoising_autoencoder, CPU, data_dir=synthetic_data, store=store)
+    return root
+
+
+def test_the_default_denoiser_is_the_best_model_trained_to_denoise(denoiser_store: Path) -> None:
+    store = ModelStore(denoiser_store)
+    metrics = {name: store.read_config(name)["metrics"] for name in ("denoiser-unet", "ae-dn")}
+    best = min(metrics, key=lambda name: metrics[name]["test_mse"])
+    assert default_denoiser(store) == best
+    # A denoising autoencoder's MSE is on corrupted images: never the best plain autoencoder.
+    assert best_autoencoder(store, purpose="", option="") == "ae-plain"
+    assert choose_denoiser(store, False, None) == (None, None)
+
+
+def test_the_plain_autoencoder_without_denoisers(synthetic_data: Path, tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    config = AutoencoderTrainConfig(epochs=1, batch_size=64)
+    train_autoencoder("ae-16", config, CPU, data_dir=synthetic_data, store=store)
+    assert default_denoiser(store) == "ae-16"
+
+
+def test_sample_denoises_with_the_unet_by_default_and_ae_on_request(
+    cli, denoiser_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FMT_HOME", str(denoiser_store))
+    store = ModelStore(denoiser_store)
+    expected = default_denoiser(store)
+    out = tmp_path / "out.png"
+    result = cli("gan", "sample", str(out), "--n", "16", "--denoise", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["denoiser"] == expected
+    result = cli(
+        "gan", "sample", str(out), "--n", "16", "--denoise", "--denoiser", "ae-plain", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["denoiser"] == "ae-plain"
+    result = cli("gan", "sample", str(out), "--denoise", "--denoiser", "gan-mlp")
+    assert_one_line_error(result, 2, "is a generator, not a denoiser")
