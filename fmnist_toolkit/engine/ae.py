@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import math
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fmnist_toolkit._version import __version__
 from fmnist_toolkit.config import (
     OPTIMIZERS,
     SCHEDULES,
@@ -22,12 +19,11 @@ from fmnist_toolkit.config import (
 )
 from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit, dataset_sha256
 from fmnist_toolkit.engine import checkpoint as checkpointing
-from fmnist_toolkit.engine.callbacks import Checkpoint, CheckpointCallback, LearningRateSchedule
+from fmnist_toolkit.engine.callbacks import Checkpoint, LearningRateSchedule
 from fmnist_toolkit.engine.device import (
     adam_options,
     autocast,
     check_precision,
-    describe_device,
     maybe_compile,
     place_model,
     resolve_device,
@@ -37,9 +33,9 @@ from fmnist_toolkit.engine.device import (
 from fmnist_toolkit.engine.graphs import accelerated_step, graph_ready
 from fmnist_toolkit.engine.inference import INFERENCE_BATCH
 from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
+from fmnist_toolkit.engine.run import TrainingRun
 from fmnist_toolkit.errors import (
     OutputError,
-    TrainingInterrupted,
     UsageError,
 )
 from fmnist_toolkit.models import architectures, create_model
@@ -211,6 +207,28 @@ class AutoencoderTraining:
         """The model's reconstruction MSE on ``split``."""
         return reconstruction_mse(self.trainable, split, precision=self.engine.precision)
 
+    def checkpoint(self) -> Checkpoint:
+        """Weights, optimiser and both random generators, for an exact resume."""
+        import torch
+
+        optimizer_tensors, optimizer_meta = checkpointing.optimizer_to_tensors(self.optimizer)
+        tensors = {
+            **checkpointing.model_tensors(self.model),
+            **optimizer_tensors,
+            "rng.shuffle": self.shuffle.get_state(),
+            "rng.torch": torch.get_rng_state(),
+        }
+        return tensors, {"optimizer": optimizer_meta}
+
+    def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], label: str) -> None:
+        """Inverse of :meth:`checkpoint`."""
+        import torch
+
+        checkpointing.restore_model(self.model, tensors, label)
+        checkpointing.restore_optimizer(self.optimizer, tensors, meta["optimizer"])
+        self.shuffle.set_state(tensors["rng.shuffle"])
+        torch.set_rng_state(tensors["rng.torch"])
+
 
 def train_autoencoder(
     name: str,
@@ -233,139 +251,66 @@ def train_autoencoder(
     run of ``name`` is never discarded silently: pass ``resume`` or ``restart``.
     ``provenance`` (e.g. the tuning study the recipe came from) is recorded in the config.
     """
-
     store = store or ModelStore()
     validate_name(name)
     check_precision(engine.precision)
     if plots_dir is not None:
         ensure_writable_folder(plots_dir, "--plots")
-    with store.exclusive_run(name):
-        return _train_autoencoder(
-            name,
-            config,
-            engine,
-            data_dir=data_dir,
-            store=store,
-            resume=resume,
-            restart=restart,
-            plots_dir=plots_dir,
-            callbacks=callbacks,
-            provenance=provenance,
-        )
+    with TrainingRun.exclusive(store, name, resume=resume, restart=restart) as run:
+        config, engine = run.settings(AutoencoderTrainConfig, config, engine)
+        check_train_config(config)
 
+        device = resolve_device(engine.device)
+        train = DeviceSplit.load("train", data_dir, device)
+        data_sha256 = dataset_sha256(train.images, train.labels)
+        test = DeviceSplit.load("test", data_dir, device)
 
-def _train_autoencoder(
-    name: str,
-    config: AutoencoderTrainConfig,
-    engine: EngineConfig,
-    *,
-    data_dir: str | os.PathLike[str] | None,
-    store: ModelStore,
-    resume: bool,
-    restart: bool,
-    plots_dir: Path | None,
-    callbacks: Sequence[Callback],
-    provenance: dict[str, Any] | None,
-) -> AutoencoderTrainResult:
-    import torch
-
-    saved_state = checkpointing.checkpoint_to_resume(store, name, resume=resume, restart=restart)
-    if saved_state is not None:
-        config, engine = checkpointing.settings_from_checkpoint(
-            AutoencoderTrainConfig, saved_state[1], engine, name
-        )
-    check_train_config(config)
-
-    device = resolve_device(engine.device)
-    train = DeviceSplit.load("train", data_dir, device)
-    data_sha256 = dataset_sha256(train.images, train.labels)
-    test = DeviceSplit.load("test", data_dir, device)
-
-    run = AutoencoderTraining.build(config, engine, device)
-    engine, spec, model, optimizer = run.engine, config.model_spec(), run.model, run.optimizer
-    state = LoopState(epochs=config.epochs, batches_per_epoch=train.num_batches(config.batch_size))
-    elapsed_before = 0.0
-    if saved_state is not None:
-
-        def restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], label: str) -> None:
-            checkpointing.restore_model(model, tensors, label)
-            checkpointing.restore_optimizer(optimizer, tensors, meta["optimizer"])
-            run.shuffle.set_state(tensors["rng.shuffle"])
-            torch.set_rng_state(tensors["rng.torch"])
-
-        elapsed_before = checkpointing.restore_run(
-            saved_state, state, name=name, data_sha256=data_sha256, restore=restore
-        )
-        provenance = saved_state[1].get("provenance", provenance)
-    resumed_from = state.epoch
-    started = time.perf_counter()
-
-    def common_meta(loop: LoopState) -> dict[str, Any]:
-        return {
-            "name": name,
-            "kind": spec.kind,
-            "model": config_to_dict(spec),
-            "recipe": config_to_dict(config),
-            "engine": config_to_dict(engine),
-            "data_sha256": data_sha256,
-            "history": loop.history,
-            "seconds": elapsed_before + time.perf_counter() - started,
-            "device": describe_device(device),
-            "toolkit_version": __version__,
-            **({"provenance": provenance} if provenance else {}),
-        }
-
-    def collect_checkpoint(loop: LoopState) -> Checkpoint:
-        optimizer_tensors, optimizer_meta = checkpointing.optimizer_to_tensors(optimizer)
-        tensors = {
-            **checkpointing.model_tensors(model),
-            **optimizer_tensors,
-            "rng.shuffle": run.shuffle.get_state(),
-            "rng.torch": torch.get_rng_state(),
-        }
-        meta = {**common_meta(loop), "epoch": loop.epoch, "optimizer": optimizer_meta}
-        return tensors, meta
-
-    checkpoints = CheckpointCallback(
-        collect_checkpoint, lambda checkpoint: store.save_checkpoint(name, *checkpoint)
-    )
-    try:
-        run.fit(
-            train,
+        training = AutoencoderTraining.build(config, engine, device)
+        spec = config.model_spec()
+        state = LoopState(config.epochs, train.num_batches(config.batch_size))
+        provenance = run.saved_value("provenance", provenance)
+        run.begin(
+            training,
             state,
-            evaluate=lambda: {"test_mse": run.mse(test)},
-            # Checkpoint first: once progress reports an epoch, its checkpoint is kept.
-            callbacks=[checkpoints, *callbacks],
+            description={
+                "kind": spec.kind,
+                "model": config_to_dict(spec),
+                "recipe": config_to_dict(config),
+                "engine": config_to_dict(training.engine),
+            },
+            data_sha256=data_sha256,
+            device=device,
+            notes={"provenance": provenance} if provenance else {},
         )
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(
-            f"interrupted; {checkpoints.saved_epoch}/{config.epochs} epochs are saved in a "
-            "checkpoint",
-            model_name=name,
-            completed_epochs=checkpoints.saved_epoch,
-        ) from None
-
-    final = state.last
-    meta = {
-        **common_meta(state),
-        "metrics": {"train_mse": final["train_mse"], "test_mse": final["test_mse"]},
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    path = store.save(name, model.state_dict(), meta)
-    store.remove_checkpoint(name)
+        run.fit(
+            lambda loop_callbacks: training.fit(
+                train,
+                state,
+                evaluate=lambda: {"test_mse": training.mse(test)},
+                callbacks=loop_callbacks,
+            ),
+            callbacks,
+        )
+        final = state.last
+        path = run.save(
+            training.model.state_dict(),
+            {"metrics": {"train_mse": final["train_mse"], "test_mse": final["test_mse"]}},
+        )
 
     plots = []
     if plots_dir is not None:
-        plots = write_autoencoder_plots(model, test, state.history, name, config, plots_dir)
+        plots = write_autoencoder_plots(
+            training.model, test, state.history, name, config, plots_dir
+        )
     return AutoencoderTrainResult(
         name=name,
         path=path,
         epochs=state.epoch,
         train_mse=final["train_mse"],
         test_mse=final["test_mse"],
-        seconds=meta["seconds"],
-        device=meta["device"],
-        resumed_from_epoch=resumed_from,
+        seconds=run.seconds,
+        device=run.device_name,
+        resumed_from_epoch=run.resumed_from,
         plots=plots,
         history=state.history,
     )
