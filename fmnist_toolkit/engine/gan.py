@@ -8,16 +8,13 @@ draws, saved in the checkpoint), batches from another.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import math
 import os
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fmnist_toolkit._version import __version__
 from fmnist_toolkit.config import (
     EngineConfig,
     GanTrainConfig,
@@ -37,7 +34,6 @@ from fmnist_toolkit.engine.device import (
     adam_options,
     autocast,
     check_precision,
-    describe_device,
     place_model,
     resolve_device,
     resolve_precision,
@@ -45,10 +41,10 @@ from fmnist_toolkit.engine.device import (
 )
 from fmnist_toolkit.engine.graphs import accelerated_step, graph_ready
 from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
+from fmnist_toolkit.engine.run import TrainingRun
 from fmnist_toolkit.engine.sample import generate, grid_bytes
 from fmnist_toolkit.errors import (
     TrainingDiverged,
-    TrainingInterrupted,
     UsageError,
 )
 from fmnist_toolkit.models import architectures, create_model
@@ -278,6 +274,126 @@ def write_grid(images: torch.Tensor, path: Path, *, nrow: int) -> Path:
     return path
 
 
+@dataclass
+class GanTraining:
+    """What one GAN run trains with: both networks, both optimisers, the generator average
+    and the two seeded random generators (batch order, noise)."""
+
+    config: GanTrainConfig
+    engine: EngineConfig  # its precision resolved for this device
+    device: torch.device
+    shuffle: torch.Generator  # orders the batches
+    noise: torch.Generator  # draws the training noise
+    generator: nn.Module
+    discriminator: nn.Module
+    generator_optimizer: torch.optim.Optimizer
+    discriminator_optimizer: torch.optim.Optimizer
+    averaging: GeneratorAverage | None
+
+    @classmethod
+    def build(
+        cls, config: GanTrainConfig, engine: EngineConfig, device: torch.device
+    ) -> GanTraining:
+        """Seed, then fresh networks on ``device`` and their optimisers."""
+        import torch
+
+        engine = dataclasses.replace(
+            engine, precision=resolve_precision(engine.precision, device, "gan")
+        )
+        shuffle = seed_everything(config.seed)
+        noise = torch.Generator().manual_seed(config.seed + 1)
+        generator = place_model(create_model(config.generator_spec()), device)
+        discriminator = place_model(create_model(config.discriminator_spec()), device)
+        adam = {"lr": config.lr, "betas": (config.beta1, config.beta2), **adam_options(device)}
+        return cls(
+            config=config,
+            engine=engine,
+            device=device,
+            shuffle=shuffle,
+            noise=noise,
+            generator=generator,
+            discriminator=discriminator,
+            generator_optimizer=torch.optim.Adam(generator.parameters(), **adam),
+            discriminator_optimizer=torch.optim.Adam(discriminator.parameters(), **adam),
+            averaging=GeneratorAverage(generator, config.ema) if config.ema else None,
+        )
+
+    @property
+    def final_generator(self) -> nn.Module:
+        """What is saved and drawn: the average when one is kept."""
+        return self.averaging.average.module if self.averaging is not None else self.generator
+
+    def networks(self) -> dict[str, nn.Module]:
+        """The networks in a checkpoint, by key prefix."""
+        networks = {"generator.": self.generator, "discriminator.": self.discriminator}
+        if self.averaging is not None:
+            networks["generator_average."] = self.averaging.average
+        return networks
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimisers in a checkpoint, by key prefix."""
+        return {
+            "generator_optimizer.": self.generator_optimizer,
+            "discriminator_optimizer.": self.discriminator_optimizer,
+        }
+
+    def checkpoint(self) -> Checkpoint:
+        """Both networks (and the average), both optimisers, both random generators."""
+        tensors: dict[str, torch.Tensor] = {
+            "rng.shuffle": self.shuffle.get_state(),
+            "rng.noise": self.noise.get_state(),
+        }
+        optimizer_meta = {}
+        for prefix, network in self.networks().items():
+            tensors.update(checkpointing.model_tensors(network, prefix))
+        for prefix, optimizer in self.optimizers().items():
+            optimizer_tensors, optimizer_meta[prefix] = checkpointing.optimizer_to_tensors(
+                optimizer, prefix + "state."
+            )
+            tensors.update(optimizer_tensors)
+        return tensors, {"optimizers": optimizer_meta}
+
+    def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], label: str) -> None:
+        """Inverse of :meth:`checkpoint`."""
+        for prefix, network in self.networks().items():
+            checkpointing.restore_model(network, tensors, label, prefix)
+        for prefix, optimizer in self.optimizers().items():
+            checkpointing.restore_optimizer(
+                optimizer, tensors, meta["optimizers"][prefix], prefix + "state."
+            )
+        self.shuffle.set_state(tensors["rng.shuffle"])
+        self.noise.set_state(tensors["rng.noise"])
+
+    def step(self) -> Step:
+        """The adversarial step, replayed as a CUDA graph where it can be; make it after any
+        checkpoint is restored into the optimisers."""
+        for optimizer in self.optimizers().values():
+            graph_ready(optimizer, self.device, enabled=self.engine.cuda_graphs)
+        step = adversarial_step(
+            self.generator,
+            self.discriminator,
+            (self.generator_optimizer, self.discriminator_optimizer),
+            average=self.averaging,
+            precision=self.engine.precision,
+        )
+        return accelerated_step(step, self.device, cuda_graphs=self.engine.cuda_graphs)
+
+    def fit(self, train: DeviceSplit, state: LoopState, callbacks: Sequence[Callback]) -> None:
+        """Train epochs ``state.epoch + 1 .. state.epochs`` on ``train``."""
+        self.generator.train()
+        self.discriminator.train()
+        config = self.config
+        fit(
+            self.step(),
+            lambda: batches_with_noise(
+                train, config.batch_size, self.shuffle, self.noise, config.latent_size
+            ),
+            state,
+            train_metric=GAN_METRICS,
+            callbacks=callbacks,
+        )
+
+
 def train_gan(
     name: str,
     config: GanTrainConfig,
@@ -297,6 +413,8 @@ def train_gan(
     ``resume`` the run continues exactly. A diverged run (a loss that is not finite) stops
     with :class:`TrainingDiverged` and keeps the last good checkpoint.
     """
+    import torch
+
     store = store or ModelStore()
     validate_name(name)
     check_precision(engine.precision)
@@ -304,169 +422,48 @@ def train_gan(
         raise UsageError("--sample-every must be at least 1")
     if plots_dir is not None:
         ensure_writable_folder(plots_dir, "--plots")
-    with store.exclusive_run(name):
-        saved_state = checkpointing.checkpoint_to_resume(
-            store, name, resume=resume, restart=restart
-        )
-        if saved_state is not None:
-            config, engine = checkpointing.settings_from_checkpoint(
-                GanTrainConfig, saved_state[1], engine, name
-            )
+    with TrainingRun.exclusive(store, name, resume=resume, restart=restart) as run:
+        config, engine = run.settings(GanTrainConfig, config, engine)
         check_gan_config(config)
-        return _train_gan(
-            name, config, engine, data_dir, store, saved_state, plots_dir, sample_every, callbacks
+
+        device = resolve_device(engine.device)
+        train = DeviceSplit.load("train", data_dir, device)
+        data_sha256 = dataset_sha256(train.images, train.labels)
+
+        training = GanTraining.build(config, engine, device)
+        fixed_noise = torch.randn(
+            GRID_SAMPLES, config.latent_size, generator=torch.Generator().manual_seed(config.seed)
         )
-
-
-def _train_gan(
-    name: str,
-    config: GanTrainConfig,
-    engine: EngineConfig,
-    data_dir: str | os.PathLike[str] | None,
-    store: ModelStore,
-    saved_state: tuple[dict[str, torch.Tensor], dict[str, Any]] | None,
-    plots_dir: Path | None,
-    sample_every: int,
-    callbacks: Sequence[Callback],
-) -> GanTrainResult:
-    import torch
-
-    device = resolve_device(engine.device)
-    engine = dataclasses.replace(
-        engine, precision=resolve_precision(engine.precision, device, "gan")
-    )
-    train = DeviceSplit.load("train", data_dir, device)
-    data_sha256 = dataset_sha256(train.images, train.labels)
-
-    shuffle = seed_everything(config.seed)
-    noise = torch.Generator().manual_seed(config.seed + 1)
-    fixed_noise = torch.randn(
-        GRID_SAMPLES, config.latent_size, generator=torch.Generator().manual_seed(config.seed)
-    )
-    generator_spec, discriminator_spec = config.generator_spec(), config.discriminator_spec()
-    generator = place_model(create_model(generator_spec), device)
-    discriminator = place_model(create_model(discriminator_spec), device)
-    adam = {"lr": config.lr, "betas": (config.beta1, config.beta2), **adam_options(device)}
-    generator_optimizer = torch.optim.Adam(generator.parameters(), **adam)
-    discriminator_optimizer = torch.optim.Adam(discriminator.parameters(), **adam)
-    networks = {"generator.": generator, "discriminator.": discriminator}
-    averaging = GeneratorAverage(generator, config.ema) if config.ema else None
-    if averaging is not None:
-        networks["generator_average."] = averaging.average
-    # What is saved and drawn: the average when one is kept.
-    final_generator = averaging.average.module if averaging is not None else generator
-    optimizers = {
-        "generator_optimizer.": generator_optimizer,
-        "discriminator_optimizer.": discriminator_optimizer,
-    }
-    state = LoopState(epochs=config.epochs, batches_per_epoch=train.num_batches(config.batch_size))
-    elapsed_before = 0.0
-    if saved_state is not None:
-
-        def restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], label: str) -> None:
-            for prefix, network in networks.items():
-                checkpointing.restore_model(network, tensors, label, prefix)
-            for prefix, optimizer in optimizers.items():
-                checkpointing.restore_optimizer(
-                    optimizer, tensors, meta["optimizers"][prefix], prefix + "state."
-                )
-            shuffle.set_state(tensors["rng.shuffle"])
-            noise.set_state(tensors["rng.noise"])
-
-        elapsed_before = checkpointing.restore_run(
-            saved_state, state, name=name, data_sha256=data_sha256, restore=restore
-        )
-    resumed_from = state.epoch
-    started = time.perf_counter()
-
-    def common_meta(loop: LoopState) -> dict[str, Any]:
-        return {
-            "name": name,
-            "kind": "generator",
-            "model": config_to_dict(generator_spec),
-            "discriminator": config_to_dict(discriminator_spec),
-            "recipe": config_to_dict(config),
-            "engine": config_to_dict(engine),
-            "data_sha256": data_sha256,
-            "history": loop.history,
-            "seconds": elapsed_before + time.perf_counter() - started,
-            "device": describe_device(device),
-            "toolkit_version": __version__,
-        }
-
-    def collect_checkpoint(loop: LoopState) -> Checkpoint:
-        tensors: dict[str, torch.Tensor] = {
-            "rng.shuffle": shuffle.get_state(),
-            "rng.noise": noise.get_state(),
-        }
-        optimizer_meta = {}
-        for prefix, network in networks.items():
-            tensors.update(checkpointing.model_tensors(network, prefix))
-        for prefix, optimizer in optimizers.items():
-            optimizer_tensors, optimizer_meta[prefix] = checkpointing.optimizer_to_tensors(
-                optimizer, prefix + "state."
-            )
-            tensors.update(optimizer_tensors)
-        meta = {**common_meta(loop), "epoch": loop.epoch, "optimizers": optimizer_meta}
-        return tensors, meta
-
-    checkpoints = CheckpointCallback(
-        collect_checkpoint, lambda checkpoint: store.save_checkpoint(name, *checkpoint)
-    )
-    grids = (
-        SampleGrids(final_generator, fixed_noise, plots_dir, name, sample_every)
-        if plots_dir is not None
-        else None
-    )
-    generator.train()
-    discriminator.train()
-    for optimizer in optimizers.values():
-        graph_ready(optimizer, device, enabled=engine.cuda_graphs)
-    step = accelerated_step(
-        adversarial_step(
-            generator,
-            discriminator,
-            (generator_optimizer, discriminator_optimizer),
-            average=averaging,
-            precision=engine.precision,
-        ),
-        device,
-        cuda_graphs=engine.cuda_graphs,
-    )
-    try:
-        fit(
-            step,
-            lambda: batches_with_noise(
-                train, config.batch_size, shuffle, noise, config.latent_size
-            ),
+        state = LoopState(config.epochs, train.num_batches(config.batch_size))
+        run.begin(
+            training,
             state,
-            train_metric=GAN_METRICS,
-            # Divergence first (nothing diverged is saved), then the checkpoint, then the rest.
-            callbacks=[
-                StopOnDivergence(checkpoints),
-                checkpoints,
-                *([grids] if grids else []),
-                *callbacks,
-            ],
+            description={
+                "kind": "generator",
+                "model": config_to_dict(config.generator_spec()),
+                "discriminator": config_to_dict(config.discriminator_spec()),
+                "recipe": config_to_dict(config),
+                "engine": config_to_dict(training.engine),
+            },
+            data_sha256=data_sha256,
+            device=device,
         )
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(
-            f"interrupted; {checkpoints.saved_epoch}/{config.epochs} epochs are saved in a "
-            "checkpoint",
-            model_name=name,
-            completed_epochs=checkpoints.saved_epoch,
-        ) from None
+        grids = (
+            [SampleGrids(training.final_generator, fixed_noise, plots_dir, name, sample_every)]
+            if plots_dir is not None
+            else []
+        )
+        run.fit(
+            lambda loop_callbacks: training.fit(train, state, loop_callbacks),
+            [*grids, *callbacks],
+            # Divergence first (nothing diverged is saved), then the checkpoint, then the rest.
+            before=[StopOnDivergence(run.checkpoints)],
+        )
+        recalibrate_batch_norm(training.final_generator, config.seed)
+        final = {key: state.last[key] for key in GAN_METRICS}
+        path = run.save(training.final_generator.state_dict(), {"metrics": final})
 
-    recalibrate_batch_norm(final_generator, config.seed)
-    final = {key: state.last[key] for key in GAN_METRICS}
-    meta = {
-        **common_meta(state),
-        "metrics": final,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    path = store.save(name, final_generator.state_dict(), meta)
-    store.remove_checkpoint(name)
-    plots = list(grids.written) if grids else []
+    plots = [written for grid in grids for written in grid.written]
     if plots_dir is not None:
         plots += write_gan_plots(state.history, name, plots_dir)
     return GanTrainResult(
@@ -474,9 +471,9 @@ def _train_gan(
         path=path,
         epochs=state.epoch,
         final=final,
-        seconds=meta["seconds"],
-        device=meta["device"],
-        resumed_from_epoch=resumed_from,
+        seconds=run.seconds,
+        device=run.device_name,
+        resumed_from_epoch=run.resumed_from,
         plots=plots,
         history=state.history,
     )
