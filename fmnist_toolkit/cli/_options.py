@@ -94,3 +94,26 @@ QuietOption = Annotated[
     bool,
     typer.Option("--quiet", "-q", help="No progress output on stderr.", rich_help_panel=OUTPUT),
 ]
+ResumeOption = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Continue the interrupted run of --name from its last checkpoint, "
+        "with its saved recipe.",
+    ),
+]
+RestartOption = Annotated[
+    bool,
+    typer.Option(
+        "--restart",
+        help="Discard the checkpoint of an interrupted run of --name and start over.",
+    ),
+]
+
+
+def check_resume_or_restart(resume: bool, restart: bool) -> None:
+    """--resume and --restart together are a usage error."""
+    from fmnist_toolkit.errors import UsageError
+
+    if resume and restart:
+        raise UsageError("--resume and --restart contradict each other; pick one")

@@ -17,7 +17,10 @@ from fmnist_toolkit.cli._options import (
     Precision,
     PrecisionOption,
     QuietOption,
+    RestartOption,
+    ResumeOption,
     SeedOption,
+    check_resume_or_restart,
 )
 from fmnist_toolkit.cli._render import (
     console,
@@ -114,21 +117,8 @@ def train(
             rich_help_panel=RECIPE,
         ),
     ] = Schedule.constant,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume",
-            help="Continue the interrupted run of --name from its last checkpoint, "
-            "with its saved recipe.",
-        ),
-    ] = False,
-    restart: Annotated[
-        bool,
-        typer.Option(
-            "--restart",
-            help="Discard the checkpoint of an interrupted run of --name and start over.",
-        ),
-    ] = False,
+    resume: ResumeOption = False,
+    restart: RestartOption = False,
     plots: Annotated[
         Path | None,
         typer.Option(
@@ -158,7 +148,6 @@ def train(
     from fmnist_toolkit.config import AutoencoderTrainConfig, EngineConfig
     from fmnist_toolkit.engine.ae import train_autoencoder
     from fmnist_toolkit.engine.callbacks import ProgressCallback
-    from fmnist_toolkit.errors import UsageError
     from fmnist_toolkit.storage import ModelStore
 
     model_name = name or (f"ae-{latent_dim}" if arch == "seed" else f"ae-{arch}-{latent_dim}")
@@ -179,8 +168,7 @@ def train(
         compile=compile_model,
         cuda_graphs=cuda_graphs,
     )
-    if resume and restart:
-        raise UsageError("--resume and --restart contradict each other; pick one")
+    check_resume_or_restart(resume, restart)
     if resume and ModelStore().has_checkpoint(model_name):
         _warn_ignored_on_resume(ctx)
     progress = ProgressCallback(console, label=model_name, quiet=quiet)
