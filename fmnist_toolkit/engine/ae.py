@@ -33,9 +33,9 @@ from fmnist_toolkit.engine.device import (
 from fmnist_toolkit.engine.graphs import accelerated_step, graph_ready
 from fmnist_toolkit.engine.inference import INFERENCE_BATCH
 from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
+from fmnist_toolkit.engine.outputs import ensure_writable_folder
 from fmnist_toolkit.engine.run import TrainingRun
 from fmnist_toolkit.errors import (
-    OutputError,
     UsageError,
 )
 from fmnist_toolkit.models import architectures, create_model
@@ -60,16 +60,6 @@ class AutoencoderTrainResult:
     resumed_from_epoch: int = 0
     plots: list[Path] = field(default_factory=list)
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def ensure_writable_folder(folder: Path, what: str) -> None:
-    """Fail before hours of training, not after, when an output folder cannot be written."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"{what} {folder}: cannot create it ({error.strerror})") from None
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"{what} {folder}: not writable")
 
 
 def check_train_config(config: AutoencoderTrainConfig) -> None:

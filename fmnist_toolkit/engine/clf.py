@@ -22,9 +22,7 @@ from fmnist_toolkit.data import (
     split_indices,
 )
 from fmnist_toolkit.engine import checkpoint as checkpointing
-from fmnist_toolkit.engine.ae import ensure_writable_folder
 from fmnist_toolkit.engine.callbacks import Checkpoint
-from fmnist_toolkit.engine.checkpoint import check_state_dict
 from fmnist_toolkit.engine.device import (
     adam_options,
     autocast,
@@ -37,7 +35,8 @@ from fmnist_toolkit.engine.device import (
 from fmnist_toolkit.engine.graphs import accelerated_step, graph_ready
 from fmnist_toolkit.engine.inference import predict_split
 from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
-from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
+from fmnist_toolkit.engine.model_io import check_state_dict, load_model, read_model_of_kind
+from fmnist_toolkit.engine.outputs import ensure_writable_folder
 from fmnist_toolkit.engine.run import TrainingRun
 from fmnist_toolkit.errors import ModelCorruptError, UsageError
 from fmnist_toolkit.models import create_model

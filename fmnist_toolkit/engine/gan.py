@@ -28,7 +28,6 @@ from fmnist_toolkit.data import (
     to_unit_float,
 )
 from fmnist_toolkit.engine import checkpoint as checkpointing
-from fmnist_toolkit.engine.ae import ensure_writable_folder
 from fmnist_toolkit.engine.callbacks import Checkpoint, CheckpointCallback
 from fmnist_toolkit.engine.device import (
     adam_options,
@@ -41,6 +40,7 @@ from fmnist_toolkit.engine.device import (
 )
 from fmnist_toolkit.engine.graphs import accelerated_step, graph_ready
 from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
+from fmnist_toolkit.engine.outputs import ensure_writable_folder
 from fmnist_toolkit.engine.run import TrainingRun
 from fmnist_toolkit.engine.sample import generate, grid_bytes
 from fmnist_toolkit.errors import (

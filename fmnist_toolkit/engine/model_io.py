@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fmnist_toolkit.config import ModelSpec, config_from_dict
-from fmnist_toolkit.engine.checkpoint import check_state_dict
 from fmnist_toolkit.errors import ModelCorruptError, ModelNotFoundError, UsageError
 from fmnist_toolkit.models import create_model
 from fmnist_toolkit.storage import CONFIG_FILE, WEIGHTS_FILE, ModelStore, read_bundle
@@ -15,6 +14,23 @@ from fmnist_toolkit.storage import CONFIG_FILE, WEIGHTS_FILE, ModelStore, read_b
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+
+def check_state_dict(model: nn.Module, tensors: dict[str, torch.Tensor], label: str) -> None:
+    """Weights must match the architecture the config describes: keys, shapes and dtypes."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise ModelCorruptError(f"{label}: weights do not match its config ({detail})")
+    for key, reference in expected.items():
+        actual = tensors[key]
+        if actual.shape != reference.shape or actual.dtype != reference.dtype:
+            raise ModelCorruptError(
+                f"{label}: weight {key} is {actual.dtype} {tuple(actual.shape)}, its config "
+                f"says {reference.dtype} {tuple(reference.shape)}"
+            )
 
 
 def _as_path(name_or_path: str | os.PathLike[str]) -> Path | None:

@@ -31,7 +31,6 @@ from fmnist_toolkit.engine.ae import (
     AutoencoderTraining,
     AutoencoderTrainResult,
     check_train_config,
-    ensure_writable_folder,
     train_autoencoder,
 )
 from fmnist_toolkit.engine.device import (
@@ -39,6 +38,7 @@ from fmnist_toolkit.engine.device import (
     resolve_device,
 )
 from fmnist_toolkit.engine.loop import Callback, LoopState
+from fmnist_toolkit.engine.outputs import ensure_writable_folder
 from fmnist_toolkit.errors import (
     StudyNotFoundError,
     StudyStorageError,
