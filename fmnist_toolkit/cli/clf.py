@@ -48,7 +48,7 @@ ModelOption = Annotated[
 
 
 def _chosen_classifier(model: str | None, purpose: str) -> str:
-    from fmnist_toolkit.engine.model_io import best_classifier
+    from fmnist_toolkit.engine.defaults import best_classifier
     from fmnist_toolkit.storage import ModelStore
 
     return model or best_classifier(ModelStore(), purpose=purpose, option="--model")
@@ -152,7 +152,7 @@ def finetune(
     from fmnist_toolkit.config import ClassifierTrainConfig, EngineConfig
     from fmnist_toolkit.engine.callbacks import ProgressCallback
     from fmnist_toolkit.engine.clf import train_classifier
-    from fmnist_toolkit.engine.model_io import best_autoencoder
+    from fmnist_toolkit.engine.defaults import best_autoencoder
     from fmnist_toolkit.storage import ModelStore
 
     check_resume_or_restart(resume, restart)

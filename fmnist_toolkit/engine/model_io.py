@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fmnist_toolkit.config import ModelSpec, config_from_dict
+from fmnist_toolkit.engine.defaults import best_autoencoder, best_classifier  # re-exported
 from fmnist_toolkit.errors import ModelCorruptError, ModelNotFoundError, UsageError
 from fmnist_toolkit.models import create_model
 from fmnist_toolkit.storage import CONFIG_FILE, WEIGHTS_FILE, ModelStore, read_bundle
+
+__all__ = ["best_autoencoder", "best_classifier"]  # chosen in engine/defaults.py
 
 if TYPE_CHECKING:
     import torch
@@ -111,36 +114,3 @@ def load_model(
     check_state_dict(model, tensors, label)
     model.load_state_dict(tensors)
     return model.to(device).eval()
-
-
-def best_autoencoder(store: ModelStore, latent_dim: int = 16, *, purpose: str, option: str) -> str:
-    """The latent-``latent_dim`` autoencoder with the lowest test MSE: the default denoiser and
-    encoder. ``purpose`` ("to denoise with") and ``option`` complete the message if none is."""
-    candidates = []
-    for model in store.available():
-        params = model.config.get("model", {}).get("params", {})
-        test_mse = model.config.get("metrics", {}).get("test_mse")
-        if model.kind == "autoencoder" and params.get("latent_dim") == latent_dim and test_mse:
-            candidates.append((float(test_mse), model.name))
-    if not candidates:
-        raise ModelNotFoundError(
-            f"no latent-{latent_dim} autoencoder in the store {purpose}; train one with "
-            f"fmt ae train, or name one with {option}"
-        )
-    return min(candidates)[1]
-
-
-def best_classifier(store: ModelStore, *, purpose: str, option: str) -> str:
-    """The classifier with the highest test accuracy: the default for prediction and for the
-    feature space of Fréchet distances. ``purpose`` and ``option`` complete the message."""
-    candidates = [
-        (float(model.config.get("metrics", {}).get("test_accuracy", 0.0)), model.name)
-        for model in store.available()
-        if model.kind == "classifier"
-    ]
-    if not candidates:
-        raise ModelNotFoundError(
-            f"no classifier in the store {purpose}; train one with fmt clf finetune "
-            f"or name one with {option}"
-        )
-    return max(candidates)[1]

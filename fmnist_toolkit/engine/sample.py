@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fmnist_toolkit.engine.model_io import best_autoencoder, load_model, read_model_of_kind
+from fmnist_toolkit.engine.defaults import best_autoencoder, default_generator
+from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
 from fmnist_toolkit.engine.outputs import check_sample_target
-from fmnist_toolkit.errors import ModelNotFoundError, UsageError
+from fmnist_toolkit.errors import UsageError
 from fmnist_toolkit.storage import ModelStore, usual_mode, write_file_atomically
 
 if TYPE_CHECKING:
@@ -32,8 +33,6 @@ MAX_GRID = 10_000  # more images than this make an unreadable picture: use .npz 
 SAMPLE_BATCH = 1_000  # bounds memory however large --n is
 GRID_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npz", ".npy")
-# In the order of their measured sample quality (docs/gan.md: Fréchet distance 54.0 vs 118.7).
-DEFAULT_GENERATORS = ("gan-dcgan", "gan-mlp")
 
 
 @dataclass(frozen=True)
@@ -61,19 +60,7 @@ class SampleResult:
     png_bytes: bytes | None = None  # the grid, when OUT is "-"
 
 
-# --------------------------------------------------------------------------- choosing models
-
-
-def default_generator(store: ModelStore) -> str:
-    """The generator used when none is named: gan-dcgan, else gan-mlp, else the newest one."""
-    generators = [model for model in store.available() if model.kind == "generator"]
-    names = [model.name for model in generators]
-    for name in DEFAULT_GENERATORS:
-        if name in names:
-            return name
-    if generators:
-        return max(generators, key=lambda model: str(model.config.get("created", ""))).name
-    raise ModelNotFoundError("no generator in the store; train one with: fmt gan train")
+# --------------------------------------------------------------------------- loading models
 
 
 def model_source(store: ModelStore, name: str) -> str:
