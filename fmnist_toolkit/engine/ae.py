@@ -35,9 +35,7 @@ from fmnist_toolkit.engine.inference import INFERENCE_BATCH
 from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
 from fmnist_toolkit.engine.outputs import ensure_writable_folder
 from fmnist_toolkit.engine.run import TrainingRun
-from fmnist_toolkit.errors import (
-    UsageError,
-)
+from fmnist_toolkit.errors import UsageError
 from fmnist_toolkit.models import architectures, create_model
 from fmnist_toolkit.storage import ModelStore, validate_name
 

@@ -23,6 +23,15 @@ from fmnist_toolkit.data import (
 )
 from fmnist_toolkit.engine import checkpoint as checkpointing
 from fmnist_toolkit.engine.callbacks import Checkpoint
+
+# Measuring and using a classifier has its own module; its names are re-exported here.
+from fmnist_toolkit.engine.clf_eval import (
+    ClassifierMetrics,
+    classify,
+    evaluate_classifier,
+    predict_images,
+    test_metrics,
+)
 from fmnist_toolkit.engine.device import (
     adam_options,
     autocast,
@@ -35,27 +44,32 @@ from fmnist_toolkit.engine.device import (
 from fmnist_toolkit.engine.graphs import accelerated_step, graph_ready
 from fmnist_toolkit.engine.inference import predict_split
 from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
-from fmnist_toolkit.engine.model_io import check_state_dict, load_model, read_model_of_kind
+from fmnist_toolkit.engine.model_io import check_state_dict, read_model_of_kind
 from fmnist_toolkit.engine.outputs import ensure_writable_folder
 from fmnist_toolkit.engine.run import TrainingRun
 from fmnist_toolkit.errors import ModelCorruptError, UsageError
 from fmnist_toolkit.models import create_model
 from fmnist_toolkit.storage import ModelStore, validate_name
 
+__all__ = [
+    "ClassifierMetrics",
+    "ClassifierTrainResult",
+    "ClassifierTraining",
+    "KeepBest",
+    "check_classifier_config",
+    "classify",
+    "evaluate_classifier",
+    "predict_images",
+    "test_metrics",
+    "train_classifier",
+    "write_classifier_plots",
+]
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
 _BEST = "best."  # checkpoint keys of the best epoch's weights
-
-
-@dataclass
-class ClassifierMetrics:
-    """Test-set figures of a classifier."""
-
-    accuracy: float
-    per_class: list[dict[str, Any]]  # class, precision, recall, f1, support
-    confusion: list[list[int]]  # rows: true class, columns: predicted class
 
 
 @dataclass
@@ -91,34 +105,6 @@ def check_classifier_config(config: ClassifierTrainConfig) -> None:
         raise UsageError("the weight decay must be a finite number >= 0")
     if not 0 < config.val_fraction < 1:
         raise UsageError("--val-fraction must be between 0 and 1")
-
-
-def classify(model: nn.Module, split: DeviceSplit, precision: str = "fp32") -> torch.Tensor:
-    """Predicted classes [N] (CPU) of a whole split."""
-    return predict_split(model, split, precision=precision).argmax(1).cpu()
-
-
-def test_metrics(predicted: torch.Tensor, truth: torch.Tensor) -> ClassifierMetrics:
-    """Accuracy, per-class precision/recall/F1 and the confusion matrix (scikit-learn)."""
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
-    y_true, y_pred = truth.cpu().numpy(), predicted.cpu().numpy()
-    labels = list(range(len(CLASS_NAMES)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
-    per_class = [
-        {
-            "class": CLASS_NAMES[i],
-            "precision": float(precision[i]),
-            "recall": float(recall[i]),
-            "f1": float(f1[i]),
-            "support": int(support[i]),
-        }
-        for i in labels
-    ]
-    confusion = confusion_matrix(y_true, y_pred, labels=labels).tolist()
-    return ClassifierMetrics(float((y_true == y_pred).mean()), per_class, confusion)
 
 
 class KeepBest(Callback):
@@ -429,21 +415,6 @@ def train_classifier(
     )
 
 
-def evaluate_classifier(
-    name_or_path: str | os.PathLike[str],
-    *,
-    data_dir: str | os.PathLike[str] | None = None,
-    device: str = "auto",
-    store: ModelStore | None = None,
-) -> ClassifierMetrics:
-    """Re-measure a saved classifier on the 10,000 test images."""
-    read_model_of_kind(name_or_path, "classifier", store)
-    torch_device = resolve_device(device)
-    model = load_model(name_or_path, store=store, device=torch_device)
-    test = DeviceSplit.load("test", data_dir, torch_device)
-    return test_metrics(classify(model, test), test.labels)
-
-
 def write_classifier_plots(
     name: str,
     config: ClassifierTrainConfig,
@@ -470,35 +441,3 @@ def write_classifier_plots(
         plots.save_figure(curves, plots_dir / f"{name}-curves.png"),
         plots.save_figure(confusion, plots_dir / f"{name}-confusion.png"),
     ]
-
-
-def predict_images(
-    name_or_path: str | os.PathLike[str],
-    paths: Sequence[str | os.PathLike[str]],
-    *,
-    top: int = 3,
-    store: ModelStore | None = None,
-) -> list[dict[str, Any]]:
-    """The ``top`` classes and their probabilities for each of a user's pictures (CPU)."""
-    import torch
-
-    from fmnist_toolkit.data import image_like_fashion_mnist, to_unit_float
-
-    read_model_of_kind(name_or_path, "classifier", store)
-    pictures = torch.stack([image_like_fashion_mnist(path) for path in paths])
-    model = load_model(name_or_path, store=store)
-    with torch.no_grad():
-        probabilities = model(to_unit_float(pictures)).exp()
-    results = []
-    for path, row in zip(paths, probabilities, strict=True):
-        values, classes = row.topk(top)
-        results.append(
-            {
-                "image": str(path),
-                "top": [
-                    {"class": CLASS_NAMES[int(c)], "index": int(c), "probability": float(v)}
-                    for v, c in zip(values, classes, strict=True)
-                ],
-            }
-        )
-    return results
