@@ -11,6 +11,10 @@ ConfigT = TypeVar("ConfigT")
 OPTIMIZERS = ("adam", "sgd")
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("constant", "cosine")
+# The model registry's architectures by family, named here so that the CLI's choices need no
+# torch import; tests/test_cli.py keeps them equal to the registry.
+AUTOENCODER_ARCHITECTURES = ("seed", "wide")
+GAN_ARCHITECTURES = ("mlp", "dcgan")
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

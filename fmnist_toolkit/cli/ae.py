@@ -21,6 +21,7 @@ from fmnist_toolkit.cli._options import (
     ResumeOption,
     SeedOption,
     check_resume_or_restart,
+    choices,
 )
 from fmnist_toolkit.cli._render import (
     console,
@@ -32,7 +33,7 @@ from fmnist_toolkit.cli._render import (
     print_summary,
     resume_hint,
 )
-from fmnist_toolkit.cli.tune import tune
+from fmnist_toolkit.config import AUTOENCODER_ARCHITECTURES, OPTIMIZERS, SCHEDULES
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -43,14 +44,9 @@ app = typer.Typer(
 RECIPE = "Recipe (defaults: the course report's best trial)"
 
 
-class Optimizer(str, enum.Enum):
-    adam = "adam"
-    sgd = "sgd"
-
-
-class Schedule(str, enum.Enum):
-    constant = "constant"
-    cosine = "cosine"
+Optimizer = choices("Optimizer", OPTIMIZERS)
+Schedule = choices("Schedule", SCHEDULES)
+AutoencoderArchitecture = choices("AutoencoderArchitecture", AUTOENCODER_ARCHITECTURES)
 
 
 _RECIPE_OPTIONS = (
@@ -93,13 +89,13 @@ def train(
         int, typer.Option(min=1, max=4096, help="Size of the latent code.", rich_help_panel=RECIPE)
     ] = 16,
     arch: Annotated[
-        str,
+        AutoencoderArchitecture,
         typer.Option(
             help="Architecture from the registry: seed (the report's) or wide (32/64/128 "
             "channels with batch norm; for GPUs).",
             rich_help_panel=RECIPE,
         ),
-    ] = "seed",
+    ] = AutoencoderArchitecture.seed,
     epochs: Annotated[
         int,
         typer.Option(min=1, help="Passes over the 60,000 training images.", rich_help_panel=RECIPE),
@@ -150,10 +146,13 @@ def train(
     from fmnist_toolkit.engine.callbacks import ProgressCallback
     from fmnist_toolkit.storage import ModelStore
 
-    model_name = name or (f"ae-{latent_dim}" if arch == "seed" else f"ae-{arch}-{latent_dim}")
+    architecture = AutoencoderArchitecture(arch).value
+    model_name = name or (
+        f"ae-{latent_dim}" if architecture == "seed" else f"ae-{architecture}-{latent_dim}"
+    )
     config = AutoencoderTrainConfig(
         latent_dim=latent_dim,
-        architecture=arch,
+        architecture=architecture,
         epochs=epochs,
         batch_size=batch_size,
         optimizer=Optimizer(optimizer).value,
@@ -218,9 +217,6 @@ class FigureFormat(str, enum.Enum):
     png = "png"
     svg = "svg"
     pdf = "pdf"
-
-
-app.command()(tune)
 
 
 @app.command("latent-plot")

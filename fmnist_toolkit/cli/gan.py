@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +21,7 @@ from fmnist_toolkit.cli._options import (
     ResumeOption,
     SeedOption,
     check_resume_or_restart,
+    choices,
 )
 from fmnist_toolkit.cli._render import (
     console,
@@ -31,6 +31,7 @@ from fmnist_toolkit.cli._render import (
     print_summary,
     resume_hint,
 )
+from fmnist_toolkit.config import GAN_ARCHITECTURES
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -42,9 +43,7 @@ RECIPE = "Recipe (mlp defaults: the course report's)"
 DENOISE = "Denoising"
 
 
-class GanArchitecture(str, enum.Enum):
-    mlp = "mlp"
-    dcgan = "dcgan"
+GanArchitecture = choices("GanArchitecture", GAN_ARCHITECTURES)
 
 
 @app.command()
