@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -15,7 +14,6 @@ from fmnist_toolkit.config import (
     SCHEDULES,
     AutoencoderTrainConfig,
     EngineConfig,
-    config_to_dict,
 )
 from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit, dataset_sha256
 from fmnist_toolkit.engine import checkpoint as checkpointing
@@ -23,21 +21,19 @@ from fmnist_toolkit.engine.callbacks import Checkpoint, LearningRateSchedule
 from fmnist_toolkit.engine.device import (
     adam_options,
     autocast,
-    check_precision,
     maybe_compile,
     place_model,
     resolve_device,
-    resolve_precision,
+    resolve_engine,
     seed_everything,
 )
 from fmnist_toolkit.engine.graphs import accelerated_step, graph_ready
 from fmnist_toolkit.engine.inference import INFERENCE_BATCH
 from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
-from fmnist_toolkit.engine.outputs import ensure_writable_folder
-from fmnist_toolkit.engine.run import TrainingRun
+from fmnist_toolkit.engine.run import TrainingRun, run_description
 from fmnist_toolkit.errors import UsageError
 from fmnist_toolkit.models import architectures, create_model
-from fmnist_toolkit.storage import ModelStore, validate_name
+from fmnist_toolkit.storage import ModelStore
 
 if TYPE_CHECKING:
     import torch
@@ -146,9 +142,7 @@ class AutoencoderTraining:
         cls, config: AutoencoderTrainConfig, engine: EngineConfig, device: torch.device
     ) -> AutoencoderTraining:
         """Seed, then a fresh model on ``device``, its optimiser and learning-rate schedule."""
-        engine = dataclasses.replace(
-            engine, precision=resolve_precision(engine.precision, device, "autoencoder")
-        )
+        engine = resolve_engine(engine, device, "autoencoder")
         shuffle = seed_everything(config.seed)
         model = place_model(create_model(config.model_spec()), device)
         optimizer = make_optimizer(model, config)
@@ -239,12 +233,9 @@ def train_autoencoder(
     run of ``name`` is never discarded silently: pass ``resume`` or ``restart``.
     ``provenance`` (e.g. the tuning study the recipe came from) is recorded in the config.
     """
-    store = store or ModelStore()
-    validate_name(name)
-    check_precision(engine.precision)
-    if plots_dir is not None:
-        ensure_writable_folder(plots_dir, "--plots")
-    with TrainingRun.exclusive(store, name, resume=resume, restart=restart) as run:
+    with TrainingRun.exclusive(
+        store, name, resume=resume, restart=restart, engine=engine, plots_dir=plots_dir
+    ) as run:
         config, engine = run.settings(AutoencoderTrainConfig, config, engine)
         check_train_config(config)
 
@@ -260,12 +251,7 @@ def train_autoencoder(
         run.begin(
             training,
             state,
-            description={
-                "kind": spec.kind,
-                "model": config_to_dict(spec),
-                "recipe": config_to_dict(config),
-                "engine": config_to_dict(training.engine),
-            },
+            description=run_description(spec, config, training.engine),
             data_sha256=data_sha256,
             device=device,
             notes={"provenance": provenance} if provenance else {},

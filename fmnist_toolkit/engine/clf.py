@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -11,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fmnist_toolkit.config import ClassifierTrainConfig, EngineConfig, ModelSpec, config_to_dict
+from fmnist_toolkit.config import ClassifierTrainConfig, EngineConfig, ModelSpec
 from fmnist_toolkit.data import (
     CLASS_NAMES,
     DeviceSplit,
@@ -35,21 +34,19 @@ from fmnist_toolkit.engine.clf_eval import (
 from fmnist_toolkit.engine.device import (
     adam_options,
     autocast,
-    check_precision,
     place_model,
     resolve_device,
-    resolve_precision,
+    resolve_engine,
     seed_everything,
 )
 from fmnist_toolkit.engine.graphs import accelerated_step, graph_ready
 from fmnist_toolkit.engine.inference import predict_split
 from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
 from fmnist_toolkit.engine.model_io import check_state_dict, read_model_of_kind
-from fmnist_toolkit.engine.outputs import ensure_writable_folder
-from fmnist_toolkit.engine.run import TrainingRun
+from fmnist_toolkit.engine.run import TrainingRun, run_description
 from fmnist_toolkit.errors import ModelCorruptError, UsageError
 from fmnist_toolkit.models import create_model
-from fmnist_toolkit.storage import ModelStore, validate_name
+from fmnist_toolkit.storage import ModelStore
 
 __all__ = [
     "ClassifierMetrics",
@@ -158,9 +155,7 @@ class ClassifierTraining:
         """Seed, then the model with the encoder's weights, its optimiser and code statistics."""
         import torch
 
-        engine = dataclasses.replace(
-            engine, precision=resolve_precision(engine.precision, device, "classifier")
-        )
+        engine = resolve_engine(engine, device, "classifier")
         shuffle = seed_everything(config.seed)
         model = place_model(create_model(spec), device)
         check_state_dict(model.encoder, encoder_weights, encoder_label)
@@ -310,12 +305,9 @@ def train_classifier(
     epoch, like the autoencoder: ``resume`` continues an interrupted run exactly, and an
     unfinished run of ``name`` is never discarded silently (pass ``resume`` or ``restart``).
     """
-    store = store or ModelStore()
-    validate_name(name)
-    check_precision(engine.precision)
-    if plots_dir is not None:
-        ensure_writable_folder(plots_dir, "--plots")
-    with TrainingRun.exclusive(store, name, resume=resume, restart=restart) as run:
+    with TrainingRun.exclusive(
+        store, name, resume=resume, restart=restart, engine=engine, plots_dir=plots_dir
+    ) as run:
         config, engine = run.settings(ClassifierTrainConfig, config, engine)
         check_classifier_config(config)
         encoder_tensors, encoder_config, encoder_label, encoder_spec = read_model_of_kind(
@@ -361,13 +353,7 @@ def train_classifier(
         run.begin(
             training,
             state,
-            description={
-                "kind": spec.kind,
-                "model": config_to_dict(spec),
-                "recipe": config_to_dict(config),
-                "engine": config_to_dict(training.engine),
-                "encoder": encoder,
-            },
+            description=run_description(spec, config, training.engine, encoder=encoder),
             data_sha256=data_sha256,
             device=device,
         )

@@ -7,7 +7,6 @@ draws, saved in the checkpoint), batches from another.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -21,10 +20,9 @@ from fmnist_toolkit.engine import checkpoint as checkpointing
 from fmnist_toolkit.engine.callbacks import Checkpoint, CheckpointCallback
 from fmnist_toolkit.engine.device import (
     adam_options,
-    check_precision,
     place_model,
     resolve_device,
-    resolve_precision,
+    resolve_engine,
     seed_everything,
 )
 
@@ -37,12 +35,11 @@ from fmnist_toolkit.engine.gan_step import (
 )
 from fmnist_toolkit.engine.graphs import accelerated_step, graph_ready
 from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
-from fmnist_toolkit.engine.outputs import ensure_writable_folder
-from fmnist_toolkit.engine.run import TrainingRun
+from fmnist_toolkit.engine.run import TrainingRun, run_description
 from fmnist_toolkit.engine.sample import generate, grid_bytes
 from fmnist_toolkit.errors import TrainingDiverged, UsageError
 from fmnist_toolkit.models import architectures, create_model
-from fmnist_toolkit.storage import ModelStore, validate_name
+from fmnist_toolkit.storage import ModelStore
 
 __all__ = [
     "GanTrainResult",
@@ -186,9 +183,7 @@ class GanTraining:
         """Seed, then fresh networks on ``device`` and their optimisers."""
         import torch
 
-        engine = dataclasses.replace(
-            engine, precision=resolve_precision(engine.precision, device, "gan")
-        )
+        engine = resolve_engine(engine, device, "gan")
         shuffle = seed_everything(config.seed)
         noise = torch.Generator().manual_seed(config.seed + 1)
         generator = place_model(create_model(config.generator_spec()), device)
@@ -304,14 +299,11 @@ def train_gan(
     """
     import torch
 
-    store = store or ModelStore()
-    validate_name(name)
-    check_precision(engine.precision)
     if sample_every < 1:
         raise UsageError("--sample-every must be at least 1")
-    if plots_dir is not None:
-        ensure_writable_folder(plots_dir, "--plots")
-    with TrainingRun.exclusive(store, name, resume=resume, restart=restart) as run:
+    with TrainingRun.exclusive(
+        store, name, resume=resume, restart=restart, engine=engine, plots_dir=plots_dir
+    ) as run:
         config, engine = run.settings(GanTrainConfig, config, engine)
         check_gan_config(config)
 
@@ -327,13 +319,12 @@ def train_gan(
         run.begin(
             training,
             state,
-            description={
-                "kind": "generator",
-                "model": config_to_dict(config.generator_spec()),
-                "discriminator": config_to_dict(config.discriminator_spec()),
-                "recipe": config_to_dict(config),
-                "engine": config_to_dict(training.engine),
-            },
+            description=run_description(
+                config.generator_spec(),
+                config,
+                training.engine,
+                discriminator=config_to_dict(config.discriminator_spec()),
+            ),
             data_sha256=data_sha256,
             device=device,
         )

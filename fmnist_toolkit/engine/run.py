@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from fmnist_toolkit._version import __version__
-from fmnist_toolkit.config import EngineConfig
+from fmnist_toolkit.config import EngineConfig, ModelSpec, config_to_dict
 from fmnist_toolkit.engine import checkpoint as checkpointing
 from fmnist_toolkit.engine.callbacks import Checkpoint, CheckpointCallback
-from fmnist_toolkit.engine.device import describe_device
+from fmnist_toolkit.engine.device import check_precision, describe_device
 from fmnist_toolkit.engine.loop import Callback, LoopState
+from fmnist_toolkit.engine.outputs import ensure_writable_folder
 from fmnist_toolkit.errors import TrainingInterrupted
 from fmnist_toolkit.storage import ModelStore, validate_name
 
@@ -50,6 +51,20 @@ class Resumable(Protocol):
     def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], label: str) -> None:
         """Inverse of :meth:`checkpoint`; ``label`` names the checkpoint in messages."""
         ...
+
+
+def run_description(
+    spec: ModelSpec, recipe: Any, engine: EngineConfig, **extra: Any
+) -> dict[str, Any]:
+    """What a run trains, for :meth:`TrainingRun.begin`: the model spec, the recipe, the engine
+    settings and any recipe-specific records (``extra``)."""
+    return {
+        "kind": spec.kind,
+        "model": config_to_dict(spec),
+        "recipe": config_to_dict(recipe),
+        "engine": config_to_dict(engine),
+        **extra,
+    }
 
 
 class TrainingRun:
@@ -74,11 +89,23 @@ class TrainingRun:
     @classmethod
     @contextlib.contextmanager
     def exclusive(
-        cls, store: ModelStore, name: str, *, resume: bool, restart: bool
+        cls,
+        store: ModelStore | None,
+        name: str,
+        *,
+        resume: bool,
+        restart: bool,
+        engine: EngineConfig,
+        plots_dir: Path | None = None,
     ) -> Iterator[TrainingRun]:
-        """Hold the run lock of ``name``; resume its interrupted run, or refuse to discard one
-        without ``restart``."""
+        """Check the name, the precision and the plots folder before any data is read; hold the
+        run lock of ``name``; resume its interrupted run, or refuse to discard one without
+        ``restart``."""
+        store = store or ModelStore()
         validate_name(name)
+        check_precision(engine.precision)
+        if plots_dir is not None:
+            ensure_writable_folder(plots_dir, "--plots")
         with store.exclusive_run(name):
             saved = checkpointing.checkpoint_to_resume(store, name, resume=resume, restart=restart)
             yield cls(store, name, saved)
