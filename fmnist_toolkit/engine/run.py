@@ -2,14 +2,16 @@
 
 A recipe reads top to bottom::
 
-    with TrainingRun.exclusive(store, name, resume=resume, restart=restart) as run:
+    with TrainingRun.exclusive(store, name, resume=..., restart=..., engine=engine) as run:
         config, engine = run.settings(RecipeConfig, config, engine)
-        ...build the data and the networks (a :class:`Resumable`) and a LoopState...
-        run.begin(training, state, description=..., data_sha256=..., device=...)
-        run.fit(lambda callbacks: fit(..., callbacks=callbacks), callbacks)
+        ...load the data; build what is trained (a :class:`Resumable`) and a LoopState...
+        run.begin(training, state, description=run_description(spec, config, engine),
+                  data_sha256=..., device=...)
+        run.fit(lambda callbacks: training.fit(..., callbacks), callbacks)
         path = run.save(weights, {"metrics": ...})
 
-The run holds the store's run lock for ``name``; refuses to start over an interrupted run
+The run checks the name, precision and plots folder before any data is read; holds the
+store's run lock for ``name``; refuses to start over an interrupted run
 unless told to resume or restart; restores the recipe's state from its checkpoint; writes a
 checkpoint after every epoch; turns Ctrl-C into :class:`TrainingInterrupted` naming the saved
 epoch; and at the end saves the model with the metadata every recipe records, then removes the
