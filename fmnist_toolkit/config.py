@@ -14,6 +14,10 @@ SCHEDULES = ("constant", "cosine")
 OBJECTIVES = ("reconstruct", "denoise")
 # Architectures of ``fmt ae train`` that are denoisers (kind "denoiser"), not autoencoders.
 DENOISER_ARCHITECTURES = ("unet",)
+# The model registry's architectures by family, named here so that the CLI's choices need no
+# torch import; tests/test_cli.py keeps them equal to the registry.
+AUTOENCODER_ARCHITECTURES = ("seed", "wide")
+GAN_ARCHITECTURES = ("mlp", "dcgan")
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -292,3 +292,57 @@ def test_predict_blank_picture_and_corrupt_encoder(cli, home, synthetic_data, tm
         "bad-ae", tensors, {**config, "model": {**config["model"], "params": {"latent_dim": 8}}}
     )
     assert_one_line_error(finetune(cli, synthetic_data, "--encoder", "bad-ae"), 1, "bad-ae")
+
+
+@pytest.mark.parametrize("unfreeze", [False, True])
+def test_interrupted_run_resumed_gives_the_straight_result(
+    home: Path, synthetic_data: Path, unfreeze: bool
+) -> None:
+    from fmnist_toolkit.config import ClassifierTrainConfig
+    from fmnist_toolkit.engine.clf import train_classifier
+    from fmnist_toolkit.errors import TrainingInterrupted
+    from tests.test_ae import InterruptAfter
+
+    store = ModelStore(home)
+    engine = EngineConfig(device="cpu")
+    config = ClassifierTrainConfig(
+        encoder="ae-4", epochs=4, batch_size=32, lr=3e-3, unfreeze=unfreeze, seed=5
+    )
+    reference = train_classifier("straight", config, engine, data_dir=synthetic_data, store=store)
+    with pytest.raises(TrainingInterrupted) as caught:
+        train_classifier(
+            "clf", config, engine, data_dir=synthetic_data, store=store,
+            callbacks=[InterruptAfter(2)],
+        )  # fmt: skip
+    assert caught.value.completed_epochs == 2 and store.has_checkpoint("clf")
+    # The recipe comes from the checkpoint, whatever the caller passes.
+    other = ClassifierTrainConfig(encoder="ae-4", epochs=1)
+    resumed = train_classifier(
+        "clf", other, engine, data_dir=synthetic_data, store=store, resume=True
+    )
+    assert resumed.resumed_from_epoch == 2 and not store.has_checkpoint("clf")
+    drop = ("seconds",)
+    assert [{k: v for k, v in row.items() if k not in drop} for row in resumed.history] == [
+        {k: v for k, v in row.items() if k not in drop} for row in reference.history
+    ]
+    assert (resumed.best_epoch, resumed.val_accuracy) == (
+        reference.best_epoch,
+        reference.val_accuracy,
+    )
+    assert resumed.test == reference.test
+    saved, straight = store.load("clf")[0], store.load("straight")[0]
+    assert all(torch.equal(saved[key], straight[key]) for key in straight)
+
+
+def test_finetune_resume_and_restart(cli, home: Path, synthetic_data: Path) -> None:
+    never = finetune(cli, synthetic_data, "--name", "never-ran", "--resume")
+    assert_one_line_error(never, 1, "no interrupted run")
+    both = finetune(cli, synthetic_data, "--resume", "--restart")
+    assert_one_line_error(both, 2, "contradict")
+    ModelStore().save_checkpoint("clf-ae-4", {"x": torch.zeros(1)}, {"epoch": 2})
+    assert_one_line_error(finetune(cli, synthetic_data), 1, "--resume", "--restart")
+    stub = cli("clf", "finetune", "--name", "clf-ae-4", "--resume", "--data-dir", synthetic_data)
+    assert_one_line_error(stub, 1, "damaged")  # this checkpoint is a stub
+    restarted = finetune(cli, synthetic_data, "--restart", "--quiet", "--epochs", "1")
+    assert restarted.exit_code == 0, restarted.stderr
+    assert not ModelStore().has_checkpoint("clf-ae-4")

@@ -356,3 +356,33 @@ def test_cpu_bf16_comes_from_the_cpu_flags(tmp_path: Path) -> None:
     assert features["native_bf16"] is True
     cpuinfo.write_text("model name\t: Old\nflags\t\t: fpu sse avx2\n")
     assert cpu_features(cpuinfo)["bf16_flags"] == []
+
+
+def test_choices_come_from_config_and_agree_with_the_registry() -> None:
+    from fmnist_toolkit import config
+    from fmnist_toolkit.cli import _options, ae, gan, tune
+    from fmnist_toolkit.models import architectures
+
+    pairs = [
+        (_options.Precision, config.PRECISIONS),
+        (ae.Optimizer, config.OPTIMIZERS),
+        (ae.Schedule, config.SCHEDULES),
+        (ae.AutoencoderArchitecture, config.AUTOENCODER_ARCHITECTURES),
+        (gan.GanArchitecture, config.GAN_ARCHITECTURES),
+        (tune.SearchDimension, config.SEARCH_DIMENSIONS),
+    ]
+    for choice, values in pairs:
+        assert tuple(member.value for member in choice) == values, choice
+    registered = {
+        kind: sorted(a for k, a in architectures() if k == kind) for kind, _ in architectures()
+    }
+    assert sorted(config.AUTOENCODER_ARCHITECTURES) == registered["autoencoder"]
+    assert (
+        sorted(config.GAN_ARCHITECTURES) == registered["generator"] == registered["discriminator"]
+    )
+
+
+def test_ae_and_gan_arch_are_both_choices(cli) -> None:
+    for group in ("ae", "gan"):
+        result = cli(group, "train", "--arch", "resnet")
+        assert_one_line_error(result, 2, "--arch")

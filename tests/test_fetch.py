@@ -82,6 +82,24 @@ def test_fetch_downloads_verifies_and_reports_progress(
     assert images.shape == (256, 28, 28)
 
 
+def test_downloaded_and_copied_files_get_the_usual_permissions(
+    server: tuple[str, list[str]], synthetic_data: Path, tmp_path: Path
+) -> None:
+    import os
+
+    url, _ = server
+    umask = os.umask(0o022)
+    try:
+        fetched = fetch_dataset(
+            tmp_path / "d", mirrors=[url + "/good/"], files=raw_files_of(synthetic_data)
+        )
+        copied = copy_dataset(synthetic_data, tmp_path / "c", files=raw_files_of(synthetic_data))
+    finally:
+        os.umask(umask)
+    # Written through mkstemp (0600), then opened up as a plain open() would have made them.
+    assert {path.stat().st_mode & 0o777 for path in [*fetched, *copied]} == {0o644}
+
+
 def test_fetch_moves_past_corrupt_and_missing_mirrors(
     server: tuple[str, list[str]], synthetic_data: Path, tmp_path: Path
 ) -> None:
@@ -154,7 +172,7 @@ def test_a_second_fetch_on_one_folder_fails_at_once(synthetic_data: Path, tmp_pa
 def test_cli_fetch_downloads_with_progress(
     cli, server: tuple[str, list[str]], synthetic_data: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    import fmnist_toolkit.data as data
+    import fmnist_toolkit.data.download as data
 
     url, _ = server
     monkeypatch.setattr(data, "official_mirrors", lambda: [url + "/empty/", url + "/good/"])

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from fmnist_toolkit._version import __version__
-from fmnist_toolkit.cli import ae, clf, data, doctor, gan, models
+from fmnist_toolkit.cli import ae, clf, data, doctor, gan, models, tune
 from fmnist_toolkit.cli._render import ToolkitGroup
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(ae.app, name="ae")
+ae.app.command("tune")(tune.tune)  # fmt ae tune: the Optuna search, in cli/tune.py
 app.add_typer(clf.app, name="clf")
 app.add_typer(gan.app, name="gan")
 app.command("doctor")(doctor.doctor)

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from fmnist_toolkit.config import PRECISIONS
 
-class Precision(str, enum.Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
+
+def choices(name: str, values: Sequence[str]) -> Any:
+    """A Typer choice enum made from a tuple of config.py, the one list of the valid values
+    (a member per value; ``-`` in a value is ``_`` in the member's name)."""
+    return enum.Enum(name, {value.replace("-", "_"): value for value in values}, type=str)
+
+
+Precision = choices("Precision", PRECISIONS)
 
 
 ENGINE = "Engine"
@@ -94,3 +100,26 @@ QuietOption = Annotated[
     bool,
     typer.Option("--quiet", "-q", help="No progress output on stderr.", rich_help_panel=OUTPUT),
 ]
+ResumeOption = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Continue the interrupted run of --name from its last checkpoint, "
+        "with its saved recipe.",
+    ),
+]
+RestartOption = Annotated[
+    bool,
+    typer.Option(
+        "--restart",
+        help="Discard the checkpoint of an interrupted run of --name and start over.",
+    ),
+]
+
+
+def check_resume_or_restart(resume: bool, restart: bool) -> None:
+    """--resume and --restart together are a usage error."""
+    from fmnist_toolkit.errors import UsageError
+
+    if resume and restart:
+        raise UsageError("--resume and --restart contradict each other; pick one")

@@ -17,7 +17,11 @@ from fmnist_toolkit.cli._options import (
     Precision,
     PrecisionOption,
     QuietOption,
+    RestartOption,
+    ResumeOption,
     SeedOption,
+    check_resume_or_restart,
+    choices,
 )
 from fmnist_toolkit.cli._render import (
     console,
@@ -29,7 +33,13 @@ from fmnist_toolkit.cli._render import (
     print_summary,
     resume_hint,
 )
-from fmnist_toolkit.cli.tune import tune
+from fmnist_toolkit.config import (
+    AUTOENCODER_ARCHITECTURES,
+    DENOISER_ARCHITECTURES,
+    OBJECTIVES,
+    OPTIMIZERS,
+    SCHEDULES,
+)
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -40,19 +50,13 @@ app = typer.Typer(
 RECIPE = "Recipe (defaults: the course report's best trial)"
 
 
-class Optimizer(str, enum.Enum):
-    adam = "adam"
-    sgd = "sgd"
-
-
-class Schedule(str, enum.Enum):
-    constant = "constant"
-    cosine = "cosine"
-
-
-class Objective(str, enum.Enum):
-    reconstruct = "reconstruct"
-    denoise = "denoise"
+Optimizer = choices("Optimizer", OPTIMIZERS)
+Schedule = choices("Schedule", SCHEDULES)
+# `fmt ae train --arch`: the autoencoders and the denoisers (trained with --objective denoise).
+AutoencoderArchitecture = choices(
+    "AutoencoderArchitecture", AUTOENCODER_ARCHITECTURES + DENOISER_ARCHITECTURES
+)
+Objective = choices("Objective", OBJECTIVES)
 
 
 _RECIPE_OPTIONS = (
@@ -98,14 +102,14 @@ def train(
         int, typer.Option(min=1, max=4096, help="Size of the latent code.", rich_help_panel=RECIPE)
     ] = 16,
     arch: Annotated[
-        str,
+        AutoencoderArchitecture,
         typer.Option(
             help="Architecture from the registry: seed (the report's) or wide (32/64/128 "
             "channels with batch norm; for GPUs) autoencoders, or unet (a U-Net denoiser with "
             "skip connections; needs --objective denoise).",
             rich_help_panel=RECIPE,
         ),
-    ] = "seed",
+    ] = AutoencoderArchitecture.seed,
     objective: Annotated[
         Objective,
         typer.Option(
@@ -140,21 +144,8 @@ def train(
             rich_help_panel=RECIPE,
         ),
     ] = Schedule.constant,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume",
-            help="Continue the interrupted run of --name from its last checkpoint, "
-            "with its saved recipe.",
-        ),
-    ] = False,
-    restart: Annotated[
-        bool,
-        typer.Option(
-            "--restart",
-            help="Discard the checkpoint of an interrupted run of --name and start over.",
-        ),
-    ] = False,
+    resume: ResumeOption = False,
+    restart: RestartOption = False,
     plots: Annotated[
         Path | None,
         typer.Option(
@@ -189,14 +180,14 @@ def train(
     from fmnist_toolkit.config import AutoencoderTrainConfig, EngineConfig
     from fmnist_toolkit.engine.ae import train_autoencoder
     from fmnist_toolkit.engine.callbacks import ProgressCallback
-    from fmnist_toolkit.errors import UsageError
     from fmnist_toolkit.storage import ModelStore
 
     objective = Objective(objective)
-    model_name = name or default_model_name(arch, latent_dim, objective)
+    architecture = AutoencoderArchitecture(arch).value
+    model_name = name or default_model_name(architecture, latent_dim, objective)
     config = AutoencoderTrainConfig(
         latent_dim=latent_dim,
-        architecture=arch,
+        architecture=architecture,
         objective=objective.value,
         width=width,
         epochs=epochs,
@@ -213,8 +204,7 @@ def train(
         compile=compile_model,
         cuda_graphs=cuda_graphs,
     )
-    if resume and restart:
-        raise UsageError("--resume and --restart contradict each other; pick one")
+    check_resume_or_restart(resume, restart)
     if resume and ModelStore().has_checkpoint(model_name):
         _warn_ignored_on_resume(ctx)
     progress = ProgressCallback(console, label=model_name, quiet=quiet)
@@ -273,9 +263,6 @@ class FigureFormat(str, enum.Enum):
     png = "png"
     svg = "svg"
     pdf = "pdf"
-
-
-app.command()(tune)
 
 
 @app.command("latent-plot")

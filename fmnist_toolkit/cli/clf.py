@@ -15,7 +15,10 @@ from fmnist_toolkit.cli._options import (
     Precision,
     PrecisionOption,
     QuietOption,
+    RestartOption,
+    ResumeOption,
     SeedOption,
+    check_resume_or_restart,
 )
 from fmnist_toolkit.cli._render import (
     console,
@@ -23,6 +26,7 @@ from fmnist_toolkit.cli._render import (
     note_if_hiding_bundled,
     print_json,
     print_result,
+    resume_hint,
 )
 
 app = typer.Typer(
@@ -44,7 +48,7 @@ ModelOption = Annotated[
 
 
 def _chosen_classifier(model: str | None, purpose: str) -> str:
-    from fmnist_toolkit.engine.model_io import best_classifier
+    from fmnist_toolkit.engine.defaults import best_classifier
     from fmnist_toolkit.storage import ModelStore
 
     return model or best_classifier(ModelStore(), purpose=purpose, option="--model")
@@ -69,6 +73,7 @@ def _metrics_rows(per_class: list[dict[str, Any]]):
 
 @app.command()
 def finetune(
+    ctx: typer.Context,
     encoder: Annotated[
         str | None,
         typer.Option(
@@ -116,6 +121,8 @@ def finetune(
             rich_help_panel=RECIPE,
         ),
     ] = 0.1,
+    resume: ResumeOption = False,
+    restart: RestartOption = False,
     plots: Annotated[
         Path | None,
         typer.Option(
@@ -137,16 +144,20 @@ def finetune(
     The head is latent → 256 → 256 → 128 → 10 (ReLU, log-softmax, cross-entropy, Adam). With the
     encoder frozen (the default, as in the report) its codes are computed once; --unfreeze
     fine-tunes it too. A validation split of the training set picks the epoch; the test set is
-    only measured.
+    only measured. A checkpoint is written after every epoch: Ctrl-C keeps it and prints the
+    command that resumes.
 
     Example: fmt clf finetune --unfreeze --plots plots/
     """
     from fmnist_toolkit.config import ClassifierTrainConfig, EngineConfig
     from fmnist_toolkit.engine.callbacks import ProgressCallback
     from fmnist_toolkit.engine.clf import train_classifier
-    from fmnist_toolkit.engine.model_io import best_autoencoder
+    from fmnist_toolkit.engine.defaults import best_autoencoder
     from fmnist_toolkit.storage import ModelStore
 
+    check_resume_or_restart(resume, restart)
+    if resume and name is not None and encoder is None:
+        encoder = ""  # the checkpoint of --name knows its encoder
     if encoder is None:
         encoder = best_autoencoder(
             ModelStore(), purpose="to take an encoder from", option="--encoder"
@@ -168,14 +179,17 @@ def finetune(
     engine = EngineConfig(
         device=device, precision=Precision(precision).value, cuda_graphs=cuda_graphs
     )
-    result = train_classifier(
-        model_name,
-        config,
-        engine,
-        data_dir=data_dir,
-        plots_dir=plots,
-        callbacks=[ProgressCallback(console, label=model_name, quiet=quiet)],
-    )
+    with resume_hint(ctx, model_name):
+        result = train_classifier(
+            model_name,
+            config,
+            engine,
+            data_dir=data_dir,
+            resume=resume,
+            restart=restart,
+            plots_dir=plots,
+            callbacks=[ProgressCallback(console, label=model_name, quiet=quiet)],
+        )
     summary = {
         "name": result.name,
         "path": str(result.path),
@@ -189,6 +203,7 @@ def finetune(
         "confusion": result.test.confusion,
         "seconds": round(result.seconds, 3),
         "device": result.device,
+        "resumed_from_epoch": result.resumed_from_epoch,
         "plots": [str(path) for path in result.plots],
     }
     note_if_hiding_bundled(result.name)

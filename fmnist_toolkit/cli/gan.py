@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -18,7 +17,11 @@ from fmnist_toolkit.cli._options import (
     Precision,
     PrecisionOption,
     QuietOption,
+    RestartOption,
+    ResumeOption,
     SeedOption,
+    check_resume_or_restart,
+    choices,
 )
 from fmnist_toolkit.cli._render import (
     console,
@@ -28,6 +31,7 @@ from fmnist_toolkit.cli._render import (
     print_summary,
     resume_hint,
 )
+from fmnist_toolkit.config import GAN_ARCHITECTURES
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -39,9 +43,7 @@ RECIPE = "Recipe (mlp defaults: the course report's)"
 DENOISE = "Denoising"
 
 
-class GanArchitecture(str, enum.Enum):
-    mlp = "mlp"
-    dcgan = "dcgan"
+GanArchitecture = choices("GanArchitecture", GAN_ARCHITECTURES)
 
 
 @app.command()
@@ -121,12 +123,8 @@ def train(
             show_default=False,
         ),
     ] = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the interrupted run of --name.")
-    ] = False,
-    restart: Annotated[
-        bool, typer.Option("--restart", help="Discard an interrupted run of --name; start over.")
-    ] = False,
+    resume: ResumeOption = False,
+    restart: RestartOption = False,
     data_dir: DataDirOption = None,
     device: DeviceOption = "auto",
     seed: SeedOption = 0,
@@ -147,10 +145,8 @@ def train(
     from fmnist_toolkit.config import EngineConfig, GanTrainConfig
     from fmnist_toolkit.engine.callbacks import ProgressCallback
     from fmnist_toolkit.engine.gan import train_gan
-    from fmnist_toolkit.errors import UsageError
 
-    if resume and restart:
-        raise UsageError("--resume and --restart contradict each other; pick one")
+    check_resume_or_restart(resume, restart)
     architecture = GanArchitecture(arch).value
     model_name = name or f"gan-{architecture}"
     config = GanTrainConfig.for_architecture(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,8 +17,10 @@ from fmnist_toolkit.cli._options import (
     PrecisionOption,
     QuietOption,
     SeedOption,
+    choices,
 )
 from fmnist_toolkit.cli._render import console, print_json
+from fmnist_toolkit.config import SEARCH_DIMENSIONS
 
 if TYPE_CHECKING:
     from fmnist_toolkit.engine.tune import StudyReport, TrialRow
@@ -29,10 +30,7 @@ STORAGE = "Storage and workers"
 BEST = "Best recipe (--train-best)"
 
 
-class SearchDimension(str, enum.Enum):
-    architecture = "architecture"
-    batch_size = "batch-size"
-    schedule = "schedule"
+SearchDimension = choices("SearchDimension", SEARCH_DIMENSIONS)
 
 
 def _format_params(params: dict[str, Any]) -> str:

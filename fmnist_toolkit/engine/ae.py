@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
 import math
 import os
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fmnist_toolkit._version import __version__
 from fmnist_toolkit.config import (
     DENOISER_ARCHITECTURES,
     OBJECTIVES,
@@ -21,33 +17,27 @@ from fmnist_toolkit.config import (
     SCHEDULES,
     AutoencoderTrainConfig,
     EngineConfig,
-    config_to_dict,
 )
 from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit, dataset_sha256
 from fmnist_toolkit.engine import checkpoint as checkpointing
 from fmnist_toolkit.engine import denoise
-from fmnist_toolkit.engine.callbacks import Checkpoint, CheckpointCallback, LearningRateSchedule
+from fmnist_toolkit.engine.callbacks import Checkpoint, LearningRateSchedule
 from fmnist_toolkit.engine.device import (
     adam_options,
     autocast,
-    check_precision,
-    describe_device,
     maybe_compile,
     place_model,
     resolve_device,
-    resolve_precision,
+    resolve_engine,
     seed_everything,
 )
 from fmnist_toolkit.engine.graphs import accelerated_step, graph_ready
 from fmnist_toolkit.engine.inference import INFERENCE_BATCH
 from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
-from fmnist_toolkit.errors import (
-    OutputError,
-    TrainingInterrupted,
-    UsageError,
-)
+from fmnist_toolkit.engine.run import TrainingRun, run_description
+from fmnist_toolkit.errors import UsageError
 from fmnist_toolkit.models import architectures, create_model
-from fmnist_toolkit.storage import ModelStore, validate_name
+from fmnist_toolkit.storage import ModelStore
 
 if TYPE_CHECKING:
     import torch
@@ -69,16 +59,6 @@ class AutoencoderTrainResult:
     plots: list[Path] = field(default_factory=list)
     history: list[dict[str, float]] = field(default_factory=list)
     clean_mse: float | None = None  # --objective denoise: mean squared change of clean images
-
-
-def ensure_writable_folder(folder: Path, what: str) -> None:
-    """Fail before hours of training, not after, when an output folder cannot be written."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"{what} {folder}: cannot create it ({error.strerror})") from None
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"{what} {folder}: not writable")
 
 
 def check_train_config(config: AutoencoderTrainConfig) -> None:
@@ -180,13 +160,10 @@ class AutoencoderTraining:
         """Seed, then a fresh model on ``device``, its optimiser and learning-rate schedule."""
         import torch
 
-        engine = dataclasses.replace(
-            engine, precision=resolve_precision(engine.precision, device, "autoencoder")
-        )
+        engine = resolve_engine(engine, device, "autoencoder")
         shuffle = seed_everything(config.seed)
         model = place_model(create_model(config.model_spec()), device)
         optimizer = make_optimizer(model, config)
-        denoising = config.objective == "denoise"
         return cls(
             config=config,
             engine=engine,
@@ -197,7 +174,11 @@ class AutoencoderTraining:
             optimizer=optimizer,
             # Made before a resume can change the rates: the schedule keeps the base ones.
             schedule=LearningRateSchedule(optimizer, config.schedule),
-            corruption=torch.Generator().manual_seed(config.seed) if denoising else None,
+            corruption=(
+                torch.Generator().manual_seed(config.seed)
+                if config.objective == "denoise"
+                else None
+            ),
         )
 
     def step(self) -> Step:
@@ -252,6 +233,31 @@ class AutoencoderTraining:
         """The model's reconstruction MSE on ``split``."""
         return reconstruction_mse(self.trainable, split, precision=self.engine.precision)
 
+    def checkpoint(self) -> Checkpoint:
+        """Weights, optimiser and both random generators, for an exact resume."""
+        import torch
+
+        optimizer_tensors, optimizer_meta = checkpointing.optimizer_to_tensors(self.optimizer)
+        tensors = {
+            **checkpointing.model_tensors(self.model),
+            **optimizer_tensors,
+            "rng.shuffle": self.shuffle.get_state(),
+            "rng.torch": torch.get_rng_state(),
+            **({"rng.corruption": self.corruption.get_state()} if self.corruption else {}),
+        }
+        return tensors, {"optimizer": optimizer_meta}
+
+    def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], label: str) -> None:
+        """Inverse of :meth:`checkpoint`."""
+        import torch
+
+        checkpointing.restore_model(self.model, tensors, label)
+        checkpointing.restore_optimizer(self.optimizer, tensors, meta["optimizer"])
+        self.shuffle.set_state(tensors["rng.shuffle"])
+        if self.corruption is not None:
+            self.corruption.set_state(tensors["rng.corruption"])
+        torch.set_rng_state(tensors["rng.torch"])
+
 
 def train_autoencoder(
     name: str,
@@ -274,144 +280,64 @@ def train_autoencoder(
     run of ``name`` is never discarded silently: pass ``resume`` or ``restart``.
     ``provenance`` (e.g. the tuning study the recipe came from) is recorded in the config.
     """
+    with TrainingRun.exclusive(
+        store, name, resume=resume, restart=restart, engine=engine, plots_dir=plots_dir
+    ) as run:
+        config, engine = run.settings(AutoencoderTrainConfig, config, engine)
+        check_train_config(config)
 
-    store = store or ModelStore()
-    validate_name(name)
-    check_precision(engine.precision)
-    if plots_dir is not None:
-        ensure_writable_folder(plots_dir, "--plots")
-    with store.exclusive_run(name):
-        return _train_autoencoder(
-            name,
-            config,
-            engine,
-            data_dir=data_dir,
-            store=store,
-            resume=resume,
-            restart=restart,
-            plots_dir=plots_dir,
-            callbacks=callbacks,
-            provenance=provenance,
-        )
+        device = resolve_device(engine.device)
+        train = DeviceSplit.load("train", data_dir, device)
+        data_sha256 = dataset_sha256(train.images, train.labels)
+        test = DeviceSplit.load("test", data_dir, device)
 
-
-def _train_autoencoder(
-    name: str,
-    config: AutoencoderTrainConfig,
-    engine: EngineConfig,
-    *,
-    data_dir: str | os.PathLike[str] | None,
-    store: ModelStore,
-    resume: bool,
-    restart: bool,
-    plots_dir: Path | None,
-    callbacks: Sequence[Callback],
-    provenance: dict[str, Any] | None,
-) -> AutoencoderTrainResult:
-    import torch
-
-    saved_state = checkpointing.checkpoint_to_resume(store, name, resume=resume, restart=restart)
-    if saved_state is not None:
-        config, engine = checkpointing.settings_from_checkpoint(
-            AutoencoderTrainConfig, saved_state[1], engine, name
-        )
-    check_train_config(config)
-
-    device = resolve_device(engine.device)
-    train = DeviceSplit.load("train", data_dir, device)
-    data_sha256 = dataset_sha256(train.images, train.labels)
-    test = DeviceSplit.load("test", data_dir, device)
-
-    run = AutoencoderTraining.build(config, engine, device)
-    engine, spec, model, optimizer = run.engine, config.model_spec(), run.model, run.optimizer
-    state = LoopState(epochs=config.epochs, batches_per_epoch=train.num_batches(config.batch_size))
-    elapsed_before = 0.0
-    if saved_state is not None:
-
-        def restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], label: str) -> None:
-            checkpointing.restore_model(model, tensors, label)
-            checkpointing.restore_optimizer(optimizer, tensors, meta["optimizer"])
-            run.shuffle.set_state(tensors["rng.shuffle"])
-            if run.corruption is not None:
-                run.corruption.set_state(tensors["rng.corruption"])
-            torch.set_rng_state(tensors["rng.torch"])
-
-        elapsed_before = checkpointing.restore_run(
-            saved_state, state, name=name, data_sha256=data_sha256, restore=restore
-        )
-        provenance = saved_state[1].get("provenance", provenance)
-    resumed_from = state.epoch
-    started = time.perf_counter()
-
-    def common_meta(loop: LoopState) -> dict[str, Any]:
-        return {
-            "name": name,
-            "kind": spec.kind,
-            "model": config_to_dict(spec),
-            "recipe": config_to_dict(config),
-            "engine": config_to_dict(engine),
-            "data_sha256": data_sha256,
-            "history": loop.history,
-            "seconds": elapsed_before + time.perf_counter() - started,
-            "device": describe_device(device),
-            "toolkit_version": __version__,
-            **({"provenance": provenance} if provenance else {}),
-        }
-
-    def collect_checkpoint(loop: LoopState) -> Checkpoint:
-        optimizer_tensors, optimizer_meta = checkpointing.optimizer_to_tensors(optimizer)
-        tensors = {
-            **checkpointing.model_tensors(model),
-            **optimizer_tensors,
-            "rng.shuffle": run.shuffle.get_state(),
-            "rng.torch": torch.get_rng_state(),
-            **({"rng.corruption": run.corruption.get_state()} if run.corruption else {}),
-        }
-        meta = {**common_meta(loop), "epoch": loop.epoch, "optimizer": optimizer_meta}
-        return tensors, meta
-
-    checkpoints = CheckpointCallback(
-        collect_checkpoint, lambda checkpoint: store.save_checkpoint(name, *checkpoint)
-    )
-    try:
-        run.fit(
-            train,
+        training = AutoencoderTraining.build(config, engine, device)
+        spec = config.model_spec()
+        state = LoopState(config.epochs, train.num_batches(config.batch_size))
+        provenance = run.saved_value("provenance", provenance)
+        run.begin(
+            training,
             state,
-            evaluate=run.evaluate(test),
-            # Checkpoint first: once progress reports an epoch, its checkpoint is kept.
-            callbacks=[checkpoints, *callbacks],
+            description=run_description(spec, config, training.engine),
+            data_sha256=data_sha256,
+            device=device,
+            notes={"provenance": provenance} if provenance else {},
         )
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(
-            f"interrupted; {checkpoints.saved_epoch}/{config.epochs} epochs are saved in a "
-            "checkpoint",
-            model_name=name,
-            completed_epochs=checkpoints.saved_epoch,
-        ) from None
-
-    final = state.last
-    meta = {
-        **common_meta(state),
-        "metrics": {
-            key: final[key] for key in ("train_mse", "test_mse", "clean_mse") if key in final
-        },
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    path = store.save(name, model.state_dict(), meta)
-    store.remove_checkpoint(name)
+        run.fit(
+            lambda loop_callbacks: training.fit(
+                train,
+                state,
+                evaluate=training.evaluate(test),
+                callbacks=loop_callbacks,
+            ),
+            callbacks,
+        )
+        final = state.last
+        path = run.save(
+            training.model.state_dict(),
+            {
+                "metrics": {
+                    key: final[key]
+                    for key in ("train_mse", "test_mse", "clean_mse")
+                    if key in final
+                }
+            },
+        )
 
     plots = []
     if plots_dir is not None:
-        plots = write_autoencoder_plots(model, test, state.history, name, config, plots_dir)
+        plots = write_autoencoder_plots(
+            training.model, test, state.history, name, config, plots_dir
+        )
     return AutoencoderTrainResult(
         name=name,
         path=path,
         epochs=state.epoch,
         train_mse=final["train_mse"],
         test_mse=final["test_mse"],
-        seconds=meta["seconds"],
-        device=meta["device"],
-        resumed_from_epoch=resumed_from,
+        seconds=run.seconds,
+        device=run.device_name,
+        resumed_from_epoch=run.resumed_from,
         plots=plots,
         history=state.history,
         clean_mse=final.get("clean_mse"),

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from fmnist_toolkit.config import EngineConfig, config_from_dict
 from fmnist_toolkit.engine.loop import LoopState
+from fmnist_toolkit.engine.model_io import check_state_dict
 from fmnist_toolkit.errors import (
     CheckpointMissingError,
     ModelCorruptError,
@@ -105,23 +106,6 @@ def match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:
                     and value.stride() != parameter.stride()
                 ):
                     slots[slot] = torch.empty_like(parameter, dtype=value.dtype).copy_(value)
-
-
-def check_state_dict(model: nn.Module, tensors: dict[str, torch.Tensor], label: str) -> None:
-    """Weights must match the architecture the config describes: keys, shapes and dtypes."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
-        raise ModelCorruptError(f"{label}: weights do not match its config ({detail})")
-    for key, reference in expected.items():
-        actual = tensors[key]
-        if actual.shape != reference.shape or actual.dtype != reference.dtype:
-            raise ModelCorruptError(
-                f"{label}: weight {key} is {actual.dtype} {tuple(actual.shape)}, its config "
-                f"says {reference.dtype} {tuple(reference.shape)}"
-            )
 
 
 def model_tensors(model: nn.Module, prefix: str = _MODEL) -> dict[str, torch.Tensor]:

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
-import datetime
 import math
 import os
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fmnist_toolkit._version import __version__
-from fmnist_toolkit.config import ClassifierTrainConfig, EngineConfig, ModelSpec, config_to_dict
+from fmnist_toolkit.config import ClassifierTrainConfig, EngineConfig, ModelSpec
 from fmnist_toolkit.data import (
     CLASS_NAMES,
     DeviceSplit,
@@ -24,37 +20,53 @@ from fmnist_toolkit.data import (
     row_batches,
     split_indices,
 )
-from fmnist_toolkit.engine.ae import ensure_writable_folder
-from fmnist_toolkit.engine.checkpoint import check_state_dict
+from fmnist_toolkit.engine import checkpoint as checkpointing
+from fmnist_toolkit.engine.callbacks import Checkpoint
+
+# Measuring and using a classifier has its own module; its names are re-exported here.
+from fmnist_toolkit.engine.clf_eval import (
+    ClassifierMetrics,
+    classify,
+    evaluate_classifier,
+    predict_images,
+    test_metrics,
+)
 from fmnist_toolkit.engine.device import (
     adam_options,
     autocast,
-    describe_device,
     place_model,
     resolve_device,
-    resolve_precision,
+    resolve_engine,
     seed_everything,
 )
 from fmnist_toolkit.engine.graphs import accelerated_step, graph_ready
 from fmnist_toolkit.engine.inference import predict_split
-from fmnist_toolkit.engine.loop import Callback, LoopState, fit
-from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
-from fmnist_toolkit.errors import ModelCorruptError, TrainingInterrupted, UsageError
+from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
+from fmnist_toolkit.engine.model_io import check_state_dict, read_model_of_kind
+from fmnist_toolkit.engine.run import TrainingRun, run_description
+from fmnist_toolkit.errors import ModelCorruptError, UsageError
 from fmnist_toolkit.models import create_model
-from fmnist_toolkit.storage import ModelStore, validate_name
+from fmnist_toolkit.storage import ModelStore
+
+__all__ = [
+    "ClassifierMetrics",
+    "ClassifierTrainResult",
+    "ClassifierTraining",
+    "KeepBest",
+    "check_classifier_config",
+    "classify",
+    "evaluate_classifier",
+    "predict_images",
+    "test_metrics",
+    "train_classifier",
+    "write_classifier_plots",
+]
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-
-@dataclass
-class ClassifierMetrics:
-    """Test-set figures of a classifier."""
-
-    accuracy: float
-    per_class: list[dict[str, Any]]  # class, precision, recall, f1, support
-    confusion: list[list[int]]  # rows: true class, columns: predicted class
+_BEST = "best."  # checkpoint keys of the best epoch's weights
 
 
 @dataclass
@@ -71,6 +83,7 @@ class ClassifierTrainResult:
     test: ClassifierMetrics
     seconds: float
     device: str
+    resumed_from_epoch: int = 0
     plots: list[Path] = field(default_factory=list)
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -91,32 +104,185 @@ def check_classifier_config(config: ClassifierTrainConfig) -> None:
         raise UsageError("--val-fraction must be between 0 and 1")
 
 
-def classify(model: nn.Module, split: DeviceSplit, precision: str = "fp32") -> torch.Tensor:
-    """Predicted classes [N] (CPU) of a whole split."""
-    return predict_split(model, split, precision=precision).argmax(1).cpu()
+class KeepBest(Callback):
+    """Keeps a copy of the weights of the epoch with the best validation accuracy."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.epoch = 0
+        self.val_accuracy = -1.0  # epoch 1 always improves on it
+        self.weights: dict[str, torch.Tensor] | None = None
+
+    def on_epoch_end(self, state: LoopState) -> None:
+        row = state.last
+        if row["val_accuracy"] > self.val_accuracy:
+            self.epoch = state.epoch
+            self.val_accuracy = row["val_accuracy"]
+            self.weights = copy.deepcopy(self.model.state_dict())
 
 
-def test_metrics(predicted: torch.Tensor, truth: torch.Tensor) -> ClassifierMetrics:
-    """Accuracy, per-class precision/recall/F1 and the confusion matrix (scikit-learn)."""
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+@dataclass
+class ClassifierTraining:
+    """What one classifier run trains with: the model on its encoder, the optimiser, the
+    training and validation splits (or, with the encoder frozen, their codes), the seeded
+    random generators (batch order, augmentation) and the best epoch so far."""
 
-    y_true, y_pred = truth.cpu().numpy(), predicted.cpu().numpy()
-    labels = list(range(len(CLASS_NAMES)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
-    per_class = [
-        {
-            "class": CLASS_NAMES[i],
-            "precision": float(precision[i]),
-            "recall": float(recall[i]),
-            "f1": float(f1[i]),
-            "support": int(support[i]),
+    config: ClassifierTrainConfig
+    engine: EngineConfig  # its precision resolved for this device
+    device: torch.device
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    shuffle: torch.Generator  # orders the batches
+    augmentation: torch.Generator  # mirrors and shifts fine-tuning images
+    train: DeviceSplit
+    val: DeviceSplit
+    features: torch.Tensor  # the training split's codes under the initial encoder
+    val_features: torch.Tensor | None  # the validation codes, with the encoder frozen
+    best: KeepBest
+
+    @classmethod
+    def build(
+        cls,
+        config: ClassifierTrainConfig,
+        engine: EngineConfig,
+        device: torch.device,
+        spec: ModelSpec,
+        encoder_weights: dict[str, torch.Tensor],
+        encoder_label: str,
+        train: DeviceSplit,
+        val: DeviceSplit,
+    ) -> ClassifierTraining:
+        """Seed, then the model with the encoder's weights, its optimiser and code statistics."""
+        import torch
+
+        engine = resolve_engine(engine, device, "classifier")
+        shuffle = seed_everything(config.seed)
+        model = place_model(create_model(spec), device)
+        check_state_dict(model.encoder, encoder_weights, encoder_label)
+        model.encoder.load_state_dict(encoder_weights)
+        groups = [{"params": model.head.parameters(), "lr": config.lr}]
+        if config.unfreeze:
+            groups.append({"params": model.encoder.parameters(), "lr": config.encoder_lr})
+        else:
+            model.encoder.requires_grad_(False)
+        optimizer = torch.optim.Adam(
+            groups, weight_decay=config.weight_decay, **adam_options(device)
+        )
+        features = predict_split(model, train, model.encode)
+        with torch.no_grad():
+            model.code_mean.copy_(features.mean(0))
+            model.code_std.copy_(features.std(0).clamp_min(1e-6))
+        return cls(
+            config=config,
+            engine=engine,
+            device=device,
+            model=model,
+            optimizer=optimizer,
+            shuffle=shuffle,
+            augmentation=torch.Generator().manual_seed(config.seed + 1),
+            train=train,
+            val=val,
+            features=features,
+            # Frozen encoder: codes never change, so encode once and train the head on them.
+            val_features=None if config.unfreeze else predict_split(model, val, model.encode),
+            best=KeepBest(model),
+        )
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        """An epoch of (inputs, labels): images when fine-tuning, codes with a frozen encoder."""
+        config = self.config
+        if not config.unfreeze:
+            epoch = epoch_order((self.features, self.train.labels), self.shuffle)
+            yield from row_batches(epoch, config.batch_size)
+            return
+        for images, labels in self.train.batches(config.batch_size, self.shuffle):
+            # A fine-tuned encoder fits the training set within ~20 epochs and then only
+            # overfits; mirrored and shifted copies keep validation accuracy rising.
+            yield (augment_batch(images, self.augmentation) if config.augment else images), labels
+
+    def step(self) -> Step:
+        """Cross-entropy on the head (and encoder), with the batch accuracy; replayed as a
+        CUDA graph where it can be."""
+        import torch
+
+        forward = self.model if self.config.unfreeze else self.model.classify_codes
+        optimizer, device, precision = self.optimizer, self.device, self.engine.precision
+
+        def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
+            inputs, targets = batch
+            with autocast(device, precision):
+                log_probs = forward(inputs).float()
+                loss = torch.nn.functional.nll_loss(log_probs, targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            # Accuracy on the device, averaged over the epoch by fit like the loss.
+            accuracy = (log_probs.detach().argmax(1) == targets).float().mean()
+            return torch.stack([loss.detach(), accuracy]), targets.shape[0]
+
+        graph_ready(optimizer, device, enabled=self.engine.cuda_graphs)
+        return accelerated_step(step, device, cuda_graphs=self.engine.cuda_graphs)
+
+    def evaluate(self) -> dict[str, float]:
+        """Loss and accuracy on the validation split."""
+        import torch
+
+        if self.val_features is not None:
+            with torch.inference_mode(), autocast(self.device, self.engine.precision):
+                log_probs = self.model.classify_codes(self.val_features).float()
+        else:
+            log_probs = predict_split(self.model, self.val, precision=self.engine.precision)
+        labels = self.val.labels
+        return {
+            "val_loss": float(torch.nn.functional.nll_loss(log_probs, labels)),
+            "val_accuracy": float((log_probs.argmax(1) == labels).float().mean()),
         }
-        for i in labels
-    ]
-    confusion = confusion_matrix(y_true, y_pred, labels=labels).tolist()
-    return ClassifierMetrics(float((y_true == y_pred).mean()), per_class, confusion)
+
+    def fit(self, state: LoopState, callbacks: Sequence[Callback]) -> None:
+        """Train epochs ``state.epoch + 1 .. state.epochs``, keeping the best epoch first."""
+        fit(
+            self.step(),
+            self.batches,
+            state,
+            evaluate=self.evaluate,
+            train_metric=("train_loss", "train_accuracy"),
+            callbacks=callbacks,
+        )
+
+    def checkpoint(self) -> Checkpoint:
+        """Weights, optimiser, random generators and the best epoch's weights so far."""
+        import torch
+
+        optimizer_tensors, optimizer_meta = checkpointing.optimizer_to_tensors(self.optimizer)
+        best = self.best.weights
+        tensors = {
+            **checkpointing.model_tensors(self.model),
+            **optimizer_tensors,
+            **(checkpointing.prefixed(_BEST, best) if best is not None else {}),
+            "rng.shuffle": self.shuffle.get_state(),
+            "rng.augmentation": self.augmentation.get_state(),
+            "rng.torch": torch.get_rng_state(),
+        }
+        return tensors, {
+            "optimizer": optimizer_meta,
+            "best": {"epoch": self.best.epoch, "val_accuracy": self.best.val_accuracy},
+        }
+
+    def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], label: str) -> None:
+        """Inverse of :meth:`checkpoint`."""
+        import torch
+
+        checkpointing.restore_model(self.model, tensors, label)
+        checkpointing.restore_optimizer(self.optimizer, tensors, meta["optimizer"])
+        self.shuffle.set_state(tensors["rng.shuffle"])
+        self.augmentation.set_state(tensors["rng.augmentation"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.best.epoch = int(meta["best"]["epoch"])
+        self.best.val_accuracy = float(meta["best"]["val_accuracy"])
+        if self.best.epoch:
+            best = checkpointing.unprefixed(_BEST, tensors)
+            check_state_dict(self.model, best, label)
+            self.best.weights = {key: value.to(self.device) for key, value in best.items()}
 
 
 def train_classifier(
@@ -126,6 +292,8 @@ def train_classifier(
     *,
     data_dir: str | os.PathLike[str] | None = None,
     store: ModelStore | None = None,
+    resume: bool = False,
+    restart: bool = False,
     plots_dir: Path | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> ClassifierTrainResult:
@@ -133,201 +301,104 @@ def train_classifier(
 
     A validation split held out from the training set picks the epoch; the test set is only
     measured, at the end. With the encoder frozen its features never change, so they are
-    computed once on the device and the head trains on them directly.
+    computed once on the device and the head trains on them directly. Checkpoints every
+    epoch, like the autoencoder: ``resume`` continues an interrupted run exactly, and an
+    unfinished run of ``name`` is never discarded silently (pass ``resume`` or ``restart``).
     """
-    import torch
-
-    store = store or ModelStore()
-    validate_name(name)
-    check_classifier_config(config)
-    if plots_dir is not None:
-        ensure_writable_folder(plots_dir, "--plots")
-    encoder_tensors, encoder_config, encoder_label, encoder_spec = read_model_of_kind(
-        config.encoder, "autoencoder", store, hint="; --encoder takes an autoencoder"
-    )
-    latent_dim = encoder_spec.params.get("latent_dim")
-    if not isinstance(latent_dim, int) or latent_dim < 1:
-        raise ModelCorruptError(f"{encoder_label}: its config has no valid latent_dim")
-    device = resolve_device(engine.device)
-    precision = resolve_precision(engine.precision, device, "classifier")
-    engine = dataclasses.replace(engine, precision=precision)
-
-    full_train = DeviceSplit.load("train", data_dir, device)
-    data_sha256 = dataset_sha256(full_train.images, full_train.labels)
-    train_index, val_index = split_indices(len(full_train), config.val_fraction, config.seed)
-    train, val = full_train.subset(train_index), full_train.subset(val_index)
-    if len(train) < 2:
-        raise UsageError(f"only {len(train)} training image(s) left after --val-fraction")
-    test = DeviceSplit.load("test", data_dir, device)
-
-    shuffle = seed_everything(config.seed)
-    spec = ModelSpec(
-        "classifier",
-        "encoder-mlp",
-        {
-            "encoder_architecture": encoder_spec.architecture,
-            "latent_dim": latent_dim,
-        },
-    )
-    model = place_model(create_model(spec), device)
-    encoder_weights = {
-        key.removeprefix("encoder."): value
-        for key, value in encoder_tensors.items()
-        if key.startswith("encoder.")
-    }
-    check_state_dict(model.encoder, encoder_weights, encoder_label)
-    model.encoder.load_state_dict(encoder_weights)
-    groups = [{"params": model.head.parameters(), "lr": config.lr}]
-    if config.unfreeze:
-        groups.append({"params": model.encoder.parameters(), "lr": config.encoder_lr})
-    else:
-        model.encoder.requires_grad_(False)
-    optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay, **adam_options(device))
-    nll = torch.nn.functional.nll_loss
-
-    features = predict_split(model, train, model.encode)
-    with torch.no_grad():
-        model.code_mean.copy_(features.mean(0))
-        model.code_std.copy_(features.std(0).clamp_min(1e-6))
-    val_features = None
-    if not config.unfreeze:
-        # Frozen encoder: codes never change, so encode once and train the head on them.
-        val_features = predict_split(model, val, model.encode)
-    if config.unfreeze:
-        forward = model
-        augmentation = torch.Generator().manual_seed(config.seed + 1)
-
-        def batches() -> Iterator[tuple[torch.Tensor, ...]]:
-            for images, labels in train.batches(config.batch_size, shuffle):
-                # A fine-tuned encoder fits the training set within ~20 epochs and then only
-                # overfits; mirrored and shifted copies keep validation accuracy rising.
-                yield (augment_batch(images, augmentation) if config.augment else images), labels
-    else:
-        forward = model.classify_codes
-
-        def batches() -> Iterator[tuple[torch.Tensor, ...]]:
-            epoch = epoch_order((features, train.labels), shuffle)
-            return row_batches(epoch, config.batch_size)
-
-    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        inputs, targets = batch
-        with autocast(device, precision):
-            log_probs = forward(inputs).float()
-            loss = nll(log_probs, targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        # Accuracy on the device, averaged over the epoch by fit like the loss.
-        accuracy = (log_probs.detach().argmax(1) == targets).float().mean()
-        return torch.stack([loss.detach(), accuracy]), targets.shape[0]
-
-    best: dict[str, Any] = {"epoch": 0, "val_accuracy": -1.0, "state": None}
-
-    def evaluate() -> dict[str, float]:
-        if val_features is not None:
-            with torch.inference_mode(), autocast(device, precision):
-                log_probs = model.classify_codes(val_features).float()
-        else:
-            log_probs = predict_split(model, val, precision=precision)
-        return {
-            "val_loss": float(nll(log_probs, val.labels)),
-            "val_accuracy": float((log_probs.argmax(1) == val.labels).float().mean()),
-        }
-
-    class KeepBest(Callback):
-        def on_epoch_end(self, state: LoopState) -> None:
-            row = state.last
-            if row["val_accuracy"] > best["val_accuracy"]:
-                best.update(
-                    epoch=state.epoch,
-                    val_accuracy=row["val_accuracy"],
-                    state=copy.deepcopy(model.state_dict()),
-                )
-
-    state = LoopState(epochs=config.epochs, batches_per_epoch=-(-len(train) // config.batch_size))
-    started = time.perf_counter()
-    graph_ready(optimizer, device, enabled=engine.cuda_graphs)
-    try:
-        fit(
-            accelerated_step(step, device, cuda_graphs=engine.cuda_graphs),
-            batches,
-            state,
-            evaluate=evaluate,
-            train_metric=("train_loss", "train_accuracy"),
-            callbacks=[KeepBest(), *callbacks],
+    with TrainingRun.exclusive(
+        store, name, resume=resume, restart=restart, engine=engine, plots_dir=plots_dir
+    ) as run:
+        config, engine = run.settings(ClassifierTrainConfig, config, engine)
+        check_classifier_config(config)
+        encoder_tensors, encoder_config, encoder_label, encoder_spec = read_model_of_kind(
+            config.encoder, "autoencoder", store, hint="; --encoder takes an autoencoder"
         )
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(
-            f"interrupted after {state.epoch}/{config.epochs} epochs; nothing was saved "
-            f"(an earlier model named {name!r} is untouched)",
-            model_name=name,
-            completed_epochs=state.epoch,
-        ) from None
-    seconds = time.perf_counter() - started
-
-    assert best["state"] is not None  # epoch 1 always improves on -1
-    model.load_state_dict(best["state"])
-    metrics = test_metrics(classify(model, test, precision), test.labels)
-    meta = {
-        "name": name,
-        "kind": spec.kind,
-        "model": config_to_dict(spec),
-        "recipe": config_to_dict(config),
-        "engine": config_to_dict(engine),
-        "encoder": {
+        latent_dim = encoder_spec.params.get("latent_dim")
+        if not isinstance(latent_dim, int) or latent_dim < 1:
+            raise ModelCorruptError(f"{encoder_label}: its config has no valid latent_dim")
+        encoder = {
             "name": str(config.encoder),
             "weights_sha256": encoder_config.get("weights_sha256"),
             "test_mse": encoder_config.get("metrics", {}).get("test_mse"),
-        },
-        "data_sha256": data_sha256,
-        "history": state.history,
-        "best_epoch": best["epoch"],
-        "metrics": {
-            "val_accuracy": best["val_accuracy"],
-            "test_accuracy": metrics.accuracy,
-            "per_class": metrics.per_class,
-            "confusion": metrics.confusion,
-        },
-        "seconds": seconds,
-        "device": describe_device(device),
-        "toolkit_version": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    path = store.save(name, model.state_dict(), meta)
+        }
+        if run.saved_value("encoder", encoder) != encoder:
+            raise UsageError(
+                f"the encoder {config.encoder!r} changed since the run of {name!r} was "
+                "interrupted; start again with --restart"
+            )
+
+        device = resolve_device(engine.device)
+        full_train = DeviceSplit.load("train", data_dir, device)
+        data_sha256 = dataset_sha256(full_train.images, full_train.labels)
+        train_index, val_index = split_indices(len(full_train), config.val_fraction, config.seed)
+        train, val = full_train.subset(train_index), full_train.subset(val_index)
+        if len(train) < 2:
+            raise UsageError(f"only {len(train)} training image(s) left after --val-fraction")
+        test = DeviceSplit.load("test", data_dir, device)
+
+        spec = ModelSpec(
+            "classifier",
+            "encoder-mlp",
+            {"encoder_architecture": encoder_spec.architecture, "latent_dim": latent_dim},
+        )
+        encoder_weights = {
+            key.removeprefix("encoder."): value
+            for key, value in encoder_tensors.items()
+            if key.startswith("encoder.")
+        }
+        training = ClassifierTraining.build(
+            config, engine, device, spec, encoder_weights, encoder_label, train, val
+        )
+        state = LoopState(config.epochs, -(-len(train) // config.batch_size))
+        run.begin(
+            training,
+            state,
+            description=run_description(spec, config, training.engine, encoder=encoder),
+            data_sha256=data_sha256,
+            device=device,
+        )
+        best = training.best
+        run.fit(
+            lambda loop_callbacks: training.fit(state, loop_callbacks),
+            callbacks,
+            before=[best],  # the checkpoint holds the best epoch including this one
+        )
+        assert best.weights is not None  # epoch 1 always improves on -1
+        training.model.load_state_dict(best.weights)
+        metrics = test_metrics(
+            classify(training.model, test, training.engine.precision), test.labels
+        )
+        path = run.save(
+            training.model.state_dict(),
+            {
+                "best_epoch": best.epoch,
+                "metrics": {
+                    "val_accuracy": best.val_accuracy,
+                    "test_accuracy": metrics.accuracy,
+                    "per_class": metrics.per_class,
+                    "confusion": metrics.confusion,
+                },
+            },
+        )
+
     plots = []
     if plots_dir is not None:
-        plots = write_classifier_plots(
-            name, config, state.history, best["epoch"], metrics, plots_dir
-        )
+        plots = write_classifier_plots(name, config, state.history, best.epoch, metrics, plots_dir)
     return ClassifierTrainResult(
         name=name,
         path=path,
         encoder=str(config.encoder),
         unfreeze=config.unfreeze,
         epochs=state.epoch,
-        best_epoch=best["epoch"],
-        val_accuracy=best["val_accuracy"],
+        best_epoch=best.epoch,
+        val_accuracy=best.val_accuracy,
         test=metrics,
-        seconds=seconds,
-        device=meta["device"],
+        seconds=run.seconds,
+        device=run.device_name,
+        resumed_from_epoch=run.resumed_from,
         plots=plots,
         history=state.history,
     )
-
-
-def evaluate_classifier(
-    name_or_path: str | os.PathLike[str],
-    *,
-    data_dir: str | os.PathLike[str] | None = None,
-    device: str = "auto",
-    store: ModelStore | None = None,
-) -> ClassifierMetrics:
-    """Re-measure a saved classifier on the 10,000 test images."""
-    read_model_of_kind(name_or_path, "classifier", store)
-    torch_device = resolve_device(device)
-    model = load_model(name_or_path, store=store, device=torch_device)
-    test = DeviceSplit.load("test", data_dir, torch_device)
-    return test_metrics(classify(model, test), test.labels)
 
 
 def write_classifier_plots(
@@ -356,35 +427,3 @@ def write_classifier_plots(
         plots.save_figure(curves, plots_dir / f"{name}-curves.png"),
         plots.save_figure(confusion, plots_dir / f"{name}-confusion.png"),
     ]
-
-
-def predict_images(
-    name_or_path: str | os.PathLike[str],
-    paths: Sequence[str | os.PathLike[str]],
-    *,
-    top: int = 3,
-    store: ModelStore | None = None,
-) -> list[dict[str, Any]]:
-    """The ``top`` classes and their probabilities for each of a user's pictures (CPU)."""
-    import torch
-
-    from fmnist_toolkit.data import image_like_fashion_mnist, to_unit_float
-
-    read_model_of_kind(name_or_path, "classifier", store)
-    pictures = torch.stack([image_like_fashion_mnist(path) for path in paths])
-    model = load_model(name_or_path, store=store)
-    with torch.no_grad():
-        probabilities = model(to_unit_float(pictures)).exp()
-    results = []
-    for path, row in zip(paths, probabilities, strict=True):
-        values, classes = row.topk(top)
-        results.append(
-            {
-                "image": str(path),
-                "top": [
-                    {"class": CLASS_NAMES[int(c)], "index": int(c), "probability": float(v)}
-                    for v, c in zip(values, classes, strict=True)
-                ],
-            }
-        )
-    return results

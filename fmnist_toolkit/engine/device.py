@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fmnist_toolkit.config import PRECISIONS
+from fmnist_toolkit.config import PRECISIONS, EngineConfig
 from fmnist_toolkit.errors import DeviceUnavailableError, UsageError
 
 if TYPE_CHECKING:
@@ -117,6 +118,13 @@ def resolve_precision(precision: str, device: torch.device, recipe: str) -> str:
     if (device.type, recipe) in AUTO_BF16 and bf16_supported(device):
         return "bf16"
     return "fp32"
+
+
+def resolve_engine(engine: EngineConfig, device: torch.device, recipe: str) -> EngineConfig:
+    """``engine`` with its precision resolved (:func:`resolve_precision`) for ``device``."""
+    return dataclasses.replace(
+        engine, precision=resolve_precision(engine.precision, device, recipe)
+    )
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[None]:

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit, to_unit_float
-from fmnist_toolkit.engine.model_io import best_classifier, load_model, read_model_of_kind
+from fmnist_toolkit.engine.defaults import best_classifier, default_generator
+from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
 from fmnist_toolkit.engine.sample import (
     MAX_SAMPLES,
     choose_denoiser,
-    default_generator,
     load_generator,
     sample_batches,
 )

@@ -13,7 +13,8 @@ from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit
 from fmnist_toolkit.engine.device import resolve_device
 from fmnist_toolkit.engine.inference import predict_split
 from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
-from fmnist_toolkit.errors import OutputError, UsageError
+from fmnist_toolkit.engine.outputs import ensure_writable_file, ensure_writable_folder
+from fmnist_toolkit.errors import UsageError
 from fmnist_toolkit.models import create_model
 from fmnist_toolkit.storage import ModelStore
 
@@ -76,14 +77,7 @@ def figure_path(path: Path) -> Path:
             f"unknown figure format {path.suffix or '(none)'!r} for {path}; "
             f"use {', '.join(FIGURE_FORMATS)}"
         )
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"{path}: cannot create its folder ({error.strerror})") from None
-    if not os.access(folder, os.W_OK) or path.is_dir():
-        raise OutputError(f"{path}: not writable")
-    return path
+    return ensure_writable_file(path)
 
 
 def encode(model: nn.Module, split: DeviceSplit) -> torch.Tensor:
@@ -369,10 +363,7 @@ def plot_latent_views(
         check_perplexity(perplexity, len(space.codes))
     if not every:
         return [draw_view(space, views[0], out, perplexity=perplexity, walk=walk, dpi=dpi)]
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"{out}: cannot create it ({error.strerror})") from None
+    ensure_writable_folder(out)
     return [
         draw_view(
             space,

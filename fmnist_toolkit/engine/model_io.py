@@ -7,14 +7,33 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fmnist_toolkit.config import ModelSpec, config_from_dict
-from fmnist_toolkit.engine.checkpoint import check_state_dict
+from fmnist_toolkit.engine.defaults import best_autoencoder, best_classifier  # re-exported
 from fmnist_toolkit.errors import ModelCorruptError, ModelNotFoundError, UsageError
 from fmnist_toolkit.models import create_model
 from fmnist_toolkit.storage import CONFIG_FILE, WEIGHTS_FILE, ModelStore, read_bundle
 
+__all__ = ["best_autoencoder", "best_classifier"]  # chosen in engine/defaults.py
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+
+def check_state_dict(model: nn.Module, tensors: dict[str, torch.Tensor], label: str) -> None:
+    """Weights must match the architecture the config describes: keys, shapes and dtypes."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise ModelCorruptError(f"{label}: weights do not match its config ({detail})")
+    for key, reference in expected.items():
+        actual = tensors[key]
+        if actual.shape != reference.shape or actual.dtype != reference.dtype:
+            raise ModelCorruptError(
+                f"{label}: weight {key} is {actual.dtype} {tuple(actual.shape)}, its config "
+                f"says {reference.dtype} {tuple(reference.shape)}"
+            )
 
 
 def _as_path(name_or_path: str | os.PathLike[str]) -> Path | None:
@@ -95,58 +114,3 @@ def load_model(
     check_state_dict(model, tensors, label)
     model.load_state_dict(tensors)
     return model.to(device).eval()
-
-
-def best_autoencoder(store: ModelStore, latent_dim: int = 16, *, purpose: str, option: str) -> str:
-    """The latent-``latent_dim`` autoencoder with the lowest test MSE: the default denoiser and
-    encoder. ``purpose`` ("to denoise with") and ``option`` complete the message if none is."""
-    candidates = []
-    for model in store.available():
-        params = model.config.get("model", {}).get("params", {})
-        test_mse = model.config.get("metrics", {}).get("test_mse")
-        if (
-            model.kind == "autoencoder"
-            and params.get("latent_dim") == latent_dim
-            and test_mse
-            and not trained_to_denoise(model.config)
-        ):
-            candidates.append((float(test_mse), model.name))
-    if not candidates:
-        raise ModelNotFoundError(
-            f"no latent-{latent_dim} autoencoder in the store {purpose}; train one with "
-            f"fmt ae train, or name one with {option}"
-        )
-    return min(candidates)[1]
-
-
-def trained_to_denoise(config: dict[str, Any]) -> bool:
-    """Whether a saved model was trained with ``--objective denoise`` (its test MSE is then
-    measured on corrupted images: not comparable with reconstruction MSEs)."""
-    return config.get("recipe", {}).get("objective") == "denoise"
-
-
-def best_denoiser(store: ModelStore) -> str | None:
-    """The model trained with ``--objective denoise`` with the lowest test MSE (all measured on
-    the same corrupted test images), or None when the store has none."""
-    candidates = [
-        (float(model.config["metrics"]["test_mse"]), model.name)
-        for model in store.available()
-        if trained_to_denoise(model.config) and model.config.get("metrics", {}).get("test_mse")
-    ]
-    return min(candidates)[1] if candidates else None
-
-
-def best_classifier(store: ModelStore, *, purpose: str, option: str) -> str:
-    """The classifier with the highest test accuracy: the default for prediction and for the
-    feature space of Fréchet distances. ``purpose`` and ``option`` complete the message."""
-    candidates = [
-        (float(model.config.get("metrics", {}).get("test_accuracy", 0.0)), model.name)
-        for model in store.available()
-        if model.kind == "classifier"
-    ]
-    if not candidates:
-        raise ModelNotFoundError(
-            f"no classifier in the store {purpose}; train one with fmt clf finetune "
-            f"or name one with {option}"
-        )
-    return max(candidates)[1]

@@ -12,21 +12,21 @@ import io
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fmnist_toolkit.engine.defaults import default_denoiser, default_generator
 from fmnist_toolkit.engine.model_io import (
-    best_autoencoder,
-    best_denoiser,
     load_model,
     model_spec_of,
     read_model_of_kind,
     read_saved_model,
 )
-from fmnist_toolkit.errors import ModelNotFoundError, OutputError, UsageError
-from fmnist_toolkit.storage import ModelStore
+from fmnist_toolkit.engine.outputs import check_sample_target
+from fmnist_toolkit.errors import UsageError
+from fmnist_toolkit.storage import ModelStore, usual_mode, write_file_atomically
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,8 +38,6 @@ MAX_GRID = 10_000  # more images than this make an unreadable picture: use .npz 
 SAMPLE_BATCH = 1_000  # bounds memory however large --n is
 GRID_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npz", ".npy")
-# In the order of their measured sample quality (docs/gan.md: Fréchet distance 54.0 vs 118.7).
-DEFAULT_GENERATORS = ("gan-dcgan", "gan-mlp")
 DENOISER_KINDS = ("denoiser", "autoencoder")  # what --denoiser accepts
 
 
@@ -68,19 +66,7 @@ class SampleResult:
     png_bytes: bytes | None = None  # the grid, when OUT is "-"
 
 
-# --------------------------------------------------------------------------- choosing models
-
-
-def default_generator(store: ModelStore) -> str:
-    """The generator used when none is named: gan-dcgan, else gan-mlp, else the newest one."""
-    generators = [model for model in store.available() if model.kind == "generator"]
-    names = [model.name for model in generators]
-    for name in DEFAULT_GENERATORS:
-        if name in names:
-            return name
-    if generators:
-        return max(generators, key=lambda model: str(model.config.get("created", ""))).name
-    raise ModelNotFoundError("no generator in the store; train one with: fmt gan train")
+# --------------------------------------------------------------------------- loading models
 
 
 def model_source(store: ModelStore, name: str) -> str:
@@ -104,14 +90,6 @@ def load_denoiser(name: str, store: ModelStore, device: str | torch.device = "cp
             "see `fmt models list`)"
         )
     return load_model(name, store=store, device=device)
-
-
-def default_denoiser(store: ModelStore) -> str:
-    """The model trained to denoise with the lowest test MSE (the bundled ``denoiser-unet``
-    unless you trained a better one), else the latent-16 autoencoder with the lowest test MSE."""
-    return best_denoiser(store) or best_autoencoder(
-        store, purpose="to denoise with", option="--denoiser"
-    )
 
 
 def choose_denoiser(
@@ -207,38 +185,8 @@ def check_request(request: SampleRequest, out: str) -> str:
             "--side-by-side draws a picture of raw and denoised: it needs --denoise "
             "and a .png/.jpg OUT"
         )
-    if out != "-":
-        target = Path(out)
-        parent = target.parent if kind != "folder" or target.name else target
-        if not parent.is_dir():
-            raise OutputError(f"cannot write {out}: folder {parent} does not exist")
-        if not os.access(parent, os.W_OK):
-            raise OutputError(f"cannot write {out}: folder {parent} is not writable")
-        if kind == "folder" and target.is_dir() and any(target.iterdir()):
-            raise OutputError(f"folder {out} is not empty; name a new or empty folder")
-        if kind != "folder" and target.is_dir():
-            raise OutputError(f"{out} is a folder; name a file")
+    check_sample_target(out, kind)
     return kind
-
-
-def _usual_mode(path: Path, *, folder: bool) -> None:
-    """The permissions a plain open() or mkdir() would have given (tempfile's are private)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    path.chmod((0o777 if folder else 0o666) & ~umask)
-
-
-def _replace_atomically(target: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file beside ``target``, then rename it into place."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        _usual_mode(Path(temporary), folder=False)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def image_grid(
@@ -334,7 +282,7 @@ def write_samples(
         return result
     if kind in ("npz", "npy"):
         arrays = _collect_arrays(batches, request.count, with_raw=denoiser is not None)
-        _replace_atomically(Path(out), lambda path: _save_arrays(path, arrays, kind))
+        write_file_atomically(Path(out), lambda path: _save_arrays(path, arrays, kind))
         return result
 
     raws, finals = [], []
@@ -356,7 +304,7 @@ def write_samples(
     if out == "-":
         result.png_bytes = content
     else:
-        _replace_atomically(Path(out), lambda path: path.write_bytes(content))
+        write_file_atomically(Path(out), lambda path: path.write_bytes(content))
     return result
 
 
@@ -402,7 +350,7 @@ def _write_folder(target: Path, batches: Iterator[tuple[torch.Tensor, torch.Tens
                 written += 1
         if target.is_dir():
             target.rmdir()  # empty, checked before we started
-        _usual_mode(temporary, folder=True)
+        usual_mode(temporary, folder=True)
         os.replace(temporary, target)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)

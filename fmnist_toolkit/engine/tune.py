@@ -8,20 +8,17 @@ several machines share one study.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fmnist_toolkit.config import (
     SEARCH_DIMENSIONS,
-    AutoencoderTrainConfig,
     EngineConfig,
     TuneConfig,
     config_to_dict,
@@ -31,32 +28,56 @@ from fmnist_toolkit.engine.ae import (
     AutoencoderTraining,
     AutoencoderTrainResult,
     check_train_config,
-    ensure_writable_folder,
     train_autoencoder,
 )
-from fmnist_toolkit.engine.device import (
-    check_precision,
-    resolve_device,
-)
+from fmnist_toolkit.engine.device import check_precision, resolve_device
 from fmnist_toolkit.engine.loop import Callback, LoopState
-from fmnist_toolkit.errors import (
-    StudyNotFoundError,
-    StudyStorageError,
-    TuningInterrupted,
-    UsageError,
+from fmnist_toolkit.engine.outputs import ensure_writable_folder
+from fmnist_toolkit.engine.tune_search import (
+    BATCH_SIZES,
+    PruneOrReport,
+    make_sampler,
+    recipe_from_params,
+    suggest_recipe,
 )
+from fmnist_toolkit.engine.tune_storage import (
+    DEFAULT_HEARTBEAT,
+    JOURNAL_PREFIX,
+    default_storage_url,
+    open_storage,
+    quiet_optuna,
+    shown_url,
+)
+from fmnist_toolkit.engine.tune_workers import default_jobs, optimize_in_processes, tuning_worker
+from fmnist_toolkit.errors import StudyNotFoundError, TuningInterrupted, UsageError
 from fmnist_toolkit.storage import ModelStore
+
+# Re-exported: the search space, the storages and the workers have their own modules.
+__all__ = [
+    "BATCH_SIZES",
+    "DEFAULT_HEARTBEAT",
+    "JOURNAL_PREFIX",
+    "PruneOrReport",
+    "StudyReport",
+    "TrialRow",
+    "default_jobs",
+    "default_storage_url",
+    "make_sampler",
+    "open_storage",
+    "optimize_in_processes",
+    "quiet_optuna",
+    "recipe_from_params",
+    "run_study",
+    "shown_url",
+    "suggest_recipe",
+    "train_best",
+    "tuning_worker",
+]
 
 if TYPE_CHECKING:
     import optuna
-    from optuna.samplers import BaseSampler
     from optuna.storages import BaseStorage
     from optuna.trial import FrozenTrial
-
-JOURNAL_PREFIX = "journal:"
-DEFAULT_HEARTBEAT = 60  # seconds between a running trial's heartbeats (RDB storages)
-BATCH_SIZES = (64, 128, 256, 512)
-SCHEMA_RACE_SIGNS = ("already exists", "UNIQUE constraint failed", "duplicate key")
 
 
 @dataclass
@@ -91,187 +112,6 @@ class StudyReport:
         return counts
 
 
-# --------------------------------------------------------------------------- storage
-
-
-def default_storage_url(store: ModelStore) -> str:
-    """One SQLite file in the model store: tuning works with no set-up."""
-    store.root.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{store.root / 'studies.sqlite3'}"
-
-
-def shown_url(url: str) -> str:
-    """The URL with any password replaced by ***, fit for logs and configs."""
-    if url.startswith(JOURNAL_PREFIX):
-        return url
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL has no password we could find either
-        return url
-
-
-def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT) -> BaseStorage:
-    """Open an Optuna storage: ``journal:PATH`` for a journal file, else an SQLAlchemy URL.
-
-    RDB storages get Optuna's heartbeat: a trial whose worker died (SIGKILL, a lost machine)
-    is marked failed by the next worker after ``2 * heartbeat`` seconds and retried once.
-    """
-    import optuna
-
-    try:
-        if url.startswith(JOURNAL_PREFIX):
-            from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
-
-            path = Path(url.removeprefix(JOURNAL_PREFIX).removeprefix("//")).expanduser()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # The open(2)-based lock also works on NFS, where symlink locks may not.
-            backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
-            return optuna.storages.JournalStorage(backend)
-        engine_kwargs: dict[str, Any] = {}
-        if url.startswith("sqlite"):
-            # Several local workers write one file: wait for the lock instead of failing.
-            engine_kwargs["connect_args"] = {"timeout": 60}
-        else:
-            engine_kwargs["pool_pre_ping"] = True
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return _open_rdb_storage(url, engine_kwargs, _heartbeat_options(heartbeat))
-    except ImportError as error:
-        # Optuna wraps the driver's ModuleNotFoundError in an ImportError of its own.
-        missing = error.name or getattr(error.__cause__, "name", None) or "a database driver"
-        extra = {"psycopg": "postgres", "psycopg2": "postgres", "pymysql": "mysql"}.get(missing)
-        hint = f"; install it with: pip install 'fmnist-toolkit[{extra}]'" if extra else ""
-        raise StudyStorageError(
-            f"cannot open storage {shown_url(url)}: {missing!r} is not installed{hint}"
-        ) from None
-    except Exception as error:  # SQLAlchemy, the driver or the file system: all one line
-        reason = " ".join(str(error).split("\n")[0].split()) or type(error).__name__
-        raise StudyStorageError(f"cannot open storage {shown_url(url)}: {reason}") from None
-
-
-def _open_rdb_storage(
-    url: str, engine_kwargs: dict[str, Any], options: dict[str, Any]
-) -> BaseStorage:
-    """RDBStorage, retried when workers started together race to create its tables."""
-    import optuna
-
-    for attempt in range(5):
-        try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **options)
-        except Exception as error:
-            # Another worker created the schema (tables, alembic's version row) between our
-            # check and our write: the second attempt finds it complete.
-            if not any(sign in str(error) for sign in SCHEMA_RACE_SIGNS) or attempt == 4:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
-def _heartbeat_options(heartbeat: int) -> dict[str, Any]:
-    """RDBStorage arguments: heartbeat, grace period, and one retry of a dead worker's trial."""
-    import optuna
-
-    if heartbeat <= 0:
-        return {}
-    options: dict[str, Any] = {"heartbeat_interval": heartbeat, "grace_period": 2 * heartbeat}
-    # Optuna 4.9 renamed the callback and its argument; older releases know only the old names.
-    if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
-        options["heartbeat_stale_trial_callback"] = retry
-    else:  # pragma: no cover - Optuna < 4.9
-        options["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(max_retry=1)
-    return options
-
-
-# --------------------------------------------------------------------------- sampling
-
-
-def make_sampler(seed: int) -> BaseSampler:
-    """TPE, seeded per trial from ``seed`` and the trial's number.
-
-    The number is unique in the study, so concurrent workers with the same ``--seed`` never
-    sample the same parameters, while one worker's study stays reproducible.
-    """
-    import optuna
-
-    class TrialSeededTPESampler(optuna.samplers.BaseSampler):
-        def __init__(self) -> None:
-            self._current = self._tpe(seed)
-
-        @staticmethod
-        def _tpe(trial_seed: int) -> optuna.samplers.TPESampler:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                # The constant liar keeps parallel workers from crowding one region.
-                return optuna.samplers.TPESampler(seed=trial_seed, constant_liar=True)
-
-        def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-            self._current = self._tpe(seed * 100_003 + trial.number)
-            self._current.before_trial(study, trial)
-
-        def infer_relative_search_space(self, study, trial):  # type: ignore[no-untyped-def]
-            return self._current.infer_relative_search_space(study, trial)
-
-        def sample_relative(self, study, trial, search_space):  # type: ignore[no-untyped-def]
-            return self._current.sample_relative(study, trial, search_space)
-
-        def sample_independent(self, study, trial, param_name, param_distribution):  # type: ignore[no-untyped-def]
-            return self._current.sample_independent(study, trial, param_name, param_distribution)
-
-        def after_trial(self, study, trial, state, values):  # type: ignore[no-untyped-def]
-            self._current.after_trial(study, trial, state, values)
-
-    return TrialSeededTPESampler()
-
-
-def suggest_recipe(trial: optuna.Trial, tune: TuneConfig) -> AutoencoderTrainConfig:
-    """The report's space (optimizer, lr 1e-4..1e-3, weight decay 1e-5..1e-3, both log),
-    widened by ``tune.search``."""
-    params: dict[str, Any] = {
-        "optimizer": trial.suggest_categorical("optimizer", ["adam", "sgd"]),
-        "lr": trial.suggest_float("lr", 1e-4, 1e-3, log=True),
-        "weight_decay": trial.suggest_float("weight_decay", 1e-5, 1e-3, log=True),
-    }
-    if "architecture" in tune.search:
-        params["architecture"] = trial.suggest_categorical("architecture", ["seed", "wide"])
-    if "batch-size" in tune.search:
-        params["batch_size"] = trial.suggest_categorical("batch_size", list(BATCH_SIZES))
-    if "schedule" in tune.search:
-        params["schedule"] = trial.suggest_categorical("schedule", ["constant", "cosine"])
-    return recipe_from_params(params, tune, epochs=tune.epochs)
-
-
-def recipe_from_params(
-    params: dict[str, Any], tune: TuneConfig, *, epochs: int
-) -> AutoencoderTrainConfig:
-    """A trial's parameters as an ``fmt ae train`` recipe (unsearched fields: the defaults)."""
-    names = {f.name for f in dataclasses.fields(AutoencoderTrainConfig)}
-    chosen = {key: value for key, value in params.items() if key in names}
-    return AutoencoderTrainConfig(
-        **{**chosen, "latent_dim": tune.latent_dim, "epochs": epochs, "seed": tune.seed}
-    )
-
-
-class PruneOrReport(Callback):
-    """Reports the validation MSE to the trial each epoch and stops it when Optuna prunes."""
-
-    def __init__(self, trial: optuna.Trial, *, prune: bool) -> None:
-        self.trial = trial
-        self.prune = prune
-
-    def on_epoch_end(self, state: LoopState) -> None:
-        import optuna
-
-        value = state.last["val_mse"]
-        if not math.isfinite(value):
-            raise optuna.TrialPruned(f"the validation MSE is {value} at epoch {state.epoch}")
-        self.trial.report(value, step=state.epoch)
-        if self.prune and self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {state.epoch}")
-
-
 # --------------------------------------------------------------------------- the study
 
 
@@ -288,19 +128,6 @@ def check_tune_config(tune: TuneConfig) -> None:
         raise UsageError(f"cannot search {', '.join(unknown)}; use {', '.join(SEARCH_DIMENSIONS)}")
     if not tune.study.strip():
         raise UsageError("--study needs a name")
-
-
-@contextlib.contextmanager
-def quiet_optuna() -> Iterator[None]:
-    """Optuna logs every trial (a failed one with a traceback); the CLI shows its own lines."""
-    import optuna
-
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(verbosity)
 
 
 def load_or_create_study(
@@ -487,125 +314,6 @@ def _optimize(
         ) from None
     after = study.get_trials(deepcopy=False)
     return study, len([trial for trial in after if trial.number not in before])
-
-
-# --------------------------------------------------------------------------- parallel trials
-
-GPU_JOBS = 4  # trials at once on one GPU: each is launch-bound, far from filling it
-
-
-def default_jobs(engine: EngineConfig, trials: int) -> int:
-    """Trials at once by default: enough to fill a GPU; one on a CPU (a trial uses every core)."""
-    if resolve_device(engine.device).type == "cuda":
-        return max(1, min(GPU_JOBS, trials))
-    return 1
-
-
-def optimize_in_processes(
-    tune: TuneConfig,
-    engine: EngineConfig,
-    storage: BaseStorage,
-    storage_url: tuple[str, int],
-    data_dir: str | os.PathLike[str] | None,
-    jobs: int,
-    on_trial_end: Callable[[TrialRow, TrialRow | None], None] | None,
-) -> tuple[optuna.Study, int]:
-    """Run ``tune.trials`` trials in ``jobs`` worker processes that share the study's storage
-    (as workers on many machines do; ``storage_url`` is its URL and heartbeat, for them to
-    open it); each trial's end is reported here as it comes."""
-    import multiprocessing
-    import queue as queues
-
-    from fmnist_toolkit.data import load_fashion_mnist
-
-    images, labels = load_fashion_mnist("train", data_dir)
-    # Created here, once, so that the workers only load it.
-    study = load_or_create_study(
-        tune, storage, create=True, data_sha256=dataset_sha256(images, labels)
-    )
-    before = {trial.number for trial in study.get_trials(deepcopy=False)}
-    context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
-    messages = context.Queue()
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    shares = [tune.trials // jobs + (index < tune.trials % jobs) for index in range(jobs)]
-    workers = [
-        context.Process(
-            target=tuning_worker,
-            args=(dataclasses.replace(tune, trials=share), engine, *storage_url, data_dir),
-            kwargs={"messages": messages, "threads": threads},
-            daemon=True,
-        )
-        for share in shares
-    ]
-    for worker in workers:
-        worker.start()
-    errors: list[str] = []
-    running = len(workers)
-    try:
-        while running:
-            try:
-                message = messages.get(timeout=1.0)
-            except queues.Empty:
-                if not any(worker.is_alive() for worker in workers) and messages.empty():
-                    break  # a worker died without a word (killed): the study says what it did
-                continue
-            if message is None:
-                running -= 1
-            elif isinstance(message, str):
-                errors.append(message)
-            elif on_trial_end is not None:
-                on_trial_end(*message)
-    except KeyboardInterrupt:
-        # The workers got the same Ctrl-C: each records its running trial as failed.
-        for worker in workers:
-            worker.join(timeout=60)
-        finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
-        raise TuningInterrupted(
-            f"interrupted; the running trials were recorded as failed and study {tune.study!r} "
-            f"keeps its {len(finished)} finished trials; run the same command to add more"
-        ) from None
-    for worker in workers:
-        worker.join()
-    if errors:
-        raise StudyStorageError(errors[0])
-    after = study.get_trials(deepcopy=False)
-    return study, len([trial for trial in after if trial.number not in before])
-
-
-def tuning_worker(
-    tune: TuneConfig,
-    engine: EngineConfig,
-    url: str,
-    heartbeat: int,
-    data_dir: str | os.PathLike[str] | None,
-    *,
-    messages: Any,
-    threads: int,
-) -> None:
-    """One worker process of :func:`optimize_in_processes`: its share of the trials, each
-    trial's end sent back as (row, best); an error as its one-line message; None when done."""
-    import torch
-
-    from fmnist_toolkit.errors import ToolkitError
-
-    torch.set_num_threads(threads)
-    try:
-        with quiet_optuna():
-            storage = open_storage(url, heartbeat=heartbeat)
-            _optimize(
-                tune,
-                engine,
-                storage,
-                data_dir,
-                lambda number: (),
-                lambda row, best: messages.put((row, best)),
-            )
-    except (KeyboardInterrupt, TuningInterrupted):
-        pass  # the parent reports the interruption
-    except ToolkitError as error:
-        messages.put(str(error))
-    finally:
-        messages.put(None)
 
 
 # --------------------------------------------------------------------------- outputs

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
-import hashlib
 import json
 import os
 import re
@@ -34,16 +33,39 @@ from fmnist_toolkit.errors import (
     ReadOnlyModelError,
     RunInProgressError,
 )
+from fmnist_toolkit.storage.files import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    read_bundle,
+    read_config_file,
+    sha256_hex,
+    usual_mode,
+    write_bundle,
+    write_file_atomically,
+)
 
 if TYPE_CHECKING:
     import torch
 
+__all__ = [
+    "CONFIG_FILE",
+    "WEIGHTS_FILE",
+    "InterruptedRun",
+    "ModelStore",
+    "StoredModel",
+    "read_bundle",
+    "read_config_file",
+    "sha256_hex",
+    "usual_mode",
+    "validate_name",
+    "write_bundle",
+    "write_file_atomically",
+]
+
 STORE_ENV = "FMT_HOME"
 BUNDLED_ENV = "FMT_BUNDLED_MODELS"  # "0" hides the bundled models; a folder replaces them
-BUNDLED_ROOT = Path(__file__).resolve().parent / "pretrained"
+BUNDLED_ROOT = Path(__file__).resolve().parent.parent / "pretrained"
 MANIFEST_FILE = "manifest.json"
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 _CHECKPOINTS = ".checkpoints"
 _LOCKS = ".locks"
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -124,58 +146,6 @@ class InterruptedRun:
     epoch: int | None  # epochs done
     epochs: int | None  # epochs the recipe asked for
     state: dict[str, Any]
-
-
-def sha256_hex(content: bytes) -> str:
-    """Hex SHA-256 of bytes."""
-    return hashlib.sha256(content).hexdigest()
-
-
-def write_bundle(folder: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """Write weights and JSON into ``folder``; the JSON records the weights' SHA-256."""
-    from safetensors.torch import save
-
-    payload = save({key: value.detach().cpu().contiguous() for key, value in tensors.items()})
-    meta = {**meta, "weights_sha256": sha256_hex(payload)}
-    (folder / WEIGHTS_FILE).write_bytes(payload)
-    (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
-
-
-def read_config_file(folder: Path, label: str) -> dict[str, Any]:
-    """The JSON config of a bundle, or a one-line error naming what is wrong."""
-    path = folder / CONFIG_FILE
-    try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError as error:
-        raise ModelNotFoundError(f"{label}: no {CONFIG_FILE} in {folder}") from error
-    except (OSError, ValueError) as error:
-        raise ModelCorruptError(f"{label}: unreadable {path} ({error})") from error
-    if not isinstance(config, dict):
-        raise ModelCorruptError(f"{label}: {path} is not a JSON object")
-    return config
-
-
-def read_bundle(folder: Path, label: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Weights and JSON of a bundle, after checking the weights' SHA-256 and format."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
-    config = read_config_file(folder, label)
-    weights_path = folder / WEIGHTS_FILE
-    try:
-        payload = weights_path.read_bytes()
-    except OSError as error:
-        raise ModelCorruptError(f"{label}: cannot read {weights_path} ({error})") from error
-    expected = config.get("weights_sha256")
-    if expected and sha256_hex(payload) != expected:
-        raise ModelCorruptError(
-            f"{label}: {weights_path} is corrupt or truncated (SHA-256 does not match its config)"
-        )
-    try:
-        tensors = load(payload)
-    except (SafetensorError, ValueError, RuntimeError) as error:
-        raise ModelCorruptError(f"{label}: {weights_path} is not valid safetensors") from error
-    return tensors, config
 
 
 _DEFAULT = object()

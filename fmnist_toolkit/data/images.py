@@ -1,0 +1,81 @@
+"""Augmentation of training batches and users' own pictures made to look like Fashion-MNIST."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fmnist_toolkit.data.idx import IMAGE_SIZE
+from fmnist_toolkit.errors import DataCorruptError, DataMissingError
+
+if TYPE_CHECKING:
+    import torch
+
+
+def augment_batch(
+    images: torch.Tensor, generator: torch.Generator, max_shift: int = 2
+) -> torch.Tensor:
+    """Each image of a batch [B, 1, 28, 28] mirrored left-right with probability 1/2 and moved
+    by up to ``max_shift`` pixels each way (zero fill), on the batch's own device.
+
+    Per image, unlike torchvision's transforms on a batch tensor (one draw for the batch). The
+    draws come from a seeded CPU generator, so a run augments the same on every device.
+    """
+    import torch
+
+    count, size = images.shape[0], images.shape[-1]
+    device = images.device
+    flip = (torch.rand(count, generator=generator) < 0.5).to(device)
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, count), generator=generator).to(device)
+    images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+    padded = torch.nn.functional.pad(images, (max_shift,) * 4)
+    span = torch.arange(size, device=device)
+    rows = (offsets[0].view(-1, 1) + span).view(count, 1, size, 1)
+    columns = (offsets[1].view(-1, 1) + span).view(count, 1, 1, size)
+    batch = torch.arange(count, device=device).view(count, 1, 1, 1)
+    return padded[batch, 0, rows, columns]
+
+
+# --------------------------------------------------------------------------- user images
+
+
+def image_like_fashion_mnist(path: str | os.PathLike[str]) -> torch.Tensor:
+    """A user's picture (PNG, JPEG, ... any size) as Fashion-MNIST makes its images: uint8 [28, 28].
+
+    Following the data set's own conversion: grayscale; the garment made light on a dark
+    background (inverted when the picture's border is light); the background trimmed; the longest
+    side resized to 28 pixels; the rest padded to 28x28 with the garment centred.
+    """
+    import numpy as np
+    import torch
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened).convert("L")
+    except FileNotFoundError:
+        raise DataMissingError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise DataCorruptError(f"{path}: not an image this tool can read ({error})") from None
+    pixels = np.asarray(image, dtype=np.float32)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    if np.median(border) > 127:  # light background, as in photos: Fashion-MNIST is inverted
+        pixels = 255.0 - pixels
+    background = float(
+        np.median(np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]))
+    )
+    rows = np.flatnonzero((pixels > background + 20).any(axis=1))
+    columns = np.flatnonzero((pixels > background + 20).any(axis=0))
+    if not rows.size:
+        raise DataCorruptError(f"{path}: no garment found (the picture is blank)")
+    pixels = pixels[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+    pixels = np.clip(pixels - background, 0, 255)
+    height, width = pixels.shape
+    scale = IMAGE_SIZE / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resized = Image.fromarray(pixels.astype(np.uint8)).resize(size, Image.Resampling.LANCZOS)
+    canvas = Image.new("L", (IMAGE_SIZE, IMAGE_SIZE), 0)
+    canvas.paste(resized, ((IMAGE_SIZE - size[0]) // 2, (IMAGE_SIZE - size[1]) // 2))
+    return torch.from_numpy(np.asarray(canvas, dtype=np.uint8).copy())

@@ -1,0 +1,103 @@
+"""A classifier measured and used: test metrics, re-evaluation of a saved one, predictions for
+a user's pictures."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit
+from fmnist_toolkit.engine.device import resolve_device
+from fmnist_toolkit.engine.inference import predict_split
+from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
+from fmnist_toolkit.storage import ModelStore
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+@dataclass
+class ClassifierMetrics:
+    """Test-set figures of a classifier."""
+
+    accuracy: float
+    per_class: list[dict[str, Any]]  # class, precision, recall, f1, support
+    confusion: list[list[int]]  # rows: true class, columns: predicted class
+
+
+def classify(model: nn.Module, split: DeviceSplit, precision: str = "fp32") -> torch.Tensor:
+    """Predicted classes [N] (CPU) of a whole split."""
+    return predict_split(model, split, precision=precision).argmax(1).cpu()
+
+
+def test_metrics(predicted: torch.Tensor, truth: torch.Tensor) -> ClassifierMetrics:
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix (scikit-learn)."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    y_true, y_pred = truth.cpu().numpy(), predicted.cpu().numpy()
+    labels = list(range(len(CLASS_NAMES)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    per_class = [
+        {
+            "class": CLASS_NAMES[i],
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i in labels
+    ]
+    confusion = confusion_matrix(y_true, y_pred, labels=labels).tolist()
+    return ClassifierMetrics(float((y_true == y_pred).mean()), per_class, confusion)
+
+
+def evaluate_classifier(
+    name_or_path: str | os.PathLike[str],
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    store: ModelStore | None = None,
+) -> ClassifierMetrics:
+    """Re-measure a saved classifier on the 10,000 test images."""
+    read_model_of_kind(name_or_path, "classifier", store)
+    torch_device = resolve_device(device)
+    model = load_model(name_or_path, store=store, device=torch_device)
+    test = DeviceSplit.load("test", data_dir, torch_device)
+    return test_metrics(classify(model, test), test.labels)
+
+
+def predict_images(
+    name_or_path: str | os.PathLike[str],
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    top: int = 3,
+    store: ModelStore | None = None,
+) -> list[dict[str, Any]]:
+    """The ``top`` classes and their probabilities for each of a user's pictures (CPU)."""
+    import torch
+
+    from fmnist_toolkit.data import image_like_fashion_mnist, to_unit_float
+
+    read_model_of_kind(name_or_path, "classifier", store)
+    pictures = torch.stack([image_like_fashion_mnist(path) for path in paths])
+    model = load_model(name_or_path, store=store)
+    with torch.no_grad():
+        probabilities = model(to_unit_float(pictures)).exp()
+    results = []
+    for path, row in zip(paths, probabilities, strict=True):
+        values, classes = row.topk(top)
+        results.append(
+            {
+                "image": str(path),
+                "top": [
+                    {"class": CLASS_NAMES[int(c)], "index": int(c), "probability": float(v)}
+                    for v, c in zip(values, classes, strict=True)
+                ],
+            }
+        )
+    return results

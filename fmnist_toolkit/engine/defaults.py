@@ -1,0 +1,88 @@
+"""The models a command uses when none is named, chosen in one place: the best autoencoder
+(encoder), the best denoiser, the best classifier (prediction, Fréchet features), the
+generator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fmnist_toolkit.errors import ModelNotFoundError
+from fmnist_toolkit.storage import ModelStore
+
+# In the order of their measured sample quality (docs/gan.md: Fréchet distance 54.0 vs 118.7).
+DEFAULT_GENERATORS = ("gan-dcgan", "gan-mlp")
+
+
+def best_autoencoder(store: ModelStore, latent_dim: int = 16, *, purpose: str, option: str) -> str:
+    """The latent-``latent_dim`` autoencoder with the lowest test MSE: the default denoiser and
+    encoder. ``purpose`` ("to denoise with") and ``option`` complete the message if none is."""
+    candidates = []
+    for model in store.available():
+        params = model.config.get("model", {}).get("params", {})
+        test_mse = model.config.get("metrics", {}).get("test_mse")
+        if (
+            model.kind == "autoencoder"
+            and params.get("latent_dim") == latent_dim
+            and test_mse
+            and not trained_to_denoise(model.config)
+        ):
+            candidates.append((float(test_mse), model.name))
+    if not candidates:
+        raise ModelNotFoundError(
+            f"no latent-{latent_dim} autoencoder in the store {purpose}; train one with "
+            f"fmt ae train, or name one with {option}"
+        )
+    return min(candidates)[1]
+
+
+def trained_to_denoise(config: dict[str, Any]) -> bool:
+    """Whether a saved model was trained with ``--objective denoise`` (its test MSE is then
+    measured on corrupted images: not comparable with reconstruction MSEs)."""
+    return config.get("recipe", {}).get("objective") == "denoise"
+
+
+def best_denoiser(store: ModelStore) -> str | None:
+    """The model trained with ``--objective denoise`` with the lowest test MSE (all measured on
+    the same corrupted test images), or None when the store has none."""
+    candidates = [
+        (float(model.config["metrics"]["test_mse"]), model.name)
+        for model in store.available()
+        if trained_to_denoise(model.config) and model.config.get("metrics", {}).get("test_mse")
+    ]
+    return min(candidates)[1] if candidates else None
+
+
+def default_denoiser(store: ModelStore) -> str:
+    """The model trained to denoise with the lowest test MSE (the bundled ``denoiser-unet``
+    unless you trained a better one), else the latent-16 autoencoder with the lowest test MSE."""
+    return best_denoiser(store) or best_autoencoder(
+        store, purpose="to denoise with", option="--denoiser"
+    )
+
+
+def best_classifier(store: ModelStore, *, purpose: str, option: str) -> str:
+    """The classifier with the highest test accuracy: the default for prediction and for the
+    feature space of Fréchet distances. ``purpose`` and ``option`` complete the message."""
+    candidates = [
+        (float(model.config.get("metrics", {}).get("test_accuracy", 0.0)), model.name)
+        for model in store.available()
+        if model.kind == "classifier"
+    ]
+    if not candidates:
+        raise ModelNotFoundError(
+            f"no classifier in the store {purpose}; train one with fmt clf finetune "
+            f"or name one with {option}"
+        )
+    return max(candidates)[1]
+
+
+def default_generator(store: ModelStore) -> str:
+    """The generator used when none is named: gan-dcgan, else gan-mlp, else the newest one."""
+    generators = [model for model in store.available() if model.kind == "generator"]
+    names = [model.name for model in generators]
+    for name in DEFAULT_GENERATORS:
+        if name in names:
+            return name
+    if generators:
+        return max(generators, key=lambda model: str(model.config.get("created", ""))).name
+    raise ModelNotFoundError("no generator in the store; train one with: fmt gan train")

@@ -1,0 +1,205 @@
+"""One run lifecycle for every training recipe: lock, resume-or-refuse, checkpoints, save.
+
+A recipe reads top to bottom::
+
+    with TrainingRun.exclusive(store, name, resume=..., restart=..., engine=engine) as run:
+        config, engine = run.settings(RecipeConfig, config, engine)
+        ...load the data; build what is trained (a :class:`Resumable`) and a LoopState...
+        run.begin(training, state, description=run_description(spec, config, engine),
+                  data_sha256=..., device=...)
+        run.fit(lambda callbacks: training.fit(..., callbacks), callbacks)
+        path = run.save(weights, {"metrics": ...})
+
+The run checks the name, precision and plots folder before any data is read; holds the
+store's run lock for ``name``; refuses to start over an interrupted run
+unless told to resume or restart; restores the recipe's state from its checkpoint; writes a
+checkpoint after every epoch; turns Ctrl-C into :class:`TrainingInterrupted` naming the saved
+epoch; and at the end saves the model with the metadata every recipe records, then removes the
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from fmnist_toolkit._version import __version__
+from fmnist_toolkit.config import EngineConfig, ModelSpec, config_to_dict
+from fmnist_toolkit.engine import checkpoint as checkpointing
+from fmnist_toolkit.engine.callbacks import Checkpoint, CheckpointCallback
+from fmnist_toolkit.engine.device import check_precision, describe_device
+from fmnist_toolkit.engine.loop import Callback, LoopState
+from fmnist_toolkit.engine.outputs import ensure_writable_folder
+from fmnist_toolkit.errors import TrainingInterrupted
+from fmnist_toolkit.storage import ModelStore, validate_name
+
+if TYPE_CHECKING:
+    import torch
+
+RecipeT = TypeVar("RecipeT")
+
+
+class Resumable(Protocol):
+    """What a recipe trains, as checkpoint tensors + JSON and back."""
+
+    def checkpoint(self) -> Checkpoint:
+        """The tensors and JSON that put the run back exactly (weights, optimisers, RNGs)."""
+        ...
+
+    def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], label: str) -> None:
+        """Inverse of :meth:`checkpoint`; ``label`` names the checkpoint in messages."""
+        ...
+
+
+def run_description(
+    spec: ModelSpec, recipe: Any, engine: EngineConfig, **extra: Any
+) -> dict[str, Any]:
+    """What a run trains, for :meth:`TrainingRun.begin`: the model spec, the recipe, the engine
+    settings and any recipe-specific records (``extra``)."""
+    return {
+        "kind": spec.kind,
+        "model": config_to_dict(spec),
+        "recipe": config_to_dict(recipe),
+        "engine": config_to_dict(engine),
+        **extra,
+    }
+
+
+class TrainingRun:
+    """One training run of ``name`` in the store, from its lock to its saved model."""
+
+    def __init__(self, store: ModelStore, name: str, saved: Checkpoint | None) -> None:
+        self.store = store
+        self.name = name
+        self.saved = saved  # the interrupted run's checkpoint when resuming
+        self.resumed_from = 0  # epochs the interrupted run had done
+        self.seconds = 0.0  # training time, including the time before a resume; set by save
+        self.device_name = ""
+        self.checkpoints = CheckpointCallback(self._collect, self._write)
+        self._training: Resumable | None = None
+        self._state: LoopState | None = None
+        self._description: dict[str, Any] = {}
+        self._notes: dict[str, Any] = {}
+        self._data_sha256 = ""
+        self._elapsed_before = 0.0
+        self._started = 0.0
+
+    @classmethod
+    @contextlib.contextmanager
+    def exclusive(
+        cls,
+        store: ModelStore | None,
+        name: str,
+        *,
+        resume: bool,
+        restart: bool,
+        engine: EngineConfig,
+        plots_dir: Path | None = None,
+    ) -> Iterator[TrainingRun]:
+        """Check the name, the precision and the plots folder before any data is read; hold the
+        run lock of ``name``; resume its interrupted run, or refuse to discard one without
+        ``restart``."""
+        store = store or ModelStore()
+        validate_name(name)
+        check_precision(engine.precision)
+        if plots_dir is not None:
+            ensure_writable_folder(plots_dir, "--plots")
+        with store.exclusive_run(name):
+            saved = checkpointing.checkpoint_to_resume(store, name, resume=resume, restart=restart)
+            yield cls(store, name, saved)
+
+    def settings(
+        self, recipe_type: type[RecipeT], config: RecipeT, engine: EngineConfig
+    ) -> tuple[RecipeT, EngineConfig]:
+        """The recipe and engine to train with: the interrupted run's when resuming."""
+        if self.saved is None:
+            return config, engine
+        return checkpointing.settings_from_checkpoint(recipe_type, self.saved[1], engine, self.name)
+
+    def saved_value(self, key: str, default: Any) -> Any:
+        """A value the interrupted run recorded (``default`` for a fresh run)."""
+        return default if self.saved is None else self.saved[1].get(key, default)
+
+    def begin(
+        self,
+        training: Resumable,
+        state: LoopState,
+        *,
+        description: dict[str, Any],
+        data_sha256: str,
+        device: torch.device,
+        notes: dict[str, Any] | None = None,
+    ) -> None:
+        """Start the clock; restore ``training`` and ``state`` when resuming.
+
+        ``description`` (kind, model spec, recipe, engine, ...) and ``notes`` (e.g. provenance)
+        go into every checkpoint and the saved config, around the common fields.
+        """
+        self._training, self._state = training, state
+        self._description, self._notes = description, notes or {}
+        self._data_sha256 = data_sha256
+        self.device_name = describe_device(device)
+        if self.saved is not None:
+            self._elapsed_before = checkpointing.restore_run(
+                self.saved, state, name=self.name, data_sha256=data_sha256, restore=training.restore
+            )
+        self.resumed_from = state.epoch
+        self._started = time.perf_counter()
+
+    def metadata(self) -> dict[str, Any]:
+        """What every checkpoint and saved config of the run records."""
+        assert self._state is not None, "begin() first"
+        return {
+            "name": self.name,
+            **self._description,
+            "data_sha256": self._data_sha256,
+            "history": self._state.history,
+            "seconds": self._elapsed_before + time.perf_counter() - self._started,
+            "device": self.device_name,
+            "toolkit_version": __version__,
+            **self._notes,
+        }
+
+    def _collect(self, state: LoopState) -> Checkpoint:
+        assert self._training is not None, "begin() first"
+        tensors, meta = self._training.checkpoint()
+        return tensors, {**self.metadata(), "epoch": state.epoch, **meta}
+
+    def _write(self, checkpoint: Checkpoint) -> None:
+        self.store.save_checkpoint(self.name, *checkpoint)
+
+    def fit(
+        self,
+        train: Callable[[Sequence[Callback]], object],
+        callbacks: Sequence[Callback] = (),
+        *,
+        before: Sequence[Callback] = (),
+    ) -> None:
+        """Call ``train`` with the callbacks to pass to the loop: ``before``, the checkpoints,
+        then ``callbacks`` (once progress reports an epoch, its checkpoint is kept)."""
+        epochs = self._state.epochs if self._state is not None else 0
+        try:
+            train([*before, self.checkpoints, *callbacks])
+        except KeyboardInterrupt:
+            saved = self.checkpoints.saved_epoch
+            raise TrainingInterrupted(
+                f"interrupted; {saved}/{epochs} epochs are saved in a checkpoint",
+                model_name=self.name,
+                completed_epochs=saved,
+            ) from None
+
+    def save(self, weights: dict[str, torch.Tensor], results: dict[str, Any]) -> Path:
+        """Save the model with the run's metadata plus ``results``; drop the checkpoint."""
+        meta = {
+            **self.metadata(),
+            **results,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        self.seconds = meta["seconds"]
+        path = self.store.save(self.name, weights, meta)
+        self.store.remove_checkpoint(self.name)
+        return path

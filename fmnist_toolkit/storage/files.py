@@ -1,0 +1,94 @@
+"""Files of the store, written so that a reader never sees half of one: a model bundle
+(safetensors weights + JSON config with the weights' SHA-256), and any single output file
+written through a temporary file beside it and renamed into place."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fmnist_toolkit.errors import ModelCorruptError, ModelNotFoundError
+
+if TYPE_CHECKING:
+    import torch
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def usual_mode(path: Path, *, folder: bool) -> None:
+    """The permissions a plain open() or mkdir() would have given (tempfile's are private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod((0o777 if folder else 0o666) & ~umask)
+
+
+def write_file_atomically(target: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file beside ``target`` (``write`` fills it), give it the usual
+    permissions, then rename it into place; on any failure the temporary file is removed."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        usual_mode(Path(temporary), folder=False)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def sha256_hex(content: bytes) -> str:
+    """Hex SHA-256 of bytes."""
+    return hashlib.sha256(content).hexdigest()
+
+
+def write_bundle(folder: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Write weights and JSON into ``folder``; the JSON records the weights' SHA-256."""
+    from safetensors.torch import save
+
+    payload = save({key: value.detach().cpu().contiguous() for key, value in tensors.items()})
+    meta = {**meta, "weights_sha256": sha256_hex(payload)}
+    (folder / WEIGHTS_FILE).write_bytes(payload)
+    (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+
+
+def read_config_file(folder: Path, label: str) -> dict[str, Any]:
+    """The JSON config of a bundle, or a one-line error naming what is wrong."""
+    path = folder / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise ModelNotFoundError(f"{label}: no {CONFIG_FILE} in {folder}") from error
+    except (OSError, ValueError) as error:
+        raise ModelCorruptError(f"{label}: unreadable {path} ({error})") from error
+    if not isinstance(config, dict):
+        raise ModelCorruptError(f"{label}: {path} is not a JSON object")
+    return config
+
+
+def read_bundle(folder: Path, label: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Weights and JSON of a bundle, after checking the weights' SHA-256 and format."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    config = read_config_file(folder, label)
+    weights_path = folder / WEIGHTS_FILE
+    try:
+        payload = weights_path.read_bytes()
+    except OSError as error:
+        raise ModelCorruptError(f"{label}: cannot read {weights_path} ({error})") from error
+    expected = config.get("weights_sha256")
+    if expected and sha256_hex(payload) != expected:
+        raise ModelCorruptError(
+            f"{label}: {weights_path} is corrupt or truncated (SHA-256 does not match its config)"
+        )
+    try:
+        tensors = load(payload)
+    except (SafetensorError, ValueError, RuntimeError) as error:
+        raise ModelCorruptError(f"{label}: {weights_path} is not valid safetensors") from error
+    return tensors, config
