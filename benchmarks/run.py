@@ -175,8 +175,7 @@ def subset_data(data_dir: Path, limit: tuple[int, int], scratch: Path) -> Path:
             struct.pack(">IIII", 2051, count, 28, 28) + images.numpy().tobytes()
         )
         (folder / f"{split}-labels-idx1-ubyte").write_bytes(
-            struct.pack(">II", 2049, count)
-            + labels.to(dtype=images.dtype).numpy().tobytes()
+            struct.pack(">II", 2049, count) + labels.to(dtype=images.dtype).numpy().tobytes()
         )
     return folder
 
