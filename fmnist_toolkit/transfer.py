@@ -19,6 +19,7 @@ import stat
 import tempfile
 import time
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +84,10 @@ def export_model(store: ModelStore, name: str, archive: Path) -> Path:
     try:
         with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
             for file, content in files.items():
-                bundle.writestr(file, content)
+                # A fixed timestamp: the same model always packs into the same bytes.
+                member = zipfile.ZipInfo(file, date_time=(1980, 1, 1, 0, 0, 0))
+                member.compress_type = zipfile.ZIP_DEFLATED
+                bundle.writestr(member, content)
         os.replace(temporary, archive)
     except OSError as error:
         with contextlib.suppress(OSError):
@@ -143,7 +147,13 @@ def read_archive(archive: Path) -> tuple[dict[str, bytes], dict]:
         with zipfile.ZipFile(archive) as bundle:
             _check_members(bundle, label)
             contents = {name: _read_member(bundle, name, label) for name in ARCHIVE_MEMBERS}
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as error:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        EOFError,
+        NotImplementedError,
+        zlib.error,  # a damaged deflate stream: zipfile lets zlib's own error through
+    ) as error:
         raise ModelCorruptError(f"{label}: not a readable zip archive ({error})") from None
     except (OSError, RuntimeError) as error:  # RuntimeError: encrypted members
         raise ModelCorruptError(f"{label}: cannot read the archive ({error})") from None

@@ -356,6 +356,11 @@ def test_round_trip_between_two_stores(cli, tmp_path: Path, monkeypatch) -> None
     assert stored_models(store_b) == ["ae", "ae-copy"]
 
 
+def test_export_is_reproducible(tmp_path: Path) -> None:
+    first = model_archive(tmp_path / "1").read_bytes()
+    assert model_archive(tmp_path / "2").read_bytes() == first
+
+
 def test_load_model_from_a_zip(tmp_path: Path) -> None:
     import fmnist_toolkit
 
@@ -383,6 +388,12 @@ def _hostile(tmp_path: Path, case: str) -> Path:
     elif case == "truncated-zip":
         whole = model_archive(tmp_path).read_bytes()
         path.write_bytes(whole[: len(whole) // 2])
+    elif case == "corrupt-deflate":  # an invalid deflate block type: zlib's own error
+        whole = bytearray(model_archive(tmp_path).read_bytes())
+        member = zipfile.ZipFile(io.BytesIO(bytes(whole))).getinfo(WEIGHTS_FILE)
+        start = member.header_offset + 30 + len(member.filename.encode()) + len(member.extra)
+        whole[start] = 0xFF
+        path.write_bytes(bytes(whole))
     elif case == "traversal":
         archive_from(path, {**good, "../escape.txt": b"x"})
     elif case == "absolute":
@@ -436,6 +447,7 @@ def _hostile(tmp_path: Path, case: str) -> Path:
 HOSTILE = [
     "not-a-zip",
     "truncated-zip",
+    "corrupt-deflate",
     "traversal",
     "absolute",
     "symlink",
