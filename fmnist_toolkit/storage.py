@@ -425,7 +425,10 @@ class ModelStore:
         with self._locked(name):
             for folder in found:
                 trash = self.root / f".trash-{name}-{uuid.uuid4().hex}"
-                os.replace(folder, trash)
+                try:
+                    os.replace(folder, trash)
+                except FileNotFoundError:
+                    continue  # gone since we looked: its run finished, or another rm
                 trashes.append(trash)
         for trash in trashes:
             shutil.rmtree(trash, ignore_errors=True)

@@ -844,3 +844,17 @@ def test_load_during_a_save_reads_one_whole_model(tmp_path: Path, monkeypatch) -
     monkeypatch.setattr(storage, "read_config_file", config_then_save)
     tensors, config = store.load("m")
     assert config["value"] == 1 and torch.equal(tensors["w"], torch.ones(4))
+
+
+def test_remove_when_the_checkpoint_vanishes_meanwhile(tmp_path: Path, monkeypatch) -> None:
+    """Found by the four-process stress test: a run finishing between `rm`'s look and its
+    removal made `remove` fail with a bare FileNotFoundError and leave a .trash- folder."""
+    home = tmp_path / "home"
+    store = ModelStore(home, bundled=None)
+    save_autoencoder(store, "m")
+    store.save_checkpoint("m", {"w": torch.zeros(1)}, {"kind": "autoencoder"})
+    found = store.check_removable("m")
+    store.remove_checkpoint("m")  # the run finished in between
+    monkeypatch.setattr(store, "check_removable", lambda name: found)
+    store.remove("m")
+    assert not store.exists("m") and leftovers(home) == []
