@@ -30,8 +30,8 @@ def __dir__() -> list[str]:
 
 
 def load_model(name_or_path: str | _os.PathLike[str], *, device: str = "cpu") -> nn.Module:
-    """A saved model, by store name or path to its folder, as an ``nn.Module`` in eval mode on
-    ``device`` ("cpu", "cuda", "cuda:N", "mps" or "auto").
+    """A saved model, by store name, path to its folder or to a zip from ``fmt models export``,
+    as an ``nn.Module`` in eval mode on ``device`` ("cpu", "cuda", "cuda:N", "mps" or "auto").
 
     An autoencoder maps images [N, 1, 28, 28] in [0, 1] to reconstructions of the same shape,
     and has ``encode`` and ``decode``; a classifier maps them to log-probabilities [N, 10].
@@ -40,6 +40,11 @@ def load_model(name_or_path: str | _os.PathLike[str], *, device: str = "cpu") ->
     from fmnist_toolkit.engine.device import resolve_device
     from fmnist_toolkit.engine.model_io import load_model as _load_model
 
+    if str(name_or_path).endswith(".zip"):
+        from fmnist_toolkit.transfer import unpacked
+
+        with unpacked(_os.fspath(name_or_path)) as folder:
+            return _load_model(folder, device=resolve_device(device))
     return _load_model(name_or_path, device=resolve_device(device))
 
 

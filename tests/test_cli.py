@@ -367,7 +367,10 @@ def test_choices_come_from_config_and_agree_with_the_registry() -> None:
         (_options.Precision, config.PRECISIONS),
         (ae.Optimizer, config.OPTIMIZERS),
         (ae.Schedule, config.SCHEDULES),
-        (ae.AutoencoderArchitecture, config.AUTOENCODER_ARCHITECTURES),
+        (
+            ae.AutoencoderArchitecture,
+            config.AUTOENCODER_ARCHITECTURES + config.DENOISER_ARCHITECTURES,
+        ),
         (gan.GanArchitecture, config.GAN_ARCHITECTURES),
         (tune.SearchDimension, config.SEARCH_DIMENSIONS),
     ]
@@ -377,6 +380,7 @@ def test_choices_come_from_config_and_agree_with_the_registry() -> None:
         kind: sorted(a for k, a in architectures() if k == kind) for kind, _ in architectures()
     }
     assert sorted(config.AUTOENCODER_ARCHITECTURES) == registered["autoencoder"]
+    assert sorted(config.DENOISER_ARCHITECTURES) == registered["denoiser"]
     assert (
         sorted(config.GAN_ARCHITECTURES) == registered["generator"] == registered["discriminator"]
     )

@@ -22,6 +22,8 @@ Precision = choices("Precision", PRECISIONS)
 
 
 ENGINE = "Engine"
+# torch.manual_seed takes 64-bit seeds; a larger one would fail deep in the engine.
+MAX_SEED = 2**63 - 1
 OUTPUT = "Output"
 
 DeviceOption = Annotated[
@@ -37,6 +39,8 @@ SeedOption = Annotated[
     int,
     typer.Option(
         "--seed",
+        min=0,
+        max=MAX_SEED,
         help="Seeds weights and batch order; the same seed on the same device gives the same "
         "metrics.",
         rich_help_panel=ENGINE,
@@ -46,6 +50,8 @@ NoiseSeedOption = Annotated[
     int,
     typer.Option(
         "--seed",
+        min=0,
+        max=MAX_SEED,
         help="Seeds the noise the generator draws from (in gan eval also which 10,000 training "
         "images form the floor); the same seed and device give the same images.",
         rich_help_panel=ENGINE,

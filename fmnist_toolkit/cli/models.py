@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -12,8 +13,8 @@ from fmnist_toolkit.cli._render import console, format_duration, print_json, pri
 
 app = typer.Typer(
     rich_markup_mode="markdown",
-    help="List, inspect, locate and remove saved models (the store is FMT_HOME, else the "
-    "per-user cache folder).",
+    help="List, inspect, locate, export, import and remove saved models (the store is "
+    "FMT_HOME, else the per-user cache folder).",
     no_args_is_help=True,
 )
 
@@ -66,16 +67,38 @@ def _source_label(model, models) -> str:
     return model.source
 
 
+def _size(size: int) -> str:
+    """Bytes for people: 1.2 MB, 830 kB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
+
+
+KINDS = ("autoencoder", "classifier", "generator")
+
+
 @app.command("list")
-def list_models(json_output: JsonOption = False) -> None:
-    """Every saved model with its kind, architecture, metrics and folder."""
+def list_models(
+    kind: Annotated[
+        str | None,
+        typer.Option("--kind", help=f"Only models of this kind: {', '.join(KINDS)}."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Every saved model with its kind, architecture, metrics, size on disk and folder."""
     from rich.table import Table
 
+    from fmnist_toolkit.errors import UsageError
     from fmnist_toolkit.storage import ModelStore
+    from fmnist_toolkit.transfer import folder_size
 
+    if kind is not None and kind not in KINDS:
+        raise UsageError(f"unknown --kind {kind!r}; choose one of {', '.join(KINDS)}")
     store = ModelStore()
-    models = store.list()
-    interrupted = store.interrupted()
+    models = [model for model in store.list() if kind is None or model.kind == kind]
+    interrupted = [run for run in store.interrupted() if kind is None or run.kind == kind]
+    sizes = {entry.path: folder_size(entry.path) for entry in [*models, *interrupted]}
     if json_output:
         print_json(
             [
@@ -85,6 +108,7 @@ def list_models(json_output: JsonOption = False) -> None:
                     "source": model.source,
                     "shadowed": model.shadowed,
                     "path": str(model.path),
+                    "size": sizes[model.path],
                     "architecture": _section(model.config, "model").get("architecture"),
                     "params": _section(model.config, "model").get("params", {}),
                     "metrics": _section(model.config, "metrics"),
@@ -99,6 +123,7 @@ def list_models(json_output: JsonOption = False) -> None:
                     "source": "interrupted",
                     "shadowed": False,
                     "path": str(run.path),
+                    "size": sizes[run.path],
                     "architecture": _section(run.state, "model").get("architecture"),
                     "params": _section(run.state, "model").get("params", {}),
                     "epoch": run.epoch,
@@ -109,6 +134,9 @@ def list_models(json_output: JsonOption = False) -> None:
         )
         return
     if not models and not interrupted:
+        if kind is not None:
+            console.print(f"No {kind} models in {store.root}.")
+            return
         console.print(f"No models in {store.root} yet; train one with `fmt ae train`.")
         return
     table = Table(title=f"Models in {store.root}")
@@ -117,8 +145,8 @@ def list_models(json_output: JsonOption = False) -> None:
     table.add_column("name", no_wrap=True, overflow="fold", min_width=longest)
     table.add_column("kind")
     table.add_column("source", no_wrap=True)  # "interrupted, epoch 2/5" reads as one phrase
-    for column in ("architecture", "metrics", "created"):
-        table.add_column(column)
+    for column in ("architecture", "metrics", "size", "created"):
+        table.add_column(column, justify="right" if column == "size" else "left")
     for model in models:
         spec = _section(model.config, "model")
         params = ", ".join(f"{key}={value}" for key, value in _section(spec, "params").items())
@@ -128,6 +156,7 @@ def list_models(json_output: JsonOption = False) -> None:
             _source_label(model, models),
             f"{spec.get('architecture', '?')} ({params})" if params else spec.get("architecture"),
             _summary(model.config),
+            _size(sizes[model.path]),
             str(model.config.get("created", ""))[:16].replace("T", " "),
         )
     for run in interrupted:
@@ -137,6 +166,7 @@ def list_models(json_output: JsonOption = False) -> None:
             _epochs_done(run),
             _section(run.state, "model").get("architecture", "?"),
             "train again with --resume",
+            _size(sizes[run.path]),
             "",
         )
     print_result(table)
@@ -211,3 +241,109 @@ def rm(
             raise typer.Exit(1)
     store.remove(name)
     console.print(f"Removed {name} ({where})", soft_wrap=True)
+
+
+@app.command("export")
+def export(
+    name: NameArgument,
+    archive: Annotated[Path, typer.Argument(help="The .zip to write (replaced if it exists).")],
+    json_output: JsonOption = False,
+) -> None:
+    """Pack a model (yours or a bundled one) into one zip: model.safetensors, config.json and a
+    manifest with their SHA-256; `fmt models import` reads it on another machine."""
+    from fmnist_toolkit.storage import ModelStore
+    from fmnist_toolkit.transfer import export_model
+
+    written = export_model(ModelStore(), name, archive)
+    if json_output:
+        print_json({"name": name, "archive": str(written), "size": written.stat().st_size})
+        return
+    console.print(f"Exported {name} to {written}", soft_wrap=True)
+
+
+@app.command("import")
+def import_(
+    archive: Annotated[Path, typer.Argument(help="A zip written by `fmt models export`.")],
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Store it under this name (default: the exported name)."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Add a model from a zip, after checking it: only the expected files (never a pickle), no
+    paths outside the model, sizes within reason, SHA-256s as its manifest says, and weights
+    that load into the architecture its config names. On any failure nothing is stored."""
+    from fmnist_toolkit.engine.model_io import load_model
+    from fmnist_toolkit.errors import ModelCorruptError
+    from fmnist_toolkit.storage import ModelStore, validate_name
+    from fmnist_toolkit.transfer import archive_name, install, unpacked
+
+    store = ModelStore()
+    target = validate_name(name) if name is not None else archive_name(archive)
+    if target is None:
+        raise ModelCorruptError(f"{archive}: its manifest names no model; pass --name")
+    validate_name(target)
+    with unpacked(archive) as folder:
+        try:  # the weights must fit the architecture the config names, as a load checks
+            load_model(folder, device="cpu")
+        except ModelCorruptError as error:
+            raise ModelCorruptError(str(error).replace(str(folder), str(archive))) from None
+        saved = install(store, folder, target)
+    if json_output:
+        print_json({"name": target, "path": str(saved), "archive": str(archive)})
+        return
+    console.print(f"Imported {target} from {archive} into {saved}", soft_wrap=True)
+
+
+@app.command()
+def prune(
+    older_than: Annotated[
+        float,
+        typer.Option(
+            "--older-than",
+            help="Only checkpoints of interrupted runs older than this many days (0: all that "
+            "are not training now).",
+        ),
+    ] = 7.0,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would go; delete nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Delete stale checkpoints of interrupted runs and the temporary folders a crashed save
+    left in the store (asks first unless --yes; --dry-run only lists)."""
+    from fmnist_toolkit.errors import UsageError
+    from fmnist_toolkit.storage import ModelStore
+    from fmnist_toolkit.transfer import prune as prune_store
+    from fmnist_toolkit.transfer import prune_candidates
+
+    store = ModelStore()
+    candidates = prune_candidates(store, older_than_days=older_than)
+    if candidates and not dry_run and not yes:
+        if not _stdin_is_terminal():
+            raise UsageError(
+                f"not pruning {len(candidates)} folder(s): there is no terminal to confirm on; "
+                "pass --yes, or --dry-run to list them"
+            )
+        for candidate in candidates:
+            console.print(f"  {candidate.reason}: {candidate.path}", soft_wrap=True)
+        if not typer.confirm(f"Delete these {len(candidates)} folder(s)?", err=True):
+            console.print("Kept them.")
+            raise typer.Exit(1)
+    removed = candidates if dry_run else prune_store(candidates)
+    if json_output:
+        print_json(
+            {
+                "dry_run": dry_run,
+                "removed" if not dry_run else "would_remove": [
+                    {"path": str(c.path), "reason": c.reason, "size": c.size} for c in removed
+                ],
+            }
+        )
+        return
+    verb = "Would remove" if dry_run else "Removed"
+    for candidate in removed:
+        console.print(f"{verb} {candidate.reason} {candidate.path}", soft_wrap=True)
+    total = sum(candidate.size for candidate in removed)
+    console.print(f"{verb} {len(removed)} folder(s), {_size(total)}.")

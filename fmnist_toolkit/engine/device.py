@@ -180,6 +180,8 @@ def seed_everything(seed: int) -> torch.Generator:
     """Seed torch's global RNG (weights) and return the CPU generator that orders the batches."""
     import torch
 
+    if not 0 <= seed < 2**63:
+        raise UsageError(f"--seed must be between 0 and 2^63 - 1, not {seed}")
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 

@@ -50,7 +50,7 @@ def build_model(kind: str, architecture: str, **params: Any) -> nn.Module:
     _load_families()
     try:
         constructor = _REGISTRY[(kind, architecture)]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: a damaged config names a list or an object
         known = ", ".join(f"{family}/{arch}" for family, arch in sorted(_REGISTRY))
         raise ModelCorruptError(
             f"unknown architecture {kind}/{architecture}; known: {known}"

@@ -151,6 +151,14 @@ class InterruptedRun:
 _DEFAULT = object()
 
 
+def _inode(folder: Path) -> int | None:
+    """Which directory is at ``folder`` now (None: none), to notice that a save replaced it."""
+    try:
+        return folder.stat().st_ino
+    except OSError:
+        return None
+
+
 def _bundles_in(root: Path | None) -> Iterator[tuple[Path, dict[str, Any] | None]]:
     """(folder, config) of each bundle under ``root`` by name; config None when damaged."""
     if root is None or not root.is_dir():
@@ -349,7 +357,17 @@ class ModelStore:
         folder = self.require(name)
         if self.source(name) == "bundled":
             self._verify_bundled(name, folder)
-        return read_bundle(folder, f"model {name!r}")
+            return read_bundle(folder, f"model {name!r}")
+        # A save in another process may swap the folder between our reads of its config and its
+        # weights: a mismatch then is that race, not damage, and the new model is whole.
+        for attempt in range(3):
+            before = _inode(folder)
+            try:
+                return read_bundle(folder, f"model {name!r}")
+            except (ModelCorruptError, ModelNotFoundError):
+                if attempt == 2 or _inode(folder) == before:
+                    raise
+        raise AssertionError("unreachable")
 
     def read_config(self, name: str) -> dict[str, Any]:
         """The config of a saved model, without reading its weights."""
@@ -377,7 +395,10 @@ class ModelStore:
         with self._locked(name):
             for folder in found:
                 trash = self.root / f".trash-{name}-{uuid.uuid4().hex}"
-                os.replace(folder, trash)
+                try:
+                    os.replace(folder, trash)
+                except FileNotFoundError:
+                    continue  # gone since we looked: its run finished, or another rm
                 trashes.append(trash)
         for trash in trashes:
             shutil.rmtree(trash, ignore_errors=True)
