@@ -100,30 +100,6 @@ def bundled_root() -> Path | None:
     return Path(setting).expanduser() if setting not in ("", "1") else BUNDLED_ROOT
 
 
-def bundle_models(source: Path, names: list[str], bundled: Path) -> dict[str, Any]:
-    """Copy models from the store at ``source`` into ``bundled`` and record them in its
-    manifest (kind and SHA-256 of both files); return the manifest."""
-    manifest_path = bundled / MANIFEST_FILE
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    models = dict(manifest.get("models", {}))
-    for name in names:
-        target = bundled / validate_name(name)
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True)
-        for file in (WEIGHTS_FILE, CONFIG_FILE):
-            shutil.copyfile(source / name / file, target / file)
-        models[name] = {
-            "kind": read_config_file(target, name).get("kind"),
-            "sha256": {
-                file: sha256_hex((target / file).read_bytes())
-                for file in (WEIGHTS_FILE, CONFIG_FILE)
-            },
-        }
-    manifest = {"models": dict(sorted(models.items()))}
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
-
-
 @dataclass(frozen=True)
 class StoredModel:
     """One entry of the store as ``fmt models list`` shows it."""
@@ -464,3 +440,6 @@ class ModelStore:
         if folder.exists():
             with self._locked(name):
                 shutil.rmtree(folder, ignore_errors=True)
+
+
+from fmnist_toolkit.storage.bundling import bundle_models as bundle_models  # noqa: E402

@@ -1,0 +1,37 @@
+"""Making the bundled models: a build step of the package (scripts/bundle_models.py), not
+something a command does."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from fmnist_toolkit.storage.files import CONFIG_FILE, WEIGHTS_FILE, read_config_file, sha256_hex
+
+
+def bundle_models(source: Path, names: list[str], bundled: Path) -> dict[str, Any]:
+    """Copy models from the store at ``source`` into ``bundled`` and record them in its
+    manifest (kind and SHA-256 of both files); return the manifest."""
+    from fmnist_toolkit.storage import MANIFEST_FILE, validate_name
+
+    manifest_path = bundled / MANIFEST_FILE
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    models = dict(manifest.get("models", {}))
+    for name in names:
+        target = bundled / validate_name(name)
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        for file in (WEIGHTS_FILE, CONFIG_FILE):
+            shutil.copyfile(source / name / file, target / file)
+        models[name] = {
+            "kind": read_config_file(target, name).get("kind"),
+            "sha256": {
+                file: sha256_hex((target / file).read_bytes())
+                for file in (WEIGHTS_FILE, CONFIG_FILE)
+            },
+        }
+    manifest = {"models": dict(sorted(models.items()))}
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
