@@ -157,7 +157,7 @@ def test_cli_names_a_denoising_autoencoder_apart(cli, synthetic_data: Path) -> N
         (["--arch", "unet"], 2, "--objective denoise"),
         (["--arch", "unet", "--objective", "blur"], 2, "blur"),
         (["--arch", "unet", "--objective", "denoise", "--width", "0"], 2, "--width"),
-        (["--arch", "resnet", "--objective", "denoise"], 2, "unknown architecture 'resnet'"),
+        (["--arch", "resnet", "--objective", "denoise"], 2, "--arch"),
     ],
 )
 def test_cli_refuses_bad_denoiser_recipes(

@@ -822,11 +822,11 @@ def test_load_during_a_save_reads_one_whole_model(tmp_path: Path, monkeypatch) -
     """A save that swaps the folder between a reader's config and weights reads (found by
     review of the stress test's reader): the reader gets the new model, not a false
     'corrupt' error."""
-    import fmnist_toolkit.storage as storage
+    import fmnist_toolkit.storage.files as storage_files
 
     store = ModelStore(tmp_path / "home", bundled=None)
     store.save("m", {"w": torch.zeros(4)}, {"kind": "test", "value": 0})
-    read_config = storage.read_config_file
+    read_config = storage_files.read_config_file
     swapped = []
 
     def config_then_save(folder: Path, label: str):
@@ -836,7 +836,7 @@ def test_load_during_a_save_reads_one_whole_model(tmp_path: Path, monkeypatch) -
             store.save("m", {"w": torch.ones(4)}, {"kind": "test", "value": 1})
         return config
 
-    monkeypatch.setattr(storage, "read_config_file", config_then_save)
+    monkeypatch.setattr(storage_files, "read_config_file", config_then_save)
     tensors, config = store.load("m")
     assert config["value"] == 1 and torch.equal(tensors["w"], torch.ones(4))
 
