@@ -20,15 +20,7 @@ from fmnist_toolkit.engine.graphs import accelerated_step, graph_ready
 from fmnist_toolkit.engine.loop import Callback, LoopState, fit
 from fmnist_toolkit.models.gan import DCGANGenerator
 from fmnist_toolkit.storage import ModelStore
-
-
-class StopAfter(Callback):
-    def __init__(self, epochs: int) -> None:
-        self.epochs = epochs
-
-    def on_epoch_end(self, state: LoopState) -> None:
-        if state.epoch == self.epochs:
-            raise KeyboardInterrupt
+from tests.test_ae import InterruptAfter
 
 
 def run_with_checkpoints(
@@ -52,7 +44,7 @@ def run_with_checkpoints(
     checkpoints = CheckpointCallback(collect, write, every_seconds=every_seconds)
     callbacks: list[Callback] = [checkpoints]
     if stop_after is not None:
-        callbacks.append(StopAfter(stop_after))
+        callbacks.append(InterruptAfter(stop_after))
     with contextlib.suppress(KeyboardInterrupt):
         fit(
             step,
