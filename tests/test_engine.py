@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import torch
 
@@ -94,6 +96,43 @@ def test_fit_runs_remaining_epochs_and_weights_the_loss_by_batch_size() -> None:
     assert [row["epoch"] for row in state.history] == [2, 3]
     assert state.history[0]["train_loss"] == pytest.approx((1.0 * 3 + 5.0) / 4)
     assert state.history[0]["val"] == 7.0
+
+
+def test_fit_hands_a_grouped_step_lists_of_batches_and_counts_each_batch() -> None:
+    calls: list[list[float]] = []
+    batch_counts: list[int] = []
+
+    class GroupedStep:
+        batches_per_call = 2
+
+        def __call__(self, batches: list[float]) -> tuple[torch.Tensor, int]:
+            calls.append(batches)
+            return torch.tensor(sum(batches) / len(batches)), len(batches)
+
+    class Counter(Callback):
+        def on_batch_end(self, state: LoopState) -> None:
+            batch_counts.append(state.batch)
+
+    state = LoopState(epochs=1, batches_per_epoch=5)
+    fit(GroupedStep(), lambda: [1.0, 2.0, 3.0, 4.0, 5.0], state, callbacks=[Counter()])
+    assert calls == [[1.0, 2.0], [3.0, 4.0], [5.0]]
+    assert batch_counts == [2, 4, 5]
+    assert state.history[0]["train_loss"] == pytest.approx(3.0)
+
+
+def test_the_progress_bar_counts_the_batches_of_grouped_calls() -> None:
+    from rich.console import Console
+
+    from fmnist_toolkit.engine.callbacks import ProgressCallback
+
+    console = Console(file=io.StringIO(), force_terminal=True)
+    progress = ProgressCallback(console, label="t")
+    state = LoopState(epochs=2, batches_per_epoch=5, epoch=1)
+    progress.on_fit_start(state)
+    state.batch = 4
+    progress.on_batch_end(state)
+    assert progress._progress.tasks[0].completed == 9  # type: ignore[union-attr]
+    progress.on_fit_end(state)
 
 
 def test_fit_end_runs_when_interrupted() -> None:

@@ -14,6 +14,16 @@ from fmnist_toolkit.storage import ModelStore
 pytestmark = pytest.mark.gpu
 
 
+@pytest.fixture(autouse=True)
+def small_graph_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Groups of two batches captured at their second call: the synthetic data's few batches
+    per epoch then go through capture, replay and an epoch's short last group."""
+    from fmnist_toolkit.engine import graphs
+
+    monkeypatch.setattr(graphs, "BATCHES_PER_CALL", 2)
+    monkeypatch.setattr(graphs, "WARMUP_CALLS", 1)
+
+
 @pytest.mark.parametrize(
     ("precision", "compile_model"), [("fp32", False), ("bf16", False), ("fp32", True)]
 )

@@ -71,7 +71,9 @@ class ProgressCallback(Callback):
 
     def on_batch_end(self, state: LoopState) -> None:
         if self._progress is not None and self._task is not None:
-            self._progress.advance(self._task)
+            # A call may train several batches (a CUDA graph replays a group of them).
+            done = state.epoch * state.batches_per_epoch + state.batch
+            self._progress.update(self._task, completed=done)
 
     def on_epoch_end(self, state: LoopState) -> None:
         if self.quiet:

@@ -1,12 +1,15 @@
 """Training steps replayed as CUDA graphs: the models here are small, so a step on a GPU costs
-the launches of its hundred-odd kernels, not their arithmetic. One graph launches them all.
+the launches of its hundred-odd kernels, not their arithmetic. One graph launches them all, for
+a group of consecutive steps at once.
 
 A recipe's step qualifies when it is *graph-safe*: its batch tensors carry everything random
 (noise, augmentation) and it reads nothing back to the host, and its optimisers are capturable
-(:func:`fmnist_toolkit.engine.device.optimizer_options`). It then trains exactly as eagerly:
-the first batches run eagerly (on a side stream, as capture wants), the next one is captured and
-replayed, and every later batch of the same shapes is copied into the graph's inputs and
-replayed; a batch of other shapes (an epoch's short last one) runs eagerly.
+(:func:`fmnist_toolkit.engine.device.adam_options`). It then trains exactly as eagerly would,
+batch after batch: :func:`fmnist_toolkit.engine.loop.fit` hands the graph step a list of
+``batches_per_call`` batches; the first lists of each shape run eagerly (on a side stream, as
+capture wants), the next one is captured, and every later list of that shape is copied into the
+graph's inputs (one copy per tensor) and replayed. An epoch's short last group gets a graph of
+its own the same way.
 """
 
 from __future__ import annotations
@@ -18,65 +21,108 @@ if TYPE_CHECKING:
 
     from fmnist_toolkit.engine.loop import Step
 
-WARMUP_STEPS = 3  # eager steps before capture: cuDNN and the optimisers set up their state
+WARMUP_CALLS = 3  # eager calls of a shape before its capture: cuDNN and the optimisers set up
+# Steps per replay. Launching a graph, copying its inputs and the loop's own bookkeeping cost
+# tens of microseconds each; a GAN step at batch 64 runs in a few hundred, so a group of 16
+# makes that overhead small. Memory does not grow: the group's steps reuse one pool.
+BATCHES_PER_CALL = 16
+
+Batch = tuple["torch.Tensor", ...]
 
 
 class GraphedStep:
-    """Wraps a graph-safe ``step(batch) -> (tracked, size)`` for replay as a CUDA graph."""
+    """Replays a graph-safe ``step(batch) -> (tracked, size)`` as CUDA graphs over groups of
+    consecutive batches; called with a list of batches, returns their mean and total size."""
 
-    def __init__(self, step: Step, warmup: int = WARMUP_STEPS) -> None:
+    def __init__(self, step: Step) -> None:
         self.step = step
-        self.warmup = warmup
-        self.calls = 0  # eager steps on batches of the captured shapes
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.inputs: tuple[torch.Tensor, ...] = ()
-        self.output: tuple[torch.Tensor, int] | None = None
+        self.batches_per_call = BATCHES_PER_CALL
+        self.warmup = WARMUP_CALLS
+        self.graphs: dict[tuple[Any, ...], _Graph] = {}
+        self.eager_calls: dict[tuple[Any, ...], int] = {}
 
-    def __call__(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, int]:
+    def __call__(self, batches: list[Batch]) -> tuple[torch.Tensor, int]:
+        key = tuple(tuple(tensor.shape) for batch in batches for tensor in batch)
+        graph = self.graphs.get(key)
+        if graph is not None:
+            return graph.replay(batches)
+        calls = self.eager_calls.get(key, 0) + 1
+        self.eager_calls[key] = calls
+        if calls > self.warmup:
+            graph = self.graphs[key] = _Graph.capture(self._steps, batches)
+            return graph.output
+        return self._eager(batches)
+
+    def _steps(self, batches: list[Batch]) -> tuple[torch.Tensor, int]:
+        """The steps one after the other; their tracked numbers averaged over the rows."""
+        total = 0
+        tracked_sum: torch.Tensor | None = None
+        for batch in batches:
+            tracked, size = self.step(batch)
+            weighted = tracked * size
+            tracked_sum = weighted if tracked_sum is None else tracked_sum.add_(weighted)
+            total += size
+        assert tracked_sum is not None
+        return tracked_sum / total, total
+
+    def _eager(self, batches: list[Batch]) -> tuple[torch.Tensor, int]:
+        """Eagerly, on a side stream, as torch.cuda.graphs asks of the steps before a capture."""
         import torch
 
-        if self.graph is not None and _same_shapes(batch, self.inputs):
-            for static, given in zip(self.inputs, batch, strict=True):
-                static.copy_(given, non_blocking=True)
-            self.graph.replay()
-            assert self.output is not None
-            return self.output
-        if not self.inputs:
-            self.inputs = tuple(tensor.clone() for tensor in batch)  # the epoch's full batches
-        elif self.graph is None and _same_shapes(batch, self.inputs):
-            self.calls += 1
-            if self.calls > self.warmup:
-                return self._capture(batch)
-        # Eager, on a side stream while warming up, as torch.cuda.graphs asks before a capture.
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            result = self.step(batch)
+            result = self._steps(batches)
         torch.cuda.current_stream().wait_stream(side)
         return result
 
-    def _capture(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, int]:
+
+class _Graph:
+    """One captured group: its static input tensors (each field's batches end to end), the
+    batch sizes that split them, and the static output the replays overwrite."""
+
+    def __init__(self, inputs: tuple[torch.Tensor, ...], sizes: list[int]) -> None:
+        self.inputs = inputs
+        self.sizes = sizes
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.output: tuple[torch.Tensor, int] = ()  # type: ignore[assignment]
+
+    @classmethod
+    def capture(cls, steps: Any, batches: list[Batch]) -> _Graph:
         import torch
 
-        for static, given in zip(self.inputs, batch, strict=True):
-            static.copy_(given)
+        fields = range(len(batches[0]))
+        inputs = tuple(torch.cat([batch[field] for batch in batches]) for field in fields)
+        self = cls(inputs, [len(batch[0]) for batch in batches])
         graph = torch.cuda.CUDAGraph()
         torch.cuda.synchronize()
         with torch.cuda.graph(graph):
-            self.output = self.step(self.inputs)
+            self.output = steps(self._split())
         self.graph = graph
-        graph.replay()  # capture records the step without running it
+        graph.replay()  # capture records the steps without running them
+        return self
+
+    def _split(self) -> list[Batch]:
+        """The static inputs as the group's batches (views)."""
+        batches = []
+        start = 0
+        for size in self.sizes:
+            batches.append(tuple(tensor[start : start + size] for tensor in self.inputs))
+            start += size
+        return batches
+
+    def replay(self, batches: list[Batch]) -> tuple[torch.Tensor, int]:
+        import torch
+
+        for field, static in enumerate(self.inputs):
+            torch.cat([batch[field] for batch in batches], out=static)
+        assert self.graph is not None
+        self.graph.replay()
         return self.output
 
 
-def _same_shapes(batch: tuple[Any, ...], inputs: tuple[torch.Tensor, ...]) -> bool:
-    return len(batch) == len(inputs) and all(
-        given.shape == static.shape for given, static in zip(batch, inputs, strict=True)
-    )
-
-
 def accelerated_step(step: Step, device: torch.device, *, cuda_graphs: bool = True) -> Step:
-    """``step`` replayed as a CUDA graph on CUDA (when ``cuda_graphs``); ``step`` elsewhere."""
+    """``step`` replayed as CUDA graphs on CUDA (when ``cuda_graphs``); ``step`` elsewhere."""
     if device.type == "cuda" and cuda_graphs:
         return GraphedStep(step)
     return step

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +14,9 @@ Step = Callable[[Any], tuple["torch.Tensor", int]]
 """Trains on one batch; returns its mean loss (detached, still on the device) and its size.
 
 A step that tracks several numbers (a GAN's two losses, say) returns them stacked in a 1-D
-tensor and names them with ``fit(train_metric=(...))``.
+tensor and names them with ``fit(train_metric=(...))``. A step with a ``batches_per_call``
+attribute (several steps in one CUDA graph, :mod:`fmnist_toolkit.engine.graphs`) is given a
+list of up to that many consecutive batches per call and returns their mean and total size.
 """
 
 
@@ -62,6 +64,7 @@ def fit(
     The epoch's training loss is summed on the device and read once per epoch, so the loop
     never waits on the accelerator between batches.
     """
+    grouped = getattr(step, "batches_per_call", 0)
     for callback in callbacks:
         callback.on_fit_start(state)
     try:
@@ -72,16 +75,16 @@ def fit(
             loss_sum: torch.Tensor | float = 0.0
             seen = 0
             state.batch = 0
-            for batch in batches():
+            for batch in _calls(batches(), grouped):
                 loss, size = step(batch)
                 # In place, and never keeping ``loss``: a CUDA graph's static output tensor
                 # is overwritten by the next replay.
                 if seen:
-                    loss_sum.add_(loss * size)  # type: ignore[union-attr]
+                    loss_sum.add_(loss, alpha=size)  # type: ignore[union-attr]
                 else:
                     loss_sum = loss * size
                 seen += size
-                state.batch += 1
+                state.batch += len(batch) if grouped else 1
                 for callback in callbacks:
                     callback.on_batch_end(state)
             means = _epoch_means(loss_sum, seen, train_metric)
@@ -107,3 +110,18 @@ def _epoch_means(
         return {names: float(loss_sum) / max(seen, 1)}
     values = loss_sum.tolist() if not isinstance(loss_sum, float) else [loss_sum] * len(names)
     return {name: value / max(seen, 1) for name, value in zip(names, values, strict=True)}
+
+
+def _calls(batches: Iterable[Any], batches_per_call: int) -> Iterator[Any]:
+    """The batches one at a time, or in lists of ``batches_per_call`` (the last one shorter)."""
+    if not batches_per_call:
+        yield from batches
+        return
+    group: list[Any] = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == batches_per_call:
+            yield group
+            group = []
+    if group:
+        yield group
