@@ -41,30 +41,43 @@ def adversarial_step(
     nothing at random and can be replayed as a CUDA graph.
     """
     import torch
-    from torch.nn.functional import binary_cross_entropy_with_logits as bce
+    from torch.nn.functional import softplus
 
-    device = next(generator.parameters()).device
     generator_optimizer, discriminator_optimizer = optimizers
+    # Without batch norm a discriminator scores each image on its own, so real and fake go
+    # through it as one batch: the same numbers from half the launches.
+    norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
+    one_pass = not any(isinstance(module, norms) for module in discriminator.modules())
+    discriminator_weights = list(discriminator.parameters())
 
     def step(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
         real = to_tanh_range(batch[0])
         z = batch[2]
         count = real.shape[0]
-        ones = torch.ones(count, device=device)
-        zeros = torch.zeros(count, device=device)
-        with autocast(device, precision):
+        with autocast(real.device, precision):
             fake = generator(z)
-            real_logits = discriminator(real).float()
-            fake_logits = discriminator(fake.detach()).float()
-            discriminator_loss = bce(real_logits, ones) + bce(fake_logits, zeros)
+            if one_pass:
+                logits = discriminator(torch.cat([real, fake.detach().to(real.dtype)])).float()
+                real_logits, fake_logits = logits[:count], logits[count:]
+            else:
+                real_logits = discriminator(real).float()
+                fake_logits = discriminator(fake.detach()).float()
+            # Binary cross-entropy on logits: softplus(-x) for real, softplus(x) for fake.
+            discriminator_loss = softplus(-real_logits).mean() + softplus(fake_logits).mean()
         discriminator_optimizer.zero_grad(set_to_none=True)
         discriminator_loss.backward()
         discriminator_optimizer.step()
 
-        with autocast(device, precision):
-            generator_loss = bce(discriminator(fake).float(), ones)
+        # The generator's loss flows through the discriminator, whose own gradients it never
+        # uses: leave them uncomputed.
+        for weight in discriminator_weights:
+            weight.requires_grad_(False)
+        with autocast(real.device, precision):
+            generator_loss = softplus(-discriminator(fake).float()).mean()
         generator_optimizer.zero_grad(set_to_none=True)
         generator_loss.backward()
+        for weight in discriminator_weights:
+            weight.requires_grad_(True)
         generator_optimizer.step()
         if average is not None:
             average.update()
