@@ -123,11 +123,12 @@ def test_cuda_graphs_train_the_gan_and_its_average_as_eager_steps_do(
 
 
 def test_cuda_graphs_train_the_classifier_as_eager_steps_do(
-    synthetic_data: Path, tmp_path: Path
+    synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from fmnist_toolkit.config import ClassifierTrainConfig
     from fmnist_toolkit.engine.clf import train_classifier
 
+    monkeypatch.setenv("FMT_BUNDLED_MODELS", "1")  # the encoder: the bundled ae-16
     results = []
     for graphs in (True, False):
         config = ClassifierTrainConfig(encoder="ae-16", epochs=2, batch_size=48, unfreeze=True)
@@ -138,3 +139,16 @@ def test_cuda_graphs_train_the_classifier_as_eager_steps_do(
         # cuBLAS may pick other kernels inside a capture: close, not bit-identical.
         assert ours["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-3)
         assert ours["val_accuracy"] == pytest.approx(theirs["val_accuracy"], abs=0.02)
+
+
+def test_the_reports_sgd_trains_eagerly_on_cuda(synthetic_data: Path, tmp_path: Path) -> None:
+    # Plain SGD reads its rate back to the host: its steps are not captured, and still train.
+    config = AutoencoderTrainConfig(latent_dim=4, epochs=3, batch_size=48, optimizer="sgd", lr=0.05)
+    result = train_autoencoder(
+        "s",
+        config,
+        EngineConfig(device="cuda"),
+        data_dir=synthetic_data,
+        store=ModelStore(tmp_path),
+    )
+    assert result.history[-1]["test_mse"] < result.history[0]["test_mse"]

@@ -106,8 +106,23 @@ def test_off_cuda_steps_run_as_they_are() -> None:
     cpu = torch.device("cpu")
     assert accelerated_step(step, cpu) is step
     optimizer = torch.optim.Adam([torch.zeros(2, requires_grad=True)], lr=0.1)
-    graph_ready(optimizer, cpu, enabled=True)
+    assert graph_ready(optimizer, cpu, enabled=True) is False
     assert optimizer.param_groups[0]["lr"] == 0.1  # a number: nothing to capture on a CPU
+
+
+def test_only_capturable_optimisers_are_made_ready_for_graphs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cuda = torch.device("cuda")
+    weight = torch.zeros(2, requires_grad=True)
+    sgd = torch.optim.SGD([weight], lr=0.1)
+    assert graph_ready(sgd, cuda, enabled=True) is False  # its update reads the rate back
+    assert sgd.param_groups[0]["lr"] == 0.1
+    adam = torch.optim.Adam([weight], lr=0.1, capturable=True)
+    assert graph_ready(adam, cuda, enabled=False) is False
+    monkeypatch.setattr(torch, "tensor", lambda value, device: ("tensor", value, device))
+    assert graph_ready(adam, cuda, enabled=True) is True
+    assert adam.param_groups[0]["lr"] == ("tensor", 0.1, cuda)
 
 
 def test_auto_precision_is_resolved_and_recorded(

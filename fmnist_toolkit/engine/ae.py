@@ -184,8 +184,8 @@ class AutoencoderTraining:
     def step(self) -> Step:
         """The training step, replayed as a CUDA graph where it can be; make it after any
         checkpoint is restored into the optimiser."""
-        graphs = self.engine.cuda_graphs and not self.engine.compile
-        graph_ready(self.optimizer, self.device, enabled=graphs)
+        enabled = self.engine.cuda_graphs and not self.engine.compile
+        graphs = graph_ready(self.optimizer, self.device, enabled=enabled)
         step = reconstruction_step(self.trainable, self.optimizer, precision=self.engine.precision)
         return accelerated_step(step, self.device, cuda_graphs=graphs)
 

@@ -220,8 +220,8 @@ class ClassifierTraining:
             accuracy = (log_probs.detach().argmax(1) == targets).float().mean()
             return torch.stack([loss.detach(), accuracy]), targets.shape[0]
 
-        graph_ready(optimizer, device, enabled=self.engine.cuda_graphs)
-        return accelerated_step(step, device, cuda_graphs=self.engine.cuda_graphs)
+        graphs = graph_ready(optimizer, device, enabled=self.engine.cuda_graphs)
+        return accelerated_step(step, device, cuda_graphs=graphs)
 
     def evaluate(self) -> dict[str, float]:
         """Loss and accuracy on the validation split."""

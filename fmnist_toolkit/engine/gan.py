@@ -251,8 +251,12 @@ class GanTraining:
     def step(self) -> Step:
         """The adversarial step, replayed as a CUDA graph where it can be; make it after any
         checkpoint is restored into the optimisers."""
-        for optimizer in self.optimizers().values():
-            graph_ready(optimizer, self.device, enabled=self.engine.cuda_graphs)
+        graphs = all(
+            [
+                graph_ready(optimizer, self.device, enabled=self.engine.cuda_graphs)
+                for optimizer in self.optimizers().values()
+            ]
+        )
         step = adversarial_step(
             self.generator,
             self.discriminator,
@@ -260,7 +264,7 @@ class GanTraining:
             average=self.averaging,
             precision=self.engine.precision,
         )
-        return accelerated_step(step, self.device, cuda_graphs=self.engine.cuda_graphs)
+        return accelerated_step(step, self.device, cuda_graphs=graphs)
 
     def fit(self, train: DeviceSplit, state: LoopState, callbacks: Sequence[Callback]) -> None:
         """Train epochs ``state.epoch + 1 .. state.epochs`` on ``train``."""

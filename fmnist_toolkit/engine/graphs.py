@@ -128,8 +128,11 @@ def accelerated_step(step: Step, device: torch.device, *, cuda_graphs: bool = Tr
     return step
 
 
-def graph_ready(optimizer: torch.optim.Optimizer, device: torch.device, *, enabled: bool) -> None:
-    """Hold each learning rate in a device tensor when steps are replayed as CUDA graphs.
+def graph_ready(optimizer: torch.optim.Optimizer, device: torch.device, *, enabled: bool) -> bool:
+    """Whether steps with ``optimizer`` can be replayed as CUDA graphs (``enabled``, on CUDA,
+    a capturable optimiser: Adam as :func:`fmnist_toolkit.engine.device.adam_options` makes it,
+    not the report's plain SGD, whose update reads the rate back to the host); if so, hold
+    each learning rate in a device tensor.
 
     A captured step keeps the numbers it was captured with; a tensor lets a schedule
     (:class:`fmnist_toolkit.engine.callbacks.LearningRateSchedule`) change the rate in place.
@@ -137,7 +140,8 @@ def graph_ready(optimizer: torch.optim.Optimizer, device: torch.device, *, enabl
     """
     import torch
 
-    if not (enabled and device.type == "cuda"):
-        return
+    if not (enabled and device.type == "cuda" and optimizer.defaults.get("capturable")):
+        return False
     for group in optimizer.param_groups:
         group["lr"] = torch.tensor(float(group["lr"]), device=device)
+    return True
