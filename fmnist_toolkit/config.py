@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 ConfigT = TypeVar("ConfigT")
 
 OPTIMIZERS = ("adam", "sgd")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 SCHEDULES = ("constant", "cosine")
 OBJECTIVES = ("reconstruct", "denoise")
 # Architectures of ``fmt ae train`` that are denoisers (kind "denoiser"), not autoencoders.

@@ -55,6 +55,25 @@ def test_auto_precision_needs_native_bf16_and_a_measured_gain(
         resolve_precision("fp16", cpu, "gan")
 
 
+def test_auto_precision_is_tf32_on_cuda_and_tf32_means_fp32_elsewhere() -> None:
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    for recipe in ("autoencoder", "classifier", "gan"):
+        assert resolve_precision("auto", cuda, recipe) == "tf32"
+    assert resolve_precision("fp32", cuda, "gan") == "fp32"
+    assert resolve_precision("tf32", cpu, "gan") == "fp32"  # recorded as what ran
+
+
+def test_tf32_products_only_inside_the_context_and_restored_after() -> None:
+    matmul = torch.backends.cuda.matmul
+    setting = "fp32_precision" if hasattr(matmul, "fp32_precision") else "allow_tf32"
+    before = getattr(matmul, setting)
+    with device_module.matmul_precision("tf32"):
+        assert getattr(matmul, setting) in ("tf32", True)
+    assert getattr(matmul, setting) == before
+    with device_module.matmul_precision("fp32"):
+        assert getattr(matmul, setting) == before
+
+
 def test_native_bf16_is_read_from_the_cpu_flags(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cpuinfo = tmp_path / "cpuinfo"
     for flags, native in [

@@ -25,7 +25,8 @@ def small_graph_groups(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(
-    ("precision", "compile_model"), [("fp32", False), ("bf16", False), ("fp32", True)]
+    ("precision", "compile_model"),
+    [("fp32", False), ("tf32", False), ("bf16", False), ("fp32", True)],
 )
 def test_trains_on_cuda(synthetic_data: Path, tmp_path: Path, precision: str, compile_model: bool):
     store = ModelStore(tmp_path)

@@ -61,9 +61,11 @@ PrecisionOption = Annotated[
     Precision,
     typer.Option(
         "--precision",
-        help="auto: bf16 autocast where this device has native bf16 and the recipe was measured "
-        "faster in it (docs/benchmarks.md), else fp32. fp32 forces float32; bf16 autocasts on "
-        "CUDA and CPU (MPS always computes in float32). The model's config records the choice.",
+        help="auto: tf32 on CUDA; bf16 autocast where a CPU has native bf16 and the recipe was "
+        "measured faster in it (docs/benchmarks.md); else fp32. fp32 forces torch's float32 "
+        "defaults; tf32 lets CUDA's tensor cores multiply float32 matrices in training steps "
+        "(fp32 elsewhere); bf16 autocasts on CUDA and CPU (MPS always computes in float32). "
+        "The model's config records the choice.",
         rich_help_panel=ENGINE,
     ),
 ]

@@ -187,7 +187,9 @@ class AutoencoderTraining:
         enabled = self.engine.cuda_graphs and not self.engine.compile
         graphs = graph_ready(self.optimizer, self.device, enabled=enabled)
         step = reconstruction_step(self.trainable, self.optimizer, precision=self.engine.precision)
-        return accelerated_step(step, self.device, cuda_graphs=graphs)
+        return accelerated_step(
+            step, self.device, cuda_graphs=graphs, precision=self.engine.precision
+        )
 
     def batches(self, train: DeviceSplit) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """An epoch of (inputs, targets): the images twice, or corrupted and clean. The

@@ -221,7 +221,7 @@ class ClassifierTraining:
             return torch.stack([loss.detach(), accuracy]), targets.shape[0]
 
         graphs = graph_ready(optimizer, device, enabled=self.engine.cuda_graphs)
-        return accelerated_step(step, device, cuda_graphs=graphs)
+        return accelerated_step(step, device, cuda_graphs=graphs, precision=precision)
 
     def evaluate(self) -> dict[str, float]:
         """Loss and accuracy on the validation split."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -111,13 +112,16 @@ def bf16_supported(device: torch.device) -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device, recipe: str) -> str:
-    """``auto`` → bf16 where :data:`AUTO_BF16` lists (device, recipe) and the device has native
-    bf16, else fp32; ``fp32`` and ``bf16`` are kept (bf16 on MPS computes in float32)."""
+    """``auto`` → tf32 on CUDA, bf16 where :data:`AUTO_BF16` lists (device, recipe) and the
+    device has native bf16, else fp32; ``tf32`` is fp32 off CUDA; ``fp32`` and ``bf16`` are kept
+    (bf16 on MPS computes in float32)."""
+    if precision == "tf32":
+        return "tf32" if device.type == "cuda" else "fp32"
     if precision != "auto":
         return check_precision(precision)
     if (device.type, recipe) in AUTO_BF16 and bf16_supported(device):
         return "bf16"
-    return "fp32"
+    return "tf32" if device.type == "cuda" else "fp32"
 
 
 def resolve_engine(engine: EngineConfig, device: torch.device, recipe: str) -> EngineConfig:
@@ -135,6 +139,32 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         # No cache of cast weights: a CUDA graph must not capture a cache it cannot refill.
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def matmul_precision(precision: str) -> Iterator[None]:
+    """Within: float32 matrix products on CUDA's TF32 tensor cores when ``precision`` is tf32
+    (torch already lets cuDNN convolutions use them); torch's setting is restored after.
+
+    At batch 64 the MLP GAN's 784x784 products take ~40 us each in strict float32 on an
+    H100-class GPU and dominate its step (docs/benchmarks.md).
+    """
+    import torch
+
+    if precision != "tf32":
+        yield
+        return
+    matmul = torch.backends.cuda.matmul
+    # torch >= 2.9 names the setting fp32_precision and refuses a mix with the older flag.
+    setting, value = (
+        ("fp32_precision", "tf32") if hasattr(matmul, "fp32_precision") else ("allow_tf32", True)
+    )
+    before = getattr(matmul, setting)
+    setattr(matmul, setting, value)
+    try:
+        yield
+    finally:
+        setattr(matmul, setting, before)
 
 
 def adam_options(device: torch.device) -> dict[str, bool]:

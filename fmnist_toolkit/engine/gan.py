@@ -264,7 +264,9 @@ class GanTraining:
             average=self.averaging,
             precision=self.engine.precision,
         )
-        return accelerated_step(step, self.device, cuda_graphs=graphs)
+        return accelerated_step(
+            step, self.device, cuda_graphs=graphs, precision=self.engine.precision
+        )
 
     def fit(self, train: DeviceSplit, state: LoopState, callbacks: Sequence[Callback]) -> None:
         """Train epochs ``state.epoch + 1 .. state.epochs`` on ``train``."""

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from fmnist_toolkit.engine.device import matmul_precision
+
 if TYPE_CHECKING:
     import torch
 
@@ -121,11 +123,29 @@ class _Graph:
         return self.output
 
 
-def accelerated_step(step: Step, device: torch.device, *, cuda_graphs: bool = True) -> Step:
-    """``step`` replayed as CUDA graphs on CUDA (when ``cuda_graphs``); ``step`` elsewhere."""
-    if device.type == "cuda" and cuda_graphs:
-        return GraphedStep(step)
-    return step
+class _WithMatmulPrecision:
+    """A step (graphed or not) run with CUDA's TF32 matrix products (:func:`matmul_precision`)."""
+
+    def __init__(self, step: Step, precision: str) -> None:
+        self.step = step
+        self.precision = precision
+        if hasattr(step, "batches_per_call"):
+            self.batches_per_call = step.batches_per_call
+
+    def __call__(self, batch: Any) -> tuple[torch.Tensor, int]:
+        with matmul_precision(self.precision):
+            return self.step(batch)
+
+
+def accelerated_step(
+    step: Step, device: torch.device, *, cuda_graphs: bool = True, precision: str = "fp32"
+) -> Step:
+    """``step`` replayed as CUDA graphs on CUDA (when ``cuda_graphs``), with TF32 products when
+    ``precision`` is tf32; ``step`` elsewhere."""
+    if device.type != "cuda":
+        return step
+    accelerated = GraphedStep(step) if cuda_graphs else step
+    return _WithMatmulPrecision(accelerated, precision) if precision == "tf32" else accelerated
 
 
 def graph_ready(optimizer: torch.optim.Optimizer, device: torch.device, *, enabled: bool) -> bool:
