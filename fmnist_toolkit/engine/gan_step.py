@@ -32,37 +32,49 @@ def adversarial_step(
     *,
     average: GeneratorAverage | None = None,
     precision: str = "fp32",
+    loss: str = "bce",
 ) -> Step:
-    """One discriminator step then one generator step (binary cross-entropy on logits,
-    non-saturating generator loss), then the generator average; returns d_loss, g_loss,
-    mean D(x) and mean D(G(z)).
+    """One discriminator step then one generator step, then the generator average; returns
+    d_loss, g_loss, mean sigmoid(D(x)) and mean sigmoid(D(G(z))).
 
-    A batch is (images, labels, noise): the noise comes with the batch, so the step draws
-    nothing at random and can be replayed as a CUDA graph.
+    ``loss``: "bce", binary cross-entropy on logits with the non-saturating generator loss;
+    "hinge", max(0, 1 - D(x)) + max(0, 1 + D(G(z))) for the discriminator and -D(G(z)) for
+    the generator. A batch is (images, labels, noise): the noise comes with the batch, so the
+    step draws nothing at random and can be replayed as a CUDA graph. A class-conditional pair
+    is given the batch's labels: the real images' own, and the same labels for the generated
+    ones (the data's class mix, without a random draw).
     """
     import torch
     from torch.nn.functional import binary_cross_entropy_with_logits as bce
+    from torch.nn.functional import relu
 
     device = next(generator.parameters()).device
     generator_optimizer, discriminator_optimizer = optimizers
+    conditional = getattr(generator, "num_classes", 0) > 0
+    hinge = loss == "hinge"
 
     def step(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
         real = to_tanh_range(batch[0])
         z = batch[2]
+        labels = (batch[1],) if conditional else ()
         count = real.shape[0]
         ones = torch.ones(count, device=device)
         zeros = torch.zeros(count, device=device)
         with autocast(device, precision):
-            fake = generator(z)
-            real_logits = discriminator(real).float()
-            fake_logits = discriminator(fake.detach()).float()
-            discriminator_loss = bce(real_logits, ones) + bce(fake_logits, zeros)
+            fake = generator(z, *labels)
+            real_logits = discriminator(real, *labels).float()
+            fake_logits = discriminator(fake.detach(), *labels).float()
+            if hinge:
+                discriminator_loss = relu(1 - real_logits).mean() + relu(1 + fake_logits).mean()
+            else:
+                discriminator_loss = bce(real_logits, ones) + bce(fake_logits, zeros)
         discriminator_optimizer.zero_grad(set_to_none=True)
         discriminator_loss.backward()
         discriminator_optimizer.step()
 
         with autocast(device, precision):
-            generator_loss = bce(discriminator(fake).float(), ones)
+            generated_logits = discriminator(fake, *labels).float()
+            generator_loss = -generated_logits.mean() if hinge else bce(generated_logits, ones)
         generator_optimizer.zero_grad(set_to_none=True)
         generator_loss.backward()
         generator_optimizer.step()

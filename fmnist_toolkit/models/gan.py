@@ -3,6 +3,12 @@
 Generators map noise [N, latent_size] to images [N, 1, 28, 28] in [-1, 1] (tanh).
 Discriminators map such images to one logit each; ``probability`` applies the sigmoid the
 report's discriminator ends with (the loss works on logits: the same maths, stable in float).
+
+The DCGAN pair can be class-conditional (``num_classes=10``): the generator then takes
+``(noise, labels)``, a learned class embedding concatenated to the noise, and the discriminator
+``(images, labels)``, a projection discriminator (Miyato & Koyama 2018: the logit plus the inner
+product of a class embedding with the features). ``spectral_norm=True`` normalises every layer
+of the discriminator (Miyato et al. 2018) and drops its batch norm.
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ IMAGE_PIXELS = 28 * 28
 
 
 class Generator(nn.Module):
-    """What every generator offers: its noise size and a seeded noise batch."""
+    """What every generator offers: its noise size, a seeded noise batch, and the number of
+    classes it is conditioned on (0: unconditional, called with noise alone)."""
 
     latent_size: int
+    num_classes: int = 0
 
     def noise(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Standard normal noise [count, latent_size] on the CPU (device-independent draws)."""
@@ -28,8 +36,8 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """Images to logits [N]; ``probability`` is the report's sigmoid output."""
 
-    def probability(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self(images))
+    def probability(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.sigmoid(self(images) if labels is None else self(images, labels))
 
 
 @register("generator", "mlp")
@@ -74,12 +82,16 @@ class MLPDiscriminator(Discriminator):
 class DCGANGenerator(Generator):
     """z → 2wx7x7 → (transposed conv) wx14x14 → 1x28x28, batch norm and ReLU between, tanh."""
 
-    def __init__(self, latent_size: int = 100, width: int = 64) -> None:
+    def __init__(self, latent_size: int = 100, width: int = 64, num_classes: int = 0) -> None:
         super().__init__()
         self.latent_size = latent_size
         self.width = width
+        self.num_classes = num_classes
+        # Conditional: a learned class embedding the size of the noise, concatenated to it.
+        self.embed = nn.Embedding(num_classes, latent_size) if num_classes else None
+        inputs = 2 * latent_size if num_classes else latent_size
         self.project = nn.Sequential(
-            nn.Linear(latent_size, 2 * width * 7 * 7, bias=False),
+            nn.Linear(inputs, 2 * width * 7 * 7, bias=False),
             nn.BatchNorm1d(2 * width * 7 * 7),
             nn.ReLU(inplace=True),
         )
@@ -91,7 +103,11 @@ class DCGANGenerator(Generator):
             nn.Tanh(),
         )
 
-    def forward(self, noise: torch.Tensor) -> torch.Tensor:
+    def forward(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None:
+            if labels is None:
+                raise ValueError("a class-conditional generator needs labels: model(z, labels)")
+            noise = torch.cat([noise, self.embed(labels)], dim=1)
         return self.net(self.project(noise).view(-1, 2 * self.width, 7, 7))
 
 
@@ -99,17 +115,41 @@ class DCGANGenerator(Generator):
 class DCGANDiscriminator(Discriminator):
     """1x28x28 → (strided conv) wx14x14 → 2wx7x7 → logit, LeakyReLU(0.2), batch norm inside."""
 
-    def __init__(self, width: int = 64) -> None:
+    def __init__(self, width: int = 64, num_classes: int = 0, spectral_norm: bool = False) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(1, width, 4, stride=2, padding=1),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(2 * width),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Flatten(),
-            nn.Linear(2 * width * 7 * 7, 1),
-        )
+        self.num_classes = num_classes
+        features = 2 * width * 7 * 7
+        if spectral_norm:
+            # Spectral normalisation bounds each layer's Lipschitz constant; batch norm would
+            # undo that, so it goes (as in SNGAN's discriminator).
+            from torch.nn.utils.parametrizations import spectral_norm as normalised
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images).squeeze(1)
+            self.net = nn.Sequential(
+                normalised(nn.Conv2d(1, width, 4, stride=2, padding=1)),
+                nn.LeakyReLU(0.2, inplace=True),
+                normalised(nn.Conv2d(width, 2 * width, 4, stride=2, padding=1)),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Flatten(),
+                normalised(nn.Linear(features, 1)),
+            )
+            self.embed = normalised(nn.Embedding(num_classes, features)) if num_classes else None
+        else:
+            self.net = nn.Sequential(
+                nn.Conv2d(1, width, 4, stride=2, padding=1),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(width, 2 * width, 4, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(2 * width),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Flatten(),
+                nn.Linear(features, 1),
+            )
+            self.embed = nn.Embedding(num_classes, features) if num_classes else None
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        features = self.net[:-1](images)  # the last layer is the unconditional logit
+        logits = self.net[-1](features).squeeze(1)
+        if self.embed is not None:
+            if labels is None:
+                raise ValueError("a class-conditional discriminator needs labels: model(x, labels)")
+            logits = logits + (self.embed(labels) * features).sum(dim=1)
+        return logits
