@@ -154,6 +154,15 @@ def train(
             show_default=False,
         ),
     ] = None,
+    snapshot_every: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Also save the generator every this many epochs as NAME-eNNNN (to measure "
+            "with fmt gan eval how quality grows).",
+            show_default=False,
+        ),
+    ] = None,
     sample_every: Annotated[
         int,
         typer.Option(min=1, help="Epochs between sample grids of a fixed noise batch (--plots)."),
@@ -224,6 +233,7 @@ def train(
             plots_dir=plots,
             sample_every=sample_every,
             time_budget=time_budget,
+            snapshot_every=snapshot_every,
             callbacks=[ProgressCallback(console, label=model_name, quiet=quiet)],
         )
     summary = {

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -190,6 +191,18 @@ def recalibrate_batch_norm(generator: nn.Module, seed: int) -> None:
     update_bn(noise, WithLabels(), device=device)
 
 
+class Snapshots(Callback):
+    """Calls ``save(epoch)`` every ``every`` epochs before the last (which the run saves)."""
+
+    def __init__(self, save: Callable[[int], object], every: int) -> None:
+        self.save = save
+        self.every = every
+
+    def on_epoch_end(self, state: LoopState) -> None:
+        if state.epoch % self.every == 0 and state.epoch < state.epochs:
+            self.save(state.epoch)
+
+
 def write_grid(images: torch.Tensor, path: Path, *, nrow: int) -> Path:
     """A grid PNG of [0, 1] images (the same grid as ``fmt gan sample``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -330,6 +343,7 @@ def train_gan(
     plots_dir: Path | None = None,
     sample_every: int = 10,
     time_budget: float | None = None,
+    snapshot_every: int | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> GanTrainResult:
     """Train generator and discriminator on the 60,000 training images; save the generator.
@@ -338,6 +352,9 @@ def train_gan(
     ``resume`` the run continues exactly. A diverged run (a loss that is not finite) stops
     with :class:`TrainingDiverged` and keeps the last good checkpoint. With ``time_budget``
     (seconds) training ends after the last epoch that fits in it, and is saved as finished.
+    With ``snapshot_every`` the generator to be saved (the average, its batch-norm statistics
+    recomputed on a copy) is also saved every that many epochs as ``NAME-eNNNN``, to measure
+    how quality grows with training.
     """
     import torch
 
@@ -346,6 +363,8 @@ def train_gan(
     if time_budget is not None and not (math.isfinite(time_budget) and time_budget > 0):
         raise UsageError("--time-budget must be a number of seconds > 0")
     budget = [TimeBudget(time_budget)] if time_budget is not None else []
+    if snapshot_every is not None and snapshot_every < 1:
+        raise UsageError("--snapshot-every must be at least 1")
     with TrainingRun.exclusive(
         store, name, resume=resume, restart=restart, engine=engine, plots_dir=plots_dir
     ) as run:
@@ -378,9 +397,17 @@ def train_gan(
             if plots_dir is not None
             else []
         )
+
+        def snapshot(epoch: int) -> None:
+            copy = deepcopy(training.final_generator)
+            recalibrate_batch_norm(copy, config.seed)
+            results = {"metrics": dict(state.last), "snapshot_of": name, "epoch": epoch}
+            run.save_snapshot(f"{name}-e{epoch:04d}", copy.state_dict(), results)
+
+        snapshots = [Snapshots(snapshot, snapshot_every)] if snapshot_every else []
         run.fit(
             lambda loop_callbacks: training.fit(train, state, loop_callbacks),
-            [*grids, *callbacks, *budget],
+            [*grids, *snapshots, *callbacks, *budget],
             # Divergence first (nothing diverged is saved), then the checkpoint, then the rest.
             before=[StopOnDivergence(run.checkpoints)],
         )

@@ -192,6 +192,18 @@ class TrainingRun:
                 completed_epochs=saved,
             ) from None
 
+    def save_snapshot(
+        self, name: str, weights: dict[str, torch.Tensor], results: dict[str, Any]
+    ) -> Path:
+        """Save a model of the run as it is now under another ``name``; training goes on."""
+        meta = {
+            **self.metadata(),
+            "name": name,
+            **results,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        return self.store.save(name, weights, meta)
+
     def save(self, weights: dict[str, torch.Tensor], results: dict[str, Any]) -> Path:
         """Save the model with the run's metadata plus ``results``; drop the checkpoint."""
         meta = {

@@ -21,6 +21,17 @@ from fmnist_toolkit.models._registry import register
 IMAGE_PIXELS = 28 * 28
 
 
+def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Labels [N] as float one-hot rows [N, num_classes].
+
+    A comparison rather than ``nn.Embedding`` or ``F.one_hot``: plain element-wise and matrix
+    arithmetic, forward and backward, so a training step stays capturable as a CUDA graph
+    (no host-side index checks, no sort in the backward pass).
+    """
+    classes = torch.arange(num_classes, device=labels.device)
+    return (labels[:, None] == classes).float()
+
+
 class Generator(nn.Module):
     """What every generator offers: its noise size, a seeded noise batch, and the number of
     classes it is conditioned on (0: unconditional, called with noise alone)."""
@@ -87,8 +98,11 @@ class DCGANGenerator(Generator):
         self.latent_size = latent_size
         self.width = width
         self.num_classes = num_classes
-        # Conditional: a learned class embedding the size of the noise, concatenated to it.
-        self.embed = nn.Embedding(num_classes, latent_size) if num_classes else None
+        # Conditional: a learned class embedding the size of the noise, concatenated to it
+        # (a bias-free linear map of the one-hot label, started at the noise's scale).
+        self.embed = nn.Linear(num_classes, latent_size, bias=False) if num_classes else None
+        if self.embed is not None:
+            nn.init.normal_(self.embed.weight)
         inputs = 2 * latent_size if num_classes else latent_size
         self.project = nn.Sequential(
             nn.Linear(inputs, 2 * width * 7 * 7, bias=False),
@@ -107,7 +121,8 @@ class DCGANGenerator(Generator):
         if self.embed is not None:
             if labels is None:
                 raise ValueError("a class-conditional generator needs labels: model(z, labels)")
-            noise = torch.cat([noise, self.embed(labels)], dim=1)
+            classes = one_hot(labels, self.num_classes).to(noise.dtype)
+            noise = torch.cat([noise, self.embed(classes)], dim=1)
         return self.net(self.project(noise).view(-1, 2 * self.width, 7, 7))
 
 
@@ -132,7 +147,8 @@ class DCGANDiscriminator(Discriminator):
                 nn.Flatten(),
                 normalised(nn.Linear(features, 1)),
             )
-            self.embed = normalised(nn.Embedding(num_classes, features)) if num_classes else None
+            embed = nn.Linear(num_classes, features, bias=False) if num_classes else None
+            self.embed = normalised(embed) if embed is not None else None
         else:
             self.net = nn.Sequential(
                 nn.Conv2d(1, width, 4, stride=2, padding=1),
@@ -143,7 +159,7 @@ class DCGANDiscriminator(Discriminator):
                 nn.Flatten(),
                 nn.Linear(features, 1),
             )
-            self.embed = nn.Embedding(num_classes, features) if num_classes else None
+            self.embed = nn.Linear(num_classes, features, bias=False) if num_classes else None
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         features = self.net[:-1](images)  # the last layer is the unconditional logit
@@ -151,5 +167,6 @@ class DCGANDiscriminator(Discriminator):
         if self.embed is not None:
             if labels is None:
                 raise ValueError("a class-conditional discriminator needs labels: model(x, labels)")
-            logits = logits + (self.embed(labels) * features).sum(dim=1)
+            classes = one_hot(labels, self.num_classes).to(features.dtype)
+            logits = logits + (self.embed(classes) * features).sum(dim=1)
         return logits
