@@ -291,3 +291,34 @@ def test_load_model_of_a_conditional_generator(with_store: Path) -> None:
     assert generator.num_classes == 10 and not generator.training
     images = generator(torch.randn(3, generator.latent_size), torch.tensor([7, 7, 9]))
     assert images.shape == (3, 1, 28, 28)
+
+
+def test_class_without_model_draws_from_the_conditional_generator(
+    cli, with_store: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "grid.png"
+    result = cli("gan", "sample", "--class", "all", "--n", 40, out, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["generator"] == "gan-cond"  # the only conditional one
+
+
+def test_class_without_a_conditional_generator_says_what_to_do(
+    cli, synthetic_data: Path, tmp_path: Path
+) -> None:
+    train_gan("gan-dcgan", tiny_gan("dcgan", epochs=1), CPU, data_dir=synthetic_data)
+    out = tmp_path / "grid.png"
+    result = cli("gan", "sample", "--class", "bag", out)
+    assert_one_line_error(result, 1, "no class-conditional generator", "--conditional")
+    assert not out.exists()
+
+
+def test_snapshots_are_saved_models_of_the_run(synthetic_data: Path, tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    recipe = tiny_gan("dcgan", epochs=3, conditional=True, ema=0.9)
+    train_gan("g", recipe, CPU, data_dir=synthetic_data, store=store, snapshot_every=2)
+    names = sorted(model.name for model in store.available() if model.name.startswith("g"))
+    assert names == ["g", "g-e0002"]  # the last epoch is the model itself
+    _, config = store.load("g-e0002")
+    assert config["snapshot_of"] == "g" and config["epoch"] == 2 and len(config["history"]) == 2
+    generator = fmnist_toolkit.load_model(str(tmp_path / "g-e0002"))
+    assert generator(torch.randn(2, 8), torch.tensor([1, 2])).shape == (2, 1, 28, 28)

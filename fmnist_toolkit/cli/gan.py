@@ -268,7 +268,8 @@ def sample(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Generator (store name or folder). Default: gan-dcgan, else gan-mlp.",
+            help="Generator (store name or folder). Default: gan-dcgan, else gan-mlp; with "
+            "--class gan-dcgan-cond, else the newest class-conditional generator.",
             show_default=False,
         ),
     ] = None,

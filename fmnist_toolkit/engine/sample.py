@@ -330,7 +330,7 @@ def write_samples(
     kind = check_request(request, out)
     compute = resolve_device(device)
     store = store or ModelStore()
-    generator_name = generator_name or default_generator(store)
+    generator_name = generator_name or default_generator(store, conditional=bool(request.classes))
     generator = load_generator(generator_name, store, compute)
     labels = sample_labels(generator, request.count, request.classes)
     denoiser_name, denoiser = choose_denoiser(store, request.denoise, denoiser_name, compute)
