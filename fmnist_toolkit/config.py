@@ -133,6 +133,7 @@ SEARCH_DIMENSIONS = ("architecture", "batch-size", "schedule")
 # The convolutional pair trains faster than the report's MLP at twice its learning rate (the
 # DCGAN paper's 2e-4) and needs far fewer epochs; the generator average beat the last step
 # from epoch 20 on (measured every 5 epochs: docs/gan.md).
+# Every recipe field may be named here (the CLI leaves unset options to it).
 DCGAN_DEFAULTS: dict[str, Any] = {"lr": 2e-4, "epochs": 60, "ema": 0.999}
 
 

@@ -97,10 +97,19 @@ def train(
         ),
     ] = None,
     beta1: Annotated[
-        float,
-        typer.Option(help="Adam's beta1 (0.5, as in the DCGAN paper).", rich_help_panel=RECIPE),
-    ] = 0.5,
-    beta2: Annotated[float, typer.Option(help="Adam's beta2.", rich_help_panel=RECIPE)] = 0.999,
+        float | None,
+        typer.Option(
+            help="Adam's beta1. Default: 0.5 (as in the DCGAN paper).",
+            show_default=False,
+            rich_help_panel=RECIPE,
+        ),
+    ] = None,
+    beta2: Annotated[
+        float | None,
+        typer.Option(
+            help="Adam's beta2. Default: 0.999.", show_default=False, rich_help_panel=RECIPE
+        ),
+    ] = None,
     d_lr: Annotated[
         float | None,
         typer.Option(
@@ -111,22 +120,24 @@ def train(
         ),
     ] = None,
     loss: Annotated[
-        GanLoss,
+        GanLoss | None,
         typer.Option(
             help="bce: binary cross-entropy, non-saturating generator loss (the report's); "
-            "hinge: the hinge loss of SNGAN and BigGAN.",
+            "hinge: the hinge loss of SNGAN and BigGAN. Default: bce.",
+            show_default=False,
             rich_help_panel=RECIPE,
         ),
-    ] = GanLoss.bce,
+    ] = None,
     spectral_norm: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--spectral-norm/--no-spectral-norm",
             help="dcgan: spectral normalisation of every discriminator layer (its batch norm "
-            "goes).",
+            "goes). Default: off.",
+            show_default=False,
             rich_help_panel=RECIPE,
         ),
-    ] = False,
+    ] = None,
     conditional: Annotated[
         bool,
         typer.Option(
@@ -214,7 +225,7 @@ def train(
         beta2=beta2,
         ema=ema,
         seed=seed,
-        loss=GanLoss(loss).value,
+        loss=GanLoss(loss).value if loss is not None else None,
         spectral_norm=spectral_norm,
         d_lr=d_lr,
         conditional=conditional,

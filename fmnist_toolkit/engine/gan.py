@@ -188,7 +188,8 @@ def recalibrate_batch_norm(generator: nn.Module, seed: int) -> None:
         def forward(self, noise: torch.Tensor) -> torch.Tensor:
             return self.generator(noise, self.labels)
 
-    update_bn(noise, WithLabels(), device=device)
+    # update_bn leaves the model in the mode it found it: the generator's.
+    update_bn(noise, WithLabels().train(generator.training), device=device)
 
 
 class Snapshots(Callback):

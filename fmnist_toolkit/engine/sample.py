@@ -167,7 +167,9 @@ def generate(
     return (images + 1) / 2
 
 
-def sample_labels(generator: nn.Module, count: int, classes: tuple[int, ...] = ()) -> Any:
+def sample_labels(
+    generator: nn.Module, count: int, classes: tuple[int, ...] = ()
+) -> torch.Tensor | None:
     """The labels a conditional generator draws ``count`` images of: ``classes`` in turn
     (:func:`class_labels`), or every class equally often (0, 1, …, 9, 0, …); None for an
     unconditional generator (a usage error if ``classes`` were asked for)."""
