@@ -18,6 +18,10 @@ DENOISER_ARCHITECTURES = ("unet",)
 # torch import; tests/test_cli.py keeps them equal to the registry.
 AUTOENCODER_ARCHITECTURES = ("seed", "wide")
 GAN_ARCHITECTURES = ("mlp", "dcgan")
+# "bce": binary cross-entropy with the non-saturating generator loss (the report's);
+# "hinge": the hinge loss of SNGAN and BigGAN.
+GAN_LOSSES = ("bce", "hinge")
+NUM_CLASSES = 10  # what a class-conditional GAN is conditioned on
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -129,6 +133,7 @@ SEARCH_DIMENSIONS = ("architecture", "batch-size", "schedule")
 # The convolutional pair trains faster than the report's MLP at twice its learning rate (the
 # DCGAN paper's 2e-4) and needs far fewer epochs; the generator average beat the last step
 # from epoch 20 on (measured every 5 epochs: docs/gan.md).
+# Every recipe field may be named here (the CLI leaves unset options to it).
 DCGAN_DEFAULTS: dict[str, Any] = {"lr": 2e-4, "epochs": 60, "ema": 0.999}
 
 
@@ -148,6 +153,11 @@ class GanTrainConfig:
     beta2: float = 0.999
     ema: float = 0.0  # decay of an exponential moving average of the generator (0: none)
     seed: int = 0
+    # Added later; their defaults are the recipe of before (what an older config.json means).
+    loss: str = "bce"  # one of GAN_LOSSES
+    spectral_norm: bool = False  # dcgan only: spectral normalisation in the discriminator
+    d_lr: float | None = None  # the discriminator's learning rate (None: lr, as the generator)
+    conditional: bool = False  # dcgan only: generator and discriminator take class labels
 
     @classmethod
     def for_architecture(cls, architecture: str, **settings: Any) -> GanTrainConfig:
@@ -156,16 +166,27 @@ class GanTrainConfig:
         given = {key: value for key, value in settings.items() if value is not None}
         return cls(architecture=architecture, **{**defaults, **given})
 
+    @property
+    def discriminator_lr(self) -> float:
+        return self.lr if self.d_lr is None else self.d_lr
+
+    def _classes(self) -> dict[str, int]:
+        # Only when conditional: an unconditional spec stays as older toolkits wrote it.
+        return {"num_classes": NUM_CLASSES} if self.conditional else {}
+
     def generator_spec(self) -> ModelSpec:
         size = {"hidden_size": self.hidden_size} if self.architecture == "mlp" else {}
         width = {"width": self.width} if self.architecture == "dcgan" else {}
-        params = {"latent_size": self.latent_size, **size, **width}
+        params = {"latent_size": self.latent_size, **size, **width, **self._classes()}
         return ModelSpec(kind="generator", architecture=self.architecture, params=params)
 
     def discriminator_spec(self) -> ModelSpec:
-        params = (
+        params: dict[str, Any] = (
             {"hidden_size": self.hidden_size}
             if self.architecture == "mlp"
             else {"width": self.width}
         )
+        params.update(self._classes())
+        if self.spectral_norm:
+            params["spectral_norm"] = True
         return ModelSpec(kind="discriminator", architecture=self.architecture, params=params)

@@ -123,6 +123,36 @@ def test_cuda_graphs_train_the_gan_and_its_average_as_eager_steps_do(
             torch.testing.assert_close(value, weights[1][key], rtol=1e-2, atol=2e-3)
 
 
+def test_cuda_graphs_train_the_conditional_hinge_spectral_norm_gan_as_eager_steps_do(
+    synthetic_data: Path, tmp_path: Path
+) -> None:
+    """Issue #16's step (hinge loss, spectral norm's power iteration, the projection
+    discriminator, two learning rates) captured with the fused capturable Adam."""
+    import torch
+
+    from fmnist_toolkit.config import GanTrainConfig
+    from fmnist_toolkit.engine.gan import train_gan
+
+    recipe = GanTrainConfig(
+        architecture="dcgan", latent_size=8, width=4, epochs=2, batch_size=48, lr=1e-4,
+        d_lr=4e-4, beta1=0.0, beta2=0.9, ema=0.9, loss="hinge", spectral_norm=True,
+        conditional=True,
+    )  # fmt: skip
+    weights = []
+    for graphs in (True, False):
+        store = ModelStore(tmp_path / str(graphs))
+        engine = EngineConfig(device="cuda", precision="fp32", cuda_graphs=graphs)
+        result = train_gan("g", recipe, engine, data_dir=synthetic_data, store=store)
+        assert all(torch.isfinite(torch.tensor(list(result.final.values()))))
+        weights.append(store.load("g")[0])
+    for key, value in weights[0].items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, weights[1][key], rtol=1e-2, atol=2e-3)
+    generator = load_model("g", store=ModelStore(tmp_path / "True"), device="cuda")
+    images = generator(torch.randn(4, 8, device="cuda"), torch.tensor([0, 3, 7, 9], device="cuda"))
+    assert images.shape == (4, 1, 28, 28)
+
+
 def test_cuda_graphs_train_the_classifier_as_eager_steps_do(
     synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

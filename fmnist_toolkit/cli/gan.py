@@ -31,7 +31,7 @@ from fmnist_toolkit.cli._render import (
     print_summary,
     resume_hint,
 )
-from fmnist_toolkit.config import GAN_ARCHITECTURES
+from fmnist_toolkit.config import GAN_ARCHITECTURES, GAN_LOSSES
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -44,6 +44,7 @@ DENOISE = "Denoising"
 
 
 GanArchitecture = choices("GanArchitecture", GAN_ARCHITECTURES)
+GanLoss = choices("GanLoss", GAN_LOSSES)
 
 
 @app.command()
@@ -96,10 +97,64 @@ def train(
         ),
     ] = None,
     beta1: Annotated[
-        float,
-        typer.Option(help="Adam's beta1 (0.5, as in the DCGAN paper).", rich_help_panel=RECIPE),
-    ] = 0.5,
-    beta2: Annotated[float, typer.Option(help="Adam's beta2.", rich_help_panel=RECIPE)] = 0.999,
+        float | None,
+        typer.Option(
+            help="Adam's beta1. Default: 0.5 (as in the DCGAN paper).",
+            show_default=False,
+            rich_help_panel=RECIPE,
+        ),
+    ] = None,
+    beta2: Annotated[
+        float | None,
+        typer.Option(
+            help="Adam's beta2. Default: 0.999.", show_default=False, rich_help_panel=RECIPE
+        ),
+    ] = None,
+    d_lr: Annotated[
+        float | None,
+        typer.Option(
+            help="The discriminator's learning rate, when it should differ from the "
+            "generator's --lr (two time-scale updates). Default: --lr.",
+            show_default=False,
+            rich_help_panel=RECIPE,
+        ),
+    ] = None,
+    loss: Annotated[
+        GanLoss | None,
+        typer.Option(
+            help="bce: binary cross-entropy, non-saturating generator loss (the report's); "
+            "hinge: the hinge loss of SNGAN and BigGAN. Default: bce.",
+            show_default=False,
+            rich_help_panel=RECIPE,
+        ),
+    ] = None,
+    spectral_norm: Annotated[
+        bool | None,
+        typer.Option(
+            "--spectral-norm/--no-spectral-norm",
+            help="dcgan: spectral normalisation of every discriminator layer (its batch norm "
+            "goes). Default: off.",
+            show_default=False,
+            rich_help_panel=RECIPE,
+        ),
+    ] = None,
+    conditional: Annotated[
+        bool,
+        typer.Option(
+            "--conditional",
+            help="dcgan: a class-conditional pair (a class embedding beside the noise; a "
+            "projection discriminator). Sample it with fmt gan sample --class.",
+            rich_help_panel=RECIPE,
+        ),
+    ] = False,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds: stop after the last epoch that fits, and save the model as if "
+            "that epoch had been the last planned.",
+            show_default=False,
+        ),
+    ] = None,
     ema: Annotated[
         float | None,
         typer.Option(
@@ -107,6 +162,15 @@ def train(
             "decay and save and draw the average; 0 keeps none. Default: 0.999 for dcgan, "
             "none for mlp (the report's).",
             rich_help_panel=RECIPE,
+            show_default=False,
+        ),
+    ] = None,
+    snapshot_every: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Also save the generator every this many epochs as NAME-eNNNN (to measure "
+            "with fmt gan eval how quality grows).",
             show_default=False,
         ),
     ] = None,
@@ -161,6 +225,10 @@ def train(
         beta2=beta2,
         ema=ema,
         seed=seed,
+        loss=GanLoss(loss).value if loss is not None else None,
+        spectral_norm=spectral_norm,
+        d_lr=d_lr,
+        conditional=conditional,
     )
     engine = EngineConfig(
         device=device, precision=Precision(precision).value, cuda_graphs=cuda_graphs
@@ -175,6 +243,8 @@ def train(
             restart=restart,
             plots_dir=plots,
             sample_every=sample_every,
+            time_budget=time_budget,
+            snapshot_every=snapshot_every,
             callbacks=[ProgressCallback(console, label=model_name, quiet=quiet)],
         )
     summary = {
@@ -209,12 +279,36 @@ def sample(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Generator (store name or folder). Default: gan-dcgan, else gan-mlp.",
+            help="Generator (store name or folder). Default: gan-dcgan, else gan-mlp; with "
+            "--class gan-dcgan-cond, else the newest class-conditional generator.",
             show_default=False,
         ),
     ] = None,
-    n: Annotated[int, typer.Option("--n", help="How many images (1 to 100,000).")] = 64,
-    nrow: Annotated[int, typer.Option(help="Images per row of a grid.")] = 8,
+    n: Annotated[
+        int | None,
+        typer.Option(
+            "--n",
+            help="How many images (1 to 100,000). Default: 64, or 8 per --class.",
+            show_default=False,
+        ),
+    ] = None,
+    nrow: Annotated[
+        int | None,
+        typer.Option(
+            help="Images per row of a grid. Default: 8, or with --class one row per class.",
+            show_default=False,
+        ),
+    ] = None,
+    classes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--class",
+            help="A conditional generator's class: a name (sneaker, 'ankle boot', t-shirt; any "
+            "case) or an index 0-9; repeat it for several, or all for one row per class. "
+            "--n is split evenly between them.",
+            show_default=False,
+        ),
+    ] = None,
     denoise: Annotated[
         bool,
         typer.Option(
@@ -253,8 +347,16 @@ def sample(
     was written whole.
 
     Example: fmt gan sample --n 64 --denoise out.png
+
+    Example: fmt gan sample --model gan-dcgan-cond --class all --n 40 grid.png
     """
-    from fmnist_toolkit.engine.sample import SampleRequest, write_samples
+    from fmnist_toolkit.data import CLASS_NAMES
+    from fmnist_toolkit.engine.sample import (
+        PER_CLASS,
+        SampleRequest,
+        parse_classes,
+        write_samples,
+    )
     from fmnist_toolkit.errors import UsageError
 
     if out == "-" and json_output:
@@ -264,8 +366,16 @@ def sample(
         )
     if out == "-" and sys.stdout.isatty():
         raise UsageError("OUT - writes PNG bytes: pipe or redirect them (fmt gan sample - > x.png)")
+    wanted = parse_classes(classes or [])
+    count = n if n is not None else (PER_CLASS * len(wanted) if wanted else 64)
+    per_row = nrow or (max(count // len(wanted), 1) if wanted else 8)
     request = SampleRequest(
-        count=n, seed=seed, nrow=nrow, denoise=denoise, side_by_side=side_by_side
+        count=count,
+        seed=seed,
+        nrow=per_row,
+        denoise=denoise,
+        side_by_side=side_by_side,
+        classes=wanted,
     )
     result = write_samples(
         request, out, generator_name=model, denoiser_name=denoiser, device=device
@@ -279,6 +389,7 @@ def sample(
         "n": result.count,
         "files": result.files,
         "seed": seed,
+        "classes": [CLASS_NAMES[index] for index in wanted],
         "generator": result.generator,
         "denoiser": result.denoiser,
         "sources": result.sources,
@@ -335,6 +446,8 @@ def evaluate(
     samples' distance: 10,000 training images' (the floor: what real images score), and each
     set's predicted-class histogram and its entropy (mode coverage: ln 10 = 2.303 when all ten
     classes are equally common). The distance grows as N shrinks: compare at equal N.
+    A class-conditional generator draws every class equally often, and a second table gives,
+    per class, the share of its samples the classifier assigns to it.
 
     Example: fmt gan eval --model gan-dcgan --denoise
     """
@@ -365,6 +478,8 @@ def evaluate(
                         "frechet_distance": row.frechet_distance,
                         "class_entropy": row.class_entropy,
                         "class_histogram": row.class_histogram,
+                        "class_shares": row.class_shares,
+                        "mean_class_share": row.mean_class_share,
                     }
                     for row in report.rows
                 ],
@@ -388,3 +503,16 @@ def evaluate(
             " ".join(str(count) for count in row.class_histogram.values()),
         )
     print_result(table)
+    conditioned = [row for row in report.rows if row.class_shares]
+    if conditioned:
+        shares = Table(
+            title=f"{report.generator}: share of each requested class's samples that "
+            f"{report.features} assigns to it"
+        )
+        shares.add_column("class")
+        for row in conditioned:
+            shares.add_column(row.images, justify="right")
+        for name in conditioned[0].class_shares or {}:
+            shares.add_row(name, *[f"{(row.class_shares or {})[name]:.1%}" for row in conditioned])
+        shares.add_row("mean", *[f"{row.mean_class_share:.1%}" for row in conditioned])
+        print_result(shares)

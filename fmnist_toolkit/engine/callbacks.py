@@ -179,3 +179,24 @@ class LearningRateSchedule(Callback):
                 group["lr"].fill_(float(base_lr) * factor)
             else:
                 group["lr"] = base_lr * factor
+
+
+class TimeBudget(Callback):
+    """Ends training after the epoch past which another epoch would overrun ``seconds``
+    (timed from the start of this fit): the run then finishes and saves as if its last epoch
+    had been planned; ``stopped`` says whether it cut the run short."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = 0.0
+        self.stopped = False
+
+    def on_fit_start(self, state: LoopState) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, state: LoopState) -> None:
+        elapsed = time.perf_counter() - self.started
+        epoch_seconds = state.last.get("seconds", 0.0)
+        if state.epoch < state.epochs and elapsed + epoch_seconds > self.seconds:
+            state.epochs = state.epoch
+            self.stopped = True

@@ -11,6 +11,8 @@ from fmnist_toolkit.storage import ModelStore
 
 # In the order of their measured sample quality (docs/gan.md: Fréchet distance 54.0 vs 118.7).
 DEFAULT_GENERATORS = ("gan-dcgan", "gan-mlp")
+# What ``fmt gan sample --class`` draws from when no --model is named.
+DEFAULT_CONDITIONAL_GENERATOR = "gan-dcgan-cond"
 
 
 def best_autoencoder(store: ModelStore, latent_dim: int = 16, *, purpose: str, option: str) -> str:
@@ -76,9 +78,26 @@ def best_classifier(store: ModelStore, *, purpose: str, option: str) -> str:
     return max(candidates)[1]
 
 
-def default_generator(store: ModelStore) -> str:
-    """The generator used when none is named: gan-dcgan, else gan-mlp, else the newest one."""
+def is_conditional(config: dict[str, Any]) -> bool:
+    """Whether a saved generator's config describes a class-conditional one."""
+    return bool(config.get("model", {}).get("params", {}).get("num_classes"))
+
+
+def default_generator(store: ModelStore, *, conditional: bool = False) -> str:
+    """The generator used when none is named: gan-dcgan, else gan-mlp, else the newest one;
+    ``conditional`` (``--class``): gan-dcgan-cond, else the newest class-conditional one."""
     generators = [model for model in store.available() if model.kind == "generator"]
+    if conditional:
+        conditionals = [model for model in generators if is_conditional(model.config)]
+        if not conditionals:
+            raise ModelNotFoundError(
+                "no class-conditional generator in the store; train one with: "
+                "fmt gan train --arch dcgan --conditional"
+            )
+        names = [model.name for model in conditionals]
+        if DEFAULT_CONDITIONAL_GENERATOR in names:
+            return DEFAULT_CONDITIONAL_GENERATOR
+        return max(conditionals, key=lambda model: str(model.config.get("created", ""))).name
     names = [model.name for model in generators]
     for name in DEFAULT_GENERATORS:
         if name in names:

@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fmnist_toolkit.config import EngineConfig, GanTrainConfig, config_to_dict
+from fmnist_toolkit.config import (
+    GAN_LOSSES,
+    NUM_CLASSES,
+    EngineConfig,
+    GanTrainConfig,
+    config_to_dict,
+)
 from fmnist_toolkit.data import DeviceSplit, dataset_sha256
 from fmnist_toolkit.engine import checkpoint as checkpointing
-from fmnist_toolkit.engine.callbacks import Checkpoint, CheckpointCallback
+from fmnist_toolkit.engine.callbacks import Checkpoint, CheckpointCallback, TimeBudget
 from fmnist_toolkit.engine.device import (
     adam_options,
     place_model,
@@ -87,8 +94,9 @@ def check_gan_config(config: GanTrainConfig) -> None:
     sizes = (config.epochs, config.batch_size, config.latent_size, config.hidden_size, config.width)
     if min(sizes) < 1:
         raise UsageError("epochs, batch size, latent, hidden size and width must be at least 1")
-    if not (math.isfinite(config.lr) and config.lr > 0):
-        raise UsageError("the learning rate must be a finite number > 0")
+    for rate in (config.lr, config.discriminator_lr):
+        if not (math.isfinite(rate) and rate > 0):
+            raise UsageError("the learning rates (--lr, --d-lr) must be finite numbers > 0")
     if not (0 <= config.beta1 < 1 and 0 <= config.beta2 < 1):
         raise UsageError("Adam's betas must be in [0, 1)")
     if not 0 <= config.ema < 1:
@@ -96,6 +104,10 @@ def check_gan_config(config: GanTrainConfig) -> None:
     known = [arch for kind, arch in architectures("generator")]
     if config.architecture not in known:
         raise UsageError(f"unknown architecture {config.architecture!r}; use {' or '.join(known)}")
+    if config.loss not in GAN_LOSSES:
+        raise UsageError(f"unknown loss {config.loss!r}; use {' or '.join(GAN_LOSSES)}")
+    if config.architecture != "dcgan" and (config.conditional or config.spectral_norm):
+        raise UsageError("--conditional and --spectral-norm need --arch dcgan")
 
 
 class StopOnDivergence(Callback):
@@ -115,13 +127,15 @@ class StopOnDivergence(Callback):
 
 
 class SampleGrids(Callback):
-    """Draws the fixed noise batch into ``<name>-epoch-NNNN.png`` every ``every`` epochs."""
+    """Draws the fixed noise batch into ``<name>-epoch-NNNN.png`` every ``every`` epochs
+    (a conditional generator: the classes in turn, one column each)."""
 
     def __init__(
         self, generator: nn.Module, noise: torch.Tensor, folder: Path, name: str, every: int
     ) -> None:
         self.generator = generator
         self.noise = noise
+        self.labels = cycled_labels(len(noise)) if generator.num_classes else None
         self.folder = folder
         self.name = name
         self.every = every
@@ -130,8 +144,16 @@ class SampleGrids(Callback):
     def on_epoch_end(self, state: LoopState) -> None:
         if state.epoch % self.every == 0 or state.epoch == state.epochs:
             path = self.folder / f"{self.name}-epoch-{state.epoch:04d}.png"
-            write_grid(generate(self.generator, self.noise), path, nrow=8)
+            images = generate(self.generator, self.noise, self.labels)
+            write_grid(images, path, nrow=NUM_CLASSES if self.labels is not None else 8)
             self.written.append(path)
+
+
+def cycled_labels(count: int) -> torch.Tensor:
+    """Class labels 0, 1, …, 9, 0, 1, … [count]: every class equally often, nothing drawn."""
+    import torch
+
+    return torch.arange(count) % NUM_CLASSES
 
 
 def recalibrate_batch_norm(generator: nn.Module, seed: int) -> None:
@@ -141,6 +163,7 @@ def recalibrate_batch_norm(generator: nn.Module, seed: int) -> None:
     dozen batches, made by earlier weights; the averaged generator's are an average of those),
     yet sampling uses them. One pass over fresh seeded noise gives the "standing statistics"
     of the weights actually saved; a generator without batch norm (mlp) is left as it is.
+    A conditional generator gets every class equally often.
     """
     import torch
     from torch.optim.swa_utils import update_bn
@@ -150,7 +173,35 @@ def recalibrate_batch_norm(generator: nn.Module, seed: int) -> None:
     noise = (
         generator.noise(STANDING_STATS_BATCH_SIZE, draws) for _ in range(STANDING_STATS_BATCHES)
     )
-    update_bn(noise, generator, device=device)
+    if not generator.num_classes:
+        update_bn(noise, generator, device=device)
+        return
+
+    class WithLabels(torch.nn.Module):
+        """update_bn hands the model one tensor: this gives the generator labels beside it."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.generator = generator
+            self.labels = cycled_labels(STANDING_STATS_BATCH_SIZE).to(device)
+
+        def forward(self, noise: torch.Tensor) -> torch.Tensor:
+            return self.generator(noise, self.labels)
+
+    # update_bn leaves the model in the mode it found it: the generator's.
+    update_bn(noise, WithLabels().train(generator.training), device=device)
+
+
+class Snapshots(Callback):
+    """Calls ``save(epoch)`` every ``every`` epochs before the last (which the run saves)."""
+
+    def __init__(self, save: Callable[[int], object], every: int) -> None:
+        self.save = save
+        self.every = every
+
+    def on_epoch_end(self, state: LoopState) -> None:
+        if state.epoch % self.every == 0 and state.epoch < state.epochs:
+            self.save(state.epoch)
 
 
 def write_grid(images: torch.Tensor, path: Path, *, nrow: int) -> Path:
@@ -188,7 +239,7 @@ class GanTraining:
         noise = torch.Generator().manual_seed(config.seed + 1)
         generator = place_model(create_model(config.generator_spec()), device)
         discriminator = place_model(create_model(config.discriminator_spec()), device)
-        adam = {"lr": config.lr, "betas": (config.beta1, config.beta2), **adam_options(device)}
+        adam = {"betas": (config.beta1, config.beta2), **adam_options(device)}
         return cls(
             config=config,
             engine=engine,
@@ -197,8 +248,10 @@ class GanTraining:
             noise=noise,
             generator=generator,
             discriminator=discriminator,
-            generator_optimizer=torch.optim.Adam(generator.parameters(), **adam),
-            discriminator_optimizer=torch.optim.Adam(discriminator.parameters(), **adam),
+            generator_optimizer=torch.optim.Adam(generator.parameters(), lr=config.lr, **adam),
+            discriminator_optimizer=torch.optim.Adam(
+                discriminator.parameters(), lr=config.discriminator_lr, **adam
+            ),
             averaging=GeneratorAverage(generator, config.ema) if config.ema else None,
         )
 
@@ -263,6 +316,7 @@ class GanTraining:
             (self.generator_optimizer, self.discriminator_optimizer),
             average=self.averaging,
             precision=self.engine.precision,
+            loss=self.config.loss,
         )
         return accelerated_step(
             step, self.device, cuda_graphs=graphs, precision=self.engine.precision
@@ -295,18 +349,29 @@ def train_gan(
     restart: bool = False,
     plots_dir: Path | None = None,
     sample_every: int = 10,
+    time_budget: float | None = None,
+    snapshot_every: int | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> GanTrainResult:
     """Train generator and discriminator on the 60,000 training images; save the generator.
 
     Checkpoints every epoch (both networks, both optimisers, both random generators); with
     ``resume`` the run continues exactly. A diverged run (a loss that is not finite) stops
-    with :class:`TrainingDiverged` and keeps the last good checkpoint.
+    with :class:`TrainingDiverged` and keeps the last good checkpoint. With ``time_budget``
+    (seconds) training ends after the last epoch that fits in it, and is saved as finished.
+    With ``snapshot_every`` the generator to be saved (the average, its batch-norm statistics
+    recomputed on a copy) is also saved every that many epochs as ``NAME-eNNNN``, to measure
+    how quality grows with training.
     """
     import torch
 
     if sample_every < 1:
         raise UsageError("--sample-every must be at least 1")
+    if time_budget is not None and not (math.isfinite(time_budget) and time_budget > 0):
+        raise UsageError("--time-budget must be a number of seconds > 0")
+    budget = [TimeBudget(time_budget)] if time_budget is not None else []
+    if snapshot_every is not None and snapshot_every < 1:
+        raise UsageError("--snapshot-every must be at least 1")
     with TrainingRun.exclusive(
         store, name, resume=resume, restart=restart, engine=engine, plots_dir=plots_dir
     ) as run:
@@ -339,15 +404,26 @@ def train_gan(
             if plots_dir is not None
             else []
         )
+
+        def snapshot(epoch: int) -> None:
+            copy = deepcopy(training.final_generator)
+            recalibrate_batch_norm(copy, config.seed)
+            results = {"metrics": dict(state.last), "snapshot_of": name, "epoch": epoch}
+            run.save_snapshot(f"{name}-e{epoch:04d}", copy.state_dict(), results)
+
+        snapshots = [Snapshots(snapshot, snapshot_every)] if snapshot_every else []
         run.fit(
             lambda loop_callbacks: training.fit(train, state, loop_callbacks),
-            [*grids, *callbacks],
+            [*grids, *snapshots, *callbacks, *budget],
             # Divergence first (nothing diverged is saved), then the checkpoint, then the rest.
             before=[StopOnDivergence(run.checkpoints)],
         )
         recalibrate_batch_norm(training.final_generator, config.seed)
         final = {key: state.last[key] for key in GAN_METRICS}
-        path = run.save(training.final_generator.state_dict(), {"metrics": final})
+        results: dict[str, Any] = {"metrics": final}
+        if budget and budget[0].stopped:
+            results["stopped_by_time_budget"] = {"seconds": time_budget, "epochs": state.epoch}
+        path = run.save(training.final_generator.state_dict(), results)
 
     plots = [written for grid in grids for written in grid.written]
     if plots_dir is not None:
@@ -373,7 +449,7 @@ def write_gan_plots(history: list[dict[str, float]], name: str, folder: Path) ->
         history,
         metrics=("d_loss", "g_loss"),
         title=f"GAN losses — {name}",
-        ylabel="binary cross-entropy",
+        ylabel="loss (binary cross-entropy or hinge)",
     )
     outputs = plots.loss_curves(
         history,

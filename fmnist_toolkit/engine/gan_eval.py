@@ -22,6 +22,7 @@ from fmnist_toolkit.engine.sample import (
     choose_denoiser,
     load_generator,
     sample_batches,
+    sample_labels,
 )
 from fmnist_toolkit.errors import MeasurementError, UsageError
 from fmnist_toolkit.storage import ModelStore
@@ -41,6 +42,16 @@ class QualityRow:
     frechet_distance: float
     class_histogram: dict[str, int] = field(default_factory=dict)
     class_entropy: float = 0.0  # nats; ln 10 = 2.303 when every class is equally common
+    # A conditional generator's samples: per requested class, the share the classifier
+    # assigns to it (None for real images and unconditional generators).
+    class_shares: dict[str, float] | None = None
+
+    @property
+    def mean_class_share(self) -> float | None:
+        """The per-class shares' mean (classes are requested equally often)."""
+        if not self.class_shares:
+            return None
+        return sum(self.class_shares.values()) / len(self.class_shares)
 
 
 @dataclass
@@ -127,6 +138,8 @@ def evaluate_generator(
 ) -> QualityReport:
     """Fréchet distances to the 10,000 test images: ``count`` samples (raw, and denoised when
     asked), and 10,000 training images as the floor; plus each set's predicted-class mix.
+    A conditional generator draws every class equally often, and each sample row also has
+    the share of each class's samples that the classifier assigns to that class.
     The networks run on ``device``; the statistics are computed on the CPU in float64."""
     import torch
 
@@ -160,7 +173,8 @@ def evaluate_generator(
         rows = [_row("train images (floor)", train_features, train_classes, reference)]
 
         sets: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"raw": [], "denoised": []}
-        for raw, denoised in sample_batches(generator, denoiser, count, seed):
+        labels = sample_labels(generator, count)
+        for raw, denoised in sample_batches(generator, denoiser, count, seed, labels):
             sets["raw"].append(_features_and_classes(classifier, raw))
             if denoised is not None:
                 sets["denoised"].append(_features_and_classes(classifier, denoised))
@@ -168,7 +182,10 @@ def evaluate_generator(
         if parts:
             features = torch.cat([part[0] for part in parts])
             classes = torch.cat([part[1] for part in parts])
-            rows.append(_row(f"{label} samples", features, classes, reference))
+            row = _row(f"{label} samples", features, classes, reference)
+            if labels is not None:
+                row.class_shares = class_shares(labels, classes)
+            rows.append(row)
     return QualityReport(
         generator=generator_name,
         features=features_name,
@@ -176,6 +193,16 @@ def evaluate_generator(
         reference=f"{len(test):,} test images",
         rows=rows,
     )
+
+
+def class_shares(requested: torch.Tensor, predicted: torch.Tensor) -> dict[str, float]:
+    """Per class asked for: the share of its samples predicted as that class."""
+    shares = {}
+    for index, name in enumerate(CLASS_NAMES):
+        asked = requested == index
+        if asked.any():
+            shares[name] = float((predicted[asked] == index).float().mean())
+    return shares
 
 
 def _row(

@@ -32,38 +32,49 @@ def adversarial_step(
     *,
     average: GeneratorAverage | None = None,
     precision: str = "fp32",
+    loss: str = "bce",
 ) -> Step:
-    """One discriminator step then one generator step (binary cross-entropy on logits,
-    non-saturating generator loss), then the generator average; returns d_loss, g_loss,
-    mean D(x) and mean D(G(z)).
+    """One discriminator step then one generator step, then the generator average; returns
+    d_loss, g_loss, mean sigmoid(D(x)) and mean sigmoid(D(G(z))).
 
-    A batch is (images, labels, noise): the noise comes with the batch, so the step draws
-    nothing at random and can be replayed as a CUDA graph.
+    ``loss``: "bce", binary cross-entropy on logits with the non-saturating generator loss;
+    "hinge", max(0, 1 - D(x)) + max(0, 1 + D(G(z))) for the discriminator and -D(G(z)) for
+    the generator. A batch is (images, labels, noise): the noise comes with the batch, so the
+    step draws nothing at random and can be replayed as a CUDA graph. A class-conditional pair
+    is given the batch's labels: the real images' own, and the same labels for the generated
+    ones (the data's class mix, without a random draw).
     """
     import torch
-    from torch.nn.functional import softplus
+    from torch.nn.functional import relu, softplus
 
     generator_optimizer, discriminator_optimizer = optimizers
+    conditional = getattr(generator, "num_classes", 0) > 0
+    hinge = loss == "hinge"
     # Without batch norm a discriminator scores each image on its own, so real and fake go
     # through it as one batch: the same numbers from half the launches.
     norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
     one_pass = not any(isinstance(module, norms) for module in discriminator.modules())
     discriminator_weights = list(discriminator.parameters())
 
+    def discriminate(real, fake, labels):  # type: ignore[no-untyped-def]
+        if not one_pass:
+            return discriminator(real, *labels).float(), discriminator(fake, *labels).float()
+        both = [torch.cat([labels[0], labels[0]])] if labels else []
+        logits = discriminator(torch.cat([real, fake.to(real.dtype)]), *both).float()
+        return logits[: len(real)], logits[len(real) :]
+
     def step(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
         real = to_tanh_range(batch[0])
         z = batch[2]
+        labels = (batch[1],) if conditional else ()
         count = real.shape[0]
         with autocast(real.device, precision):
-            fake = generator(z)
-            if one_pass:
-                logits = discriminator(torch.cat([real, fake.detach().to(real.dtype)])).float()
-                real_logits, fake_logits = logits[:count], logits[count:]
-            else:
-                real_logits = discriminator(real).float()
-                fake_logits = discriminator(fake.detach()).float()
-            # Binary cross-entropy on logits: softplus(-x) for real, softplus(x) for fake.
-            discriminator_loss = softplus(-real_logits).mean() + softplus(fake_logits).mean()
+            fake = generator(z, *labels)
+            real_logits, fake_logits = discriminate(real, fake.detach(), labels)
+            if hinge:
+                discriminator_loss = relu(1 - real_logits).mean() + relu(1 + fake_logits).mean()
+            else:  # binary cross-entropy on logits: softplus(-x) for real, softplus(x) for fake
+                discriminator_loss = softplus(-real_logits).mean() + softplus(fake_logits).mean()
         discriminator_optimizer.zero_grad(set_to_none=True)
         discriminator_loss.backward()
         discriminator_optimizer.step()
@@ -73,7 +84,10 @@ def adversarial_step(
         for weight in discriminator_weights:
             weight.requires_grad_(False)
         with autocast(real.device, precision):
-            generator_loss = softplus(-discriminator(fake).float()).mean()
+            generated_logits = discriminator(fake, *labels).float()
+            generator_loss = (
+                -generated_logits.mean() if hinge else softplus(-generated_logits).mean()
+            )
         generator_optimizer.zero_grad(set_to_none=True)
         generator_loss.backward()
         for weight in discriminator_weights:

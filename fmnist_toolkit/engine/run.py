@@ -192,13 +192,22 @@ class TrainingRun:
                 completed_epochs=saved,
             ) from None
 
-    def save(self, weights: dict[str, torch.Tensor], results: dict[str, Any]) -> Path:
-        """Save the model with the run's metadata plus ``results``; drop the checkpoint."""
-        meta = {
+    def _saved_config(self, results: dict[str, Any]) -> dict[str, Any]:
+        return {
             **self.metadata(),
             **results,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
+
+    def save_snapshot(
+        self, name: str, weights: dict[str, torch.Tensor], results: dict[str, Any]
+    ) -> Path:
+        """Save a model of the run as it is now under another ``name``; training goes on."""
+        return self.store.save(name, weights, self._saved_config({"name": name, **results}))
+
+    def save(self, weights: dict[str, torch.Tensor], results: dict[str, Any]) -> Path:
+        """Save the model with the run's metadata plus ``results``; drop the checkpoint."""
+        meta = self._saved_config(results)
         self.seconds = meta["seconds"]
         path = self.store.save(self.name, weights, meta)
         self.store.remove_checkpoint(self.name)

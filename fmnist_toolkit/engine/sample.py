@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fmnist_toolkit.data import CLASS_NAMES
 from fmnist_toolkit.engine.defaults import default_denoiser, default_generator
 from fmnist_toolkit.engine.model_io import (
     load_model,
@@ -39,6 +40,7 @@ SAMPLE_BATCH = 1_000  # bounds memory however large --n is
 GRID_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npz", ".npy")
 DENOISER_KINDS = ("denoiser", "autoencoder")  # what --denoiser accepts
+PER_CLASS = 8  # images per requested class when --n is not given
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,41 @@ class SampleRequest:
     nrow: int = 8
     denoise: bool = False
     side_by_side: bool = False
+    classes: tuple[int, ...] = ()  # a conditional generator's classes, count // len each
+
+
+def parse_classes(values: list[str] | tuple[str, ...]) -> tuple[int, ...]:
+    """Class indices for ``--class`` values: an index 0-9 or a name (case, spaces, hyphens
+    and the part after "/" optional: ``sneaker``, ``T-shirt``, ``ankle boot``); ``all`` is
+    the ten classes in order."""
+    by_name: dict[str, int] = {}
+    for index, name in enumerate(CLASS_NAMES):
+        by_name[_squash(name)] = index
+        by_name[_squash(name.split("/")[0])] = index
+    classes: list[int] = []
+    for value in values:
+        key = _squash(value)
+        if key == "all":
+            classes.extend(range(len(CLASS_NAMES)))
+        elif value.strip().isdigit() and int(value) < len(CLASS_NAMES):
+            classes.append(int(value))
+        elif key in by_name:
+            classes.append(by_name[key])
+        else:
+            names = ", ".join(name.lower() for name in CLASS_NAMES)
+            raise UsageError(f"unknown class {value!r}: use an index 0-9, all, or one of {names}")
+    return tuple(classes)
+
+
+def _squash(name: str) -> str:
+    return "".join(character for character in name.lower() if character.isalnum())
+
+
+def class_labels(classes: tuple[int, ...], count: int) -> torch.Tensor:
+    """Labels [count]: ``count // len(classes)`` of each class in turn (one grid row each)."""
+    import torch
+
+    return torch.tensor(classes).repeat_interleave(count // len(classes))
 
 
 @dataclass
@@ -113,23 +150,52 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images[:, 0].clamp(0, 1).mul(255).round().to(torch.uint8)
 
 
-def generate(generator: nn.Module, noise: torch.Tensor) -> torch.Tensor:
-    """Images in [0, 1] [N, 1, 28, 28] on the CPU for a batch of noise, in eval mode."""
+def generate(
+    generator: nn.Module, noise: torch.Tensor, labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Images in [0, 1] [N, 1, 28, 28] on the CPU for a batch of noise (and the class labels
+    of a conditional generator), in eval mode."""
     import torch
 
     was_training = generator.training
     generator.eval()
     device = next(generator.parameters()).device
+    given = () if labels is None else (labels.to(device),)
     with torch.no_grad():
-        images = generator(noise.to(device)).float().cpu()
+        images = generator(noise.to(device), *given).float().cpu()
     generator.train(was_training)
     return (images + 1) / 2
 
 
+def sample_labels(
+    generator: nn.Module, count: int, classes: tuple[int, ...] = ()
+) -> torch.Tensor | None:
+    """The labels a conditional generator draws ``count`` images of: ``classes`` in turn
+    (:func:`class_labels`), or every class equally often (0, 1, …, 9, 0, …); None for an
+    unconditional generator (a usage error if ``classes`` were asked for)."""
+    import torch
+
+    if not generator.num_classes:
+        if classes:
+            raise UsageError(
+                "--class needs a class-conditional generator (fmt gan train --conditional); "
+                "this one is unconditional"
+            )
+        return None
+    if classes:
+        return class_labels(classes, count)
+    return torch.arange(count) % generator.num_classes
+
+
 def sample_batches(
-    generator: nn.Module, denoiser: nn.Module | None, count: int, seed: int
+    generator: nn.Module,
+    denoiser: nn.Module | None,
+    count: int,
+    seed: int,
+    labels: torch.Tensor | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    """(raw, denoised or None) float images in [0, 1] on the CPU, SAMPLE_BATCH at a time.
+    """(raw, denoised or None) float images in [0, 1] on the CPU, SAMPLE_BATCH at a time;
+    a conditional generator draws image i of class ``labels[i]``.
 
     The noise is drawn on the CPU from ``seed`` whatever the models' device, so a seed names
     the same noise everywhere."""
@@ -139,7 +205,8 @@ def sample_batches(
     with torch.no_grad():
         for start in range(0, count, SAMPLE_BATCH):
             size = min(SAMPLE_BATCH, count - start)
-            raw = generate(generator, generator.noise(size, noise))
+            batch_labels = None if labels is None else labels[start : start + size]
+            raw = generate(generator, generator.noise(size, noise), batch_labels)
             denoised = None
             if denoiser is not None:
                 on = next(denoiser.parameters()).device
@@ -174,6 +241,12 @@ def check_request(request: SampleRequest, out: str) -> str:
         raise UsageError(f"--n must be between 1 and {MAX_SAMPLES:,}, not {request.count}")
     if not 1 <= request.nrow <= 1_000:
         raise UsageError(f"--nrow must be between 1 and 1000, not {request.nrow}")
+    if request.classes and request.count % len(request.classes):
+        classes = len(request.classes)
+        raise UsageError(
+            f"--n {request.count} does not split evenly over {classes} classes: "
+            f"use a multiple of {classes} (e.g. --n {PER_CLASS * classes})"
+        )
     kind = output_format(out)
     if kind == "grid" and request.count > MAX_GRID:
         raise UsageError(
@@ -259,10 +332,11 @@ def write_samples(
     kind = check_request(request, out)
     compute = resolve_device(device)
     store = store or ModelStore()
-    generator_name = generator_name or default_generator(store)
+    generator_name = generator_name or default_generator(store, conditional=bool(request.classes))
     generator = load_generator(generator_name, store, compute)
+    labels = sample_labels(generator, request.count, request.classes)
     denoiser_name, denoiser = choose_denoiser(store, request.denoise, denoiser_name, compute)
-    batches = sample_batches(generator, denoiser, request.count, request.seed)
+    batches = sample_batches(generator, denoiser, request.count, request.seed, labels)
     result = SampleResult(
         out=out,
         format=kind,

@@ -1,0 +1,324 @@
+"""Issue #16: the hinge loss, spectral norm, two learning rates, a time budget, and the
+class-conditional GAN (training, --class sampling, per-class shares in eval, load_model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import fmnist_toolkit
+from fmnist_toolkit.config import (
+    AutoencoderTrainConfig,
+    ClassifierTrainConfig,
+    GanTrainConfig,
+    config_from_dict,
+)
+from fmnist_toolkit.engine.ae import train_autoencoder
+from fmnist_toolkit.engine.clf import train_classifier
+from fmnist_toolkit.engine.gan import recalibrate_batch_norm, train_gan
+from fmnist_toolkit.engine.gan_eval import class_shares
+from fmnist_toolkit.engine.sample import class_labels, parse_classes
+from fmnist_toolkit.errors import TrainingInterrupted, UsageError
+from fmnist_toolkit.models.gan import DCGANDiscriminator, DCGANGenerator
+from fmnist_toolkit.storage import ModelStore
+from tests.test_ae import InterruptAfter
+from tests.test_cli import assert_one_line_error
+from tests.test_gan import CPU, tiny_gan
+
+IMPROVED = {"loss": "hinge", "spectral_norm": True, "d_lr": 4e-4, "beta1": 0.0, "beta2": 0.9}
+
+
+@pytest.fixture(scope="module")
+def conditional_store(tmp_path_factory: pytest.TempPathFactory, synthetic_data: Path) -> Path:
+    """A conditional generator, an unconditional one, an autoencoder and a classifier."""
+    root = tmp_path_factory.mktemp("conditional-store")
+    store = ModelStore(root)
+    conditional = tiny_gan("dcgan", conditional=True, ema=0.9, **IMPROVED)
+    train_gan("gan-cond", conditional, CPU, data_dir=synthetic_data, store=store)
+    train_gan("gan-dcgan", tiny_gan("dcgan"), CPU, data_dir=synthetic_data, store=store)
+    autoencoder = AutoencoderTrainConfig(epochs=1, batch_size=64, lr=3e-3)
+    train_autoencoder("ae", autoencoder, CPU, data_dir=synthetic_data, store=store)
+    classifier = ClassifierTrainConfig(encoder="ae", epochs=2)
+    train_classifier("clf", classifier, CPU, data_dir=synthetic_data, store=store)
+    return root
+
+
+@pytest.fixture
+def with_store(conditional_store: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("FMT_HOME", str(conditional_store))
+    return conditional_store
+
+
+# --------------------------------------------------------------------------- models
+
+
+def test_conditional_pair_shapes_and_labels_matter() -> None:
+    torch.manual_seed(0)
+    generator = DCGANGenerator(latent_size=8, width=4, num_classes=10).eval()
+    discriminator = DCGANDiscriminator(width=4, num_classes=10, spectral_norm=True)
+    z = torch.randn(6, 8)
+    labels = torch.tensor([0, 1, 2, 7, 8, 9])
+    images = generator(z, labels)
+    assert images.shape == (6, 1, 28, 28)
+    assert discriminator(images, labels).shape == (6,)
+    assert not torch.equal(generator(z, labels), generator(z, labels.flip(0)))
+    with pytest.raises(ValueError, match="labels"):
+        generator(z)
+    with pytest.raises(ValueError, match="labels"):
+        discriminator(images)
+
+
+def test_spectral_norm_drops_batch_norm_and_keeps_old_layout_otherwise() -> None:
+    normalised = DCGANDiscriminator(width=4, spectral_norm=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in normalised.modules())
+    # Weights scaled by their largest singular value: the layer's norm is about 1.
+    for _ in range(30):
+        normalised(torch.randn(8, 1, 28, 28))
+    head = normalised.net[-1]
+    largest = float(torch.linalg.matrix_norm(head.weight.detach(), ord=2))
+    assert largest == pytest.approx(1.0, rel=0.05)
+    # The unconditional discriminator without spectral norm has the keys it always had, and
+    # the same initial weights from the same seed (so the old recipe is reproduced).
+    plain = DCGANDiscriminator(width=4)
+    assert sorted(plain.state_dict()) == sorted(
+        ["net.0.weight", "net.0.bias", "net.2.weight", "net.3.weight", "net.3.bias",
+         "net.3.running_mean", "net.3.running_var", "net.3.num_batches_tracked",
+         "net.6.weight", "net.6.bias"]
+    )  # fmt: skip
+    torch.manual_seed(3)
+    a = DCGANGenerator(latent_size=8, width=4).state_dict()
+    torch.manual_seed(3)
+    b = DCGANGenerator(latent_size=8, width=4, num_classes=0).state_dict()
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_an_old_config_means_the_old_recipe() -> None:
+    old = {
+        "architecture": "dcgan", "latent_size": 100, "hidden_size": 784, "width": 64,
+        "epochs": 60, "batch_size": 64, "lr": 2e-4, "beta1": 0.5, "beta2": 0.999,
+        "ema": 0.999, "seed": 0,
+    }  # fmt: skip
+    config = config_from_dict(GanTrainConfig, old)
+    assert (config.loss, config.spectral_norm, config.conditional) == ("bce", False, False)
+    assert config.discriminator_lr == 2e-4
+    assert config.generator_spec().params == {"latent_size": 100, "width": 64}
+    assert config.discriminator_spec().params == {"width": 64}
+    new = GanTrainConfig(architecture="dcgan", conditional=True, spectral_norm=True, d_lr=1e-3)
+    assert new.generator_spec().params["num_classes"] == 10
+    assert new.discriminator_spec().params == {
+        "width": 64,
+        "num_classes": 10,
+        "spectral_norm": True,
+    }
+    assert new.discriminator_lr == 1e-3
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_conditional_training_resumes_exactly(synthetic_data: Path, tmp_path: Path) -> None:
+    """Spectral norm's vectors and the projection's embedding go into the checkpoint and back."""
+    recipe = tiny_gan("dcgan", epochs=3, conditional=True, ema=0.9, **IMPROVED)
+    reference_store = ModelStore(tmp_path / "reference")
+    reference = train_gan("g", recipe, CPU, data_dir=synthetic_data, store=reference_store)
+    store = ModelStore(tmp_path / "interrupted")
+    with pytest.raises(TrainingInterrupted):
+        train_gan(
+            "g", recipe, CPU, data_dir=synthetic_data, store=store, callbacks=[InterruptAfter(2)]
+        )
+    checkpoint, _ = store.load_checkpoint("g")
+    assert any("parametrizations" in key for key in checkpoint)
+    resumed = train_gan("g", recipe, CPU, data_dir=synthetic_data, store=store, resume=True)
+    assert resumed.history[-1]["g_loss"] == reference.history[-1]["g_loss"]
+    weights, config = store.load("g")
+    reference_weights, _ = reference_store.load("g")
+    assert all(torch.equal(weights[key], reference_weights[key]) for key in reference_weights)
+    assert config["recipe"]["loss"] == "hinge" and config["model"]["params"]["num_classes"] == 10
+
+
+def test_train_cli_takes_the_new_options(cli, synthetic_data: Path) -> None:
+    result = cli(
+        "gan", "train", "--arch", "dcgan", "--width", 4, "--latent-size", 8, "--epochs", 1,
+        "--conditional", "--loss", "hinge", "--spectral-norm", "--d-lr", "4e-4",
+        "--data-dir", synthetic_data, "--name", "c", "--quiet", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    config = ModelStore().read_config("c")
+    recipe = config["recipe"]
+    assert (recipe["loss"], recipe["spectral_norm"], recipe["d_lr"]) == ("hinge", True, 4e-4)
+    assert recipe["conditional"] and config["discriminator"]["params"]["spectral_norm"]
+
+
+def test_bad_new_options_are_usage_errors(cli, synthetic_data: Path) -> None:
+    for args in (
+        ["--conditional"],  # the default architecture is mlp
+        ["--arch", "mlp", "--spectral-norm"],
+        ["--arch", "dcgan", "--d-lr", "0"],
+        ["--arch", "dcgan", "--loss", "wasserstein"],
+        ["--arch", "dcgan", "--time-budget", "0"],
+    ):
+        result = cli("gan", "train", "--data-dir", synthetic_data, *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Traceback" not in result.output
+
+
+class SlowEpochs(InterruptAfter):
+    """Pretends each epoch took an hour (the time budget reads the history's seconds)."""
+
+    def __init__(self) -> None:
+        super().__init__(10**6)
+
+    def on_epoch_end(self, state) -> None:
+        state.history[-1]["seconds"] = 3600.0
+
+
+def test_a_time_budget_ends_training_early_and_saves_it(
+    synthetic_data: Path, tmp_path: Path
+) -> None:
+    store = ModelStore(tmp_path)
+    result = train_gan(
+        "g", tiny_gan("dcgan", epochs=5), CPU, data_dir=synthetic_data, store=store,
+        time_budget=60, callbacks=[SlowEpochs()],
+    )  # fmt: skip
+    assert result.epochs == 1 and len(result.history) == 1
+    _, config = store.load("g")
+    assert config["stopped_by_time_budget"] == {"seconds": 60, "epochs": 1}
+    assert not store.has_checkpoint("g")
+
+
+def test_standing_statistics_of_a_conditional_generator() -> None:
+    torch.manual_seed(0)
+    generator = DCGANGenerator(latent_size=8, width=4, num_classes=10)
+    recalibrate_batch_norm(generator, seed=0)
+    norm = generator.net[1]
+    assert int(norm.num_batches_tracked) == 20 and generator.training
+    assert not torch.equal(norm.running_var, torch.ones_like(norm.running_var))
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def test_class_names_indices_and_all() -> None:
+    assert parse_classes(["sneaker", "SNEAKER", "7", "Ankle boot", "ankle-boot"]) == (
+        7,
+        7,
+        7,
+        9,
+        9,
+    )
+    assert parse_classes(["t-shirt", "T-shirt/top", "0"]) == (0, 0, 0)
+    assert parse_classes(["all"]) == tuple(range(10))
+    for bad in ("10", "-1", "shoe", ""):
+        with pytest.raises(UsageError, match="unknown class"):
+            parse_classes([bad])
+    assert class_labels((7, 2), 6).tolist() == [7, 7, 7, 2, 2, 2]
+
+
+def test_sample_class_all_draws_one_row_per_class(cli, with_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "grid.png"
+    result = cli("gan", "sample", "--model", "gan-cond", "--class", "all", "--n", 40, out, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["n"] == 40 and len(summary["classes"]) == 10
+    # 10 rows of 4 images of 28 pixels with 2-pixel frames
+    assert Image.open(out).size == (4 * 30 + 2, 10 * 30 + 2)
+    arrays = tmp_path / "x.npz"
+    both = cli("gan", "sample", "--model", "gan-cond", "--class", "sneaker", "--class", 0, arrays)
+    assert both.exit_code == 0, both.output
+    import numpy as np
+
+    assert np.load(arrays)["images"].shape == (16, 28, 28)  # 8 per class by default
+
+
+def test_conditional_samples_denoise(cli, with_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "d.png"
+    result = cli(
+        "gan", "sample", "--model", "gan-cond", "--class", "bag", "--denoise", "--denoiser", "ae",
+        "--side-by-side", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert out.exists()
+
+
+def test_class_on_an_unconditional_generator_is_a_usage_error(
+    cli, with_store: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "x.png"
+    result = cli("gan", "sample", "--model", "gan-dcgan", "--class", "sneaker", out)
+    assert_one_line_error(result, 2, "--class needs a class-conditional generator")
+    assert not out.exists()
+    bad = cli("gan", "sample", "--model", "gan-cond", "--class", "shoe", out)
+    assert_one_line_error(bad, 2, "unknown class 'shoe'")
+    uneven = cli("gan", "sample", "--model", "gan-cond", "--class", "all", "--n", 64, out)
+    assert_one_line_error(uneven, 2, "does not split evenly", "--n 80")
+    assert not out.exists()
+    assert [path.name for path in tmp_path.iterdir()] == []
+
+
+# --------------------------------------------------------------------------- eval, API
+
+
+def test_class_shares() -> None:
+    requested = torch.tensor([0, 0, 1, 1, 1, 1])
+    predicted = torch.tensor([0, 3, 1, 1, 1, 2])
+    assert class_shares(requested, predicted) == {"T-shirt/top": 0.5, "Trouser": 0.75}
+
+
+def test_eval_of_a_conditional_generator_reports_per_class_shares(
+    cli, with_store: Path, synthetic_data: Path
+) -> None:
+    args = ["--features", "clf", "--n", 200, "--data-dir", synthetic_data]
+    result = cli("gan", "eval", "--model", "gan-cond", *args, "--json")
+    assert result.exit_code == 0, result.output
+    rows = {row["images"]: row for row in json.loads(result.stdout)["rows"]}
+    raw = rows["raw samples"]
+    assert list(raw["class_shares"]) == list(raw["class_histogram"])  # all ten, in order
+    assert all(0 <= share <= 1 for share in raw["class_shares"].values())
+    assert raw["mean_class_share"] == pytest.approx(sum(raw["class_shares"].values()) / 10)
+    assert rows["train images (floor)"]["class_shares"] is None
+    human = cli("gan", "eval", "--model", "gan-cond", *args)
+    assert human.exit_code == 0 and "mean" in human.stdout and "Sneaker" in human.stdout
+    plain = cli("gan", "eval", "--model", "gan-dcgan", *args, "--json")
+    assert all(row["class_shares"] is None for row in json.loads(plain.stdout)["rows"])
+
+
+def test_load_model_of_a_conditional_generator(with_store: Path) -> None:
+    generator = fmnist_toolkit.load_model("gan-cond")
+    assert generator.num_classes == 10 and not generator.training
+    images = generator(torch.randn(3, generator.latent_size), torch.tensor([7, 7, 9]))
+    assert images.shape == (3, 1, 28, 28)
+
+
+def test_class_without_model_draws_from_the_conditional_generator(
+    cli, with_store: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "grid.png"
+    result = cli("gan", "sample", "--class", "all", "--n", 40, out, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["generator"] == "gan-cond"  # the only conditional one
+
+
+def test_class_without_a_conditional_generator_says_what_to_do(
+    cli, synthetic_data: Path, tmp_path: Path
+) -> None:
+    train_gan("gan-dcgan", tiny_gan("dcgan", epochs=1), CPU, data_dir=synthetic_data)
+    out = tmp_path / "grid.png"
+    result = cli("gan", "sample", "--class", "bag", out)
+    assert_one_line_error(result, 1, "no class-conditional generator", "--conditional")
+    assert not out.exists()
+
+
+def test_snapshots_are_saved_models_of_the_run(synthetic_data: Path, tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    recipe = tiny_gan("dcgan", epochs=3, conditional=True, ema=0.9)
+    train_gan("g", recipe, CPU, data_dir=synthetic_data, store=store, snapshot_every=2)
+    names = sorted(model.name for model in store.available() if model.name.startswith("g"))
+    assert names == ["g", "g-e0002"]  # the last epoch is the model itself
+    _, config = store.load("g-e0002")
+    assert config["snapshot_of"] == "g" and config["epoch"] == 2 and len(config["history"]) == 2
+    generator = fmnist_toolkit.load_model(str(tmp_path / "g-e0002"))
+    assert generator(torch.randn(2, 8), torch.tensor([1, 2])).shape == (2, 1, 28, 28)
