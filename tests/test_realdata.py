@@ -105,3 +105,19 @@ def test_bundled_denoiser_keeps_clean_images_and_brings_the_mlp_closer(
     assert report["denoiser"] == "denoiser-unet"  # the default once bundled
     _, raw, denoised = report["rows"]
     assert denoised["frechet_distance"] <= 0.85 * raw["frechet_distance"]
+
+
+def test_bundled_conditional_generator_draws_the_classes_asked_for(
+    cli, real_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #16's targets for the bundled gan-dcgan-cond (skipped until it is bundled)."""
+    monkeypatch.delenv("FMT_BUNDLED_MODELS")
+    if "gan-dcgan-cond" not in {model.name for model in fmnist_toolkit.list_models()}:
+        pytest.skip("gan-dcgan-cond is not bundled yet (scripts/gpu_gan_train.sh trains it)")
+    report = json.loads(
+        cli("gan", "eval", "--model", "gan-dcgan-cond", "--data-dir", real_data, "--json").stdout
+    )
+    raw = report["rows"][1]
+    assert raw["mean_class_share"] >= 0.90
+    assert min(raw["class_shares"].values()) >= 0.75
+    assert raw["frechet_distance"] <= 35
