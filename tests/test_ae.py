@@ -59,7 +59,7 @@ def test_same_seed_same_metrics(synthetic_data: Path, tmp_path: Path) -> None:
     assert runs[0].test_mse != runs[2].test_mse
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "onecycle", "warmup-cosine"])
 def test_interrupt_keeps_old_model_and_resume_is_exact(
     synthetic_data: Path, tmp_path: Path, schedule: str
 ) -> None:
