@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from fmnist_toolkit.config import EngineConfig, GanTrainConfig, config_to_dict
 from fmnist_toolkit.data import DeviceSplit, dataset_sha256
 from fmnist_toolkit.engine import checkpoint as checkpointing
+from fmnist_toolkit.engine.averaging import WeightAverage
 from fmnist_toolkit.engine.callbacks import Checkpoint, CheckpointCallback
 from fmnist_toolkit.engine.device import (
     adam_options,
@@ -28,7 +29,6 @@ from fmnist_toolkit.engine.device import (
 
 # The training step has its own module; its names are re-exported here.
 from fmnist_toolkit.engine.gan_step import (
-    GeneratorAverage,
     adversarial_step,
     batches_with_noise,
     to_tanh_range,
@@ -44,7 +44,6 @@ from fmnist_toolkit.storage import ModelStore
 __all__ = [
     "GanTrainResult",
     "GanTraining",
-    "GeneratorAverage",
     "adversarial_step",
     "batches_with_noise",
     "check_gan_config",
@@ -174,7 +173,7 @@ class GanTraining:
     discriminator: nn.Module
     generator_optimizer: torch.optim.Optimizer
     discriminator_optimizer: torch.optim.Optimizer
-    averaging: GeneratorAverage | None
+    averaging: WeightAverage | None
 
     @classmethod
     def build(
@@ -199,7 +198,7 @@ class GanTraining:
             discriminator=discriminator,
             generator_optimizer=torch.optim.Adam(generator.parameters(), **adam),
             discriminator_optimizer=torch.optim.Adam(discriminator.parameters(), **adam),
-            averaging=GeneratorAverage(generator, config.ema) if config.ema else None,
+            averaging=WeightAverage(generator, config.ema) if config.ema else None,
         )
 
     @property
