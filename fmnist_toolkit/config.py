@@ -10,7 +10,9 @@ ConfigT = TypeVar("ConfigT")
 
 OPTIMIZERS = ("adam", "sgd")
 PRECISIONS = ("auto", "fp32", "bf16")
-SCHEDULES = ("constant", "cosine")
+# constant: the report's; cosine: decay to 0 over the epochs; onecycle and warmup-cosine change
+# the rate every batch, with --lr as the peak (engine/callbacks.py).
+SCHEDULES = ("constant", "cosine", "onecycle", "warmup-cosine")
 OBJECTIVES = ("reconstruct", "denoise")
 # Architectures of ``fmt ae train`` that are denoisers (kind "denoiser"), not autoencoders.
 DENOISER_ARCHITECTURES = ("unet",)
@@ -64,7 +66,7 @@ class AutoencoderTrainConfig:
     lr: float = 0.00099
     weight_decay: float = 3.5237e-5
     seed: int = 0
-    schedule: str = "constant"  # "cosine": the learning rate decays to 0 over the epochs
+    schedule: str = "constant"  # any of SCHEDULES; lr is then the peak rate
     objective: str = "reconstruct"  # "denoise": corrupted images in, clean images as targets
     width: int = 16  # unet only: channels of its finest level
 
@@ -94,6 +96,14 @@ class ClassifierTrainConfig:
     augment: bool = True  # only with unfreeze: random mirror and shift of each training image
     val_fraction: float = 0.1
     seed: int = 0
+    # The field's tools, all off by default (the report's recipe); a saved config without them
+    # loads as the recipe it was.
+    schedule: str = "constant"  # any of SCHEDULES; lr and encoder_lr are then the peaks
+    label_smoothing: float = 0.0  # share of each target spread evenly over the 10 classes
+    mixup: float = 0.0  # alpha of mixup's Beta(alpha, alpha) mixing weight (0: no mixup)
+    cutout: int = 0  # only with unfreeze: side of a square erased from each image (0: none)
+    ema: float = 0.0  # decay of a moving average of the weights, validated and saved (0: none)
+    tta_flip: bool = False  # predict from each image and its mirror (saved with the model)
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,9 @@ class TuneConfig:
             "latent_dim": self.latent_dim,
             "val_fraction": self.val_fraction,
             "search": sorted(self.search),
+            # A study that searched the schedules before onecycle and warmup-cosine existed
+            # (constant or cosine, lr up to 1e-3) lacks this key: it is refused, not mixed.
+            **({"schedules": list(SCHEDULES)} if "schedule" in self.search else {}),
         }
 
 
