@@ -18,7 +18,7 @@ OBJECTIVES = ("reconstruct", "denoise")
 DENOISER_ARCHITECTURES = ("unet",)
 # The model registry's architectures by family, named here so that the CLI's choices need no
 # torch import; tests/test_cli.py keeps them equal to the registry.
-AUTOENCODER_ARCHITECTURES = ("seed", "wide")
+AUTOENCODER_ARCHITECTURES = ("seed", "wide", "residual")
 GAN_ARCHITECTURES = ("mlp", "dcgan")
 
 

@@ -105,9 +105,10 @@ def train(
     arch: Annotated[
         AutoencoderArchitecture,
         typer.Option(
-            help="Architecture from the registry: seed (the report's) or wide (32/64/128 "
-            "channels with batch norm; for GPUs) autoencoders, or unet (a U-Net denoiser with "
-            "skip connections; needs --objective denoise).",
+            help="Architecture from the registry: seed (the report's), wide (32/64/128 "
+            "channels with batch norm; for GPUs) or residual (wide's encoder, a decoder with "
+            "residual blocks; for GPUs) autoencoders, or unet (a U-Net denoiser with skip "
+            "connections; needs --objective denoise).",
             rich_help_panel=RECIPE,
         ),
     ] = AutoencoderArchitecture.seed,
