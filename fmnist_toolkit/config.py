@@ -104,6 +104,9 @@ class ClassifierTrainConfig:
     cutout: int = 0  # only with unfreeze: side of a square erased from each image (0: none)
     ema: float = 0.0  # decay of a moving average of the weights, validated and saved (0: none)
     tta_flip: bool = False  # predict from each image and its mirror (saved with the model)
+    # Frozen encoder only: the head trains on codes of mirrored and shifted images, encoded
+    # afresh every epoch, instead of the fixed codes of the plain images.
+    augment_codes: bool = False
 
 
 @dataclass(frozen=True)

@@ -249,6 +249,7 @@ def test_pictures_are_converted_like_fashion_mnist(tmp_path: Path) -> None:
         (["--lr", "-1"], 2, "learning rate"),
         (["--epochs", "0"], 2, "--epochs"),
         (["--cutout", "8"], 2, "--unfreeze"),
+        (["--augment-codes", "--unfreeze"], 2, "--augment-codes"),
         (["--mixup", "-1"], 2, "--mixup"),
         (["--label-smoothing", "1"], 2, "--label-smoothing"),
         (["--ema", "1"], 2, "--ema"),
@@ -310,7 +311,12 @@ TRICKS = {
 
 @pytest.mark.parametrize(
     ("unfreeze", "tricks"),
-    [(False, {}), (True, {}), (False, TRICKS), (True, {**TRICKS, "cutout": 8})],
+    [
+        (False, {}),
+        (True, {}),
+        (False, {**TRICKS, "augment_codes": True}),
+        (True, {**TRICKS, "cutout": 8}),
+    ],
     ids=["frozen", "unfreeze", "frozen-tricks", "unfreeze-tricks"],
 )
 def test_interrupted_run_resumed_gives_the_straight_result(
@@ -433,6 +439,24 @@ def test_weight_average_is_what_is_validated_and_saved(home: Path, synthetic_dat
     plain, averaged = (run.history for run in runs.values())
     assert [row["train_loss"] for row in plain] == [row["train_loss"] for row in averaged]
     assert [row["val_loss"] for row in plain] != [row["val_loss"] for row in averaged]
+
+
+def test_augmented_codes_train_the_head_on_other_codes(cli, home: Path, synthetic_data: Path):
+    runs = {}
+    for flag in ((), ("--augment-codes",)):
+        name = "codes" + "".join(flag)
+        assert finetune(cli, synthetic_data, "--quiet", "--name", name, *flag).exit_code == 0
+        runs[flag] = ModelStore(home).read_config(name)
+    assert runs[("--augment-codes",)]["recipe"]["augment_codes"] is True
+    assert (
+        runs[()]["history"][0]["train_loss"]
+        != runs[("--augment-codes",)]["history"][0]["train_loss"]
+    )
+    # Frozen means frozen: the encoder is the autoencoder's, weight for weight.
+    weights, _ = ModelStore(home).load("codes--augment-codes")
+    encoder, _ = ModelStore(home).load("ae-4")
+    encoder_keys = [key for key in encoder if key.startswith("encoder.")]
+    assert encoder_keys and all(torch.equal(weights[key], encoder[key]) for key in encoder_keys)
 
 
 def test_cutout_and_mixup() -> None:

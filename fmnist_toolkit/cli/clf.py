@@ -166,6 +166,15 @@ def finetune(
             rich_help_panel=TRICKS,
         ),
     ] = 0.0,
+    augment_codes: Annotated[
+        bool,
+        typer.Option(
+            "--augment-codes",
+            help="With a frozen encoder: train the head on codes of mirrored and shifted images, "
+            "encoded afresh every epoch (slower), instead of the fixed codes of the plain ones.",
+            rich_help_panel=TRICKS,
+        ),
+    ] = False,
     tta_flip: Annotated[
         bool,
         typer.Option(
@@ -236,6 +245,7 @@ def finetune(
         cutout=cutout,
         ema=ema,
         tta_flip=tta_flip,
+        augment_codes=augment_codes,
     )
     engine = EngineConfig(
         device=device, precision=Precision(precision).value, cuda_graphs=cuda_graphs

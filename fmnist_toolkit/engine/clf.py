@@ -116,6 +116,8 @@ def check_classifier_config(config: ClassifierTrainConfig) -> None:
         raise UsageError("--ema must be in [0, 1) (0 keeps no average)")
     if config.cutout < 0:
         raise UsageError("--cutout must be >= 0 (0: no cutout)")
+    if config.augment_codes and config.unfreeze:
+        raise UsageError("--augment-codes is for a frozen encoder; with --unfreeze use --augment")
     if config.cutout and not config.unfreeze:
         raise UsageError(
             "--cutout changes images: use it with --unfreeze (a frozen encoder's "
@@ -234,10 +236,14 @@ class ClassifierTraining:
         the run's seeded generator, so that a CUDA graph can replay the step.
         """
         config = self.config
-        if not config.unfreeze:
+        if not config.unfreeze and not config.augment_codes:
             epoch = epoch_order((self.features, self.train.labels), self.shuffle)
             for codes, labels in row_batches(epoch, config.batch_size):
                 yield self._targets(codes, labels)
+            return
+        if not config.unfreeze:  # --augment-codes: the frozen encoder encodes augmented images
+            for images, labels in self.train.batches(config.batch_size, self.shuffle):
+                yield self._targets(self._frozen_codes(images), labels)
             return
         for images, labels in self.train.batches(config.batch_size, self.shuffle):
             # A fine-tuned encoder fits the training set within ~20 epochs and then only
@@ -247,6 +253,20 @@ class ClassifierTraining:
             if config.cutout:
                 images = cutout_batch(images, self.augmentation, config.cutout)
             yield self._targets(images, labels)
+
+    def _frozen_codes(self, images: torch.Tensor) -> torch.Tensor:
+        """Codes of mirrored and shifted ``images`` under the frozen encoder (in eval mode: its
+        batch-norm statistics stay the autoencoder's)."""
+        import torch
+
+        encoder = self.model.encoder
+        was_training = encoder.training
+        encoder.eval()
+        try:
+            with torch.no_grad(), autocast(self.device, self.engine.precision):
+                return encoder(augment_batch(images, self.augmentation)).float()
+        finally:
+            encoder.train(was_training)
 
     def _targets(
         self, inputs: torch.Tensor, labels: torch.Tensor
