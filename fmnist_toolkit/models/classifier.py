@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -70,4 +72,4 @@ class EncoderClassifier(nn.Module):
 
 def mean_of_probabilities(log_probs: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
     """The log of the mean of two predictions' probabilities, from their log-probabilities."""
-    return torch.logaddexp(log_probs, others) - torch.log(torch.tensor(2.0))
+    return torch.logaddexp(log_probs, others) - math.log(2.0)
