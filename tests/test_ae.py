@@ -230,5 +230,5 @@ def test_the_gpu_architectures_train_save_and_reload(
 
 
 def test_unknown_architecture_is_a_usage_error(synthetic_data: Path) -> None:
-    with pytest.raises(UsageError, match="seed or wide or residual"):
+    with pytest.raises(UsageError, match="residual or seed or wide"):
         train_autoencoder("x", tiny(architecture="resnet"), CPU, data_dir=synthetic_data)
