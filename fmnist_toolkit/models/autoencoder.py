@@ -68,6 +68,18 @@ def _conv_block(conv: nn.Module, channels: int) -> list[nn.Module]:
     return [conv, nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
 
 
+def _wide_encoder(latent_dim: int) -> nn.Sequential:
+    """1x28x28 -> 32x28x28 -> 64x14x14 -> 128x7x7 -> ``latent_dim``: ``wide``'s and
+    ``residual``'s encoder."""
+    return nn.Sequential(
+        *_conv_block(nn.Conv2d(1, 32, 3, padding=1), 32),
+        *_conv_block(nn.Conv2d(32, 64, 3, stride=2, padding=1), 64),
+        *_conv_block(nn.Conv2d(64, 128, 3, stride=2, padding=1), 128),
+        nn.Flatten(),
+        nn.Linear(128 * 7 * 7, latent_dim),
+    )
+
+
 @register("autoencoder", "wide")
 class WideAutoencoder(Autoencoder):
     """A stronger autoencoder at the same latent size: 32/64/128 channels with batch norm.
@@ -80,13 +92,7 @@ class WideAutoencoder(Autoencoder):
     def __init__(self, latent_dim: int = 16) -> None:
         super().__init__()
         self.latent_dim = latent_dim
-        self.encoder = nn.Sequential(
-            *_conv_block(nn.Conv2d(1, 32, 3, padding=1), 32),
-            *_conv_block(nn.Conv2d(32, 64, 3, stride=2, padding=1), 64),
-            *_conv_block(nn.Conv2d(64, 128, 3, stride=2, padding=1), 128),
-            nn.Flatten(),
-            nn.Linear(128 * 7 * 7, latent_dim),
-        )
+        self.encoder = _wide_encoder(latent_dim)
         self.decoder = nn.Sequential(
             nn.Linear(latent_dim, 128 * 7 * 7),
             nn.ReLU(inplace=True),
@@ -127,13 +133,7 @@ class ResidualAutoencoder(Autoencoder):
     def __init__(self, latent_dim: int = 16) -> None:
         super().__init__()
         self.latent_dim = latent_dim
-        self.encoder = nn.Sequential(
-            *_conv_block(nn.Conv2d(1, 32, 3, padding=1), 32),
-            *_conv_block(nn.Conv2d(32, 64, 3, stride=2, padding=1), 64),
-            *_conv_block(nn.Conv2d(64, 128, 3, stride=2, padding=1), 128),
-            nn.Flatten(),
-            nn.Linear(128 * 7 * 7, latent_dim),
-        )
+        self.encoder = _wide_encoder(latent_dim)
         self.decoder = nn.Sequential(
             nn.Linear(latent_dim, 128 * 7 * 7),
             nn.ReLU(inplace=True),
