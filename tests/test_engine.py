@@ -206,3 +206,30 @@ def test_cosine_schedule_decays_to_zero_from_the_epoch_alone() -> None:
         cosine.on_epoch_start(LoopState(epochs=4, batches_per_epoch=1, epoch=epoch))
         rates.append(optimizer.param_groups[0]["lr"])
     assert rates == pytest.approx([0.1, 0.1 * (1 + 2**-0.5) / 2, 0.05, 0.1 * (1 - 2**-0.5) / 2])
+
+
+def test_configs_saved_before_the_new_fields_load_as_the_recipes_they_were() -> None:
+    """A saved recipe without schedule (autoencoder) or without the classifier's tools loads
+    with them off: the report's recipes."""
+    import json
+
+    from fmnist_toolkit.config import (
+        AutoencoderTrainConfig,
+        ClassifierTrainConfig,
+        config_from_dict,
+    )
+    from fmnist_toolkit.storage import BUNDLED_ROOT
+
+    bundled_ae = json.loads((BUNDLED_ROOT / "ae-16" / "config.json").read_text())["recipe"]
+    assert "schedule" not in bundled_ae
+    assert config_from_dict(AutoencoderTrainConfig, bundled_ae).schedule == "constant"
+    saved = json.loads((BUNDLED_ROOT / "clf-ae-wide-16-ft" / "config.json").read_text())
+    recipe = config_from_dict(ClassifierTrainConfig, saved["recipe"])
+    assert (recipe.schedule, recipe.label_smoothing, recipe.mixup, recipe.cutout) == (
+        "constant",
+        0.0,
+        0.0,
+        0,
+    )
+    assert (recipe.ema, recipe.tta_flip, recipe.augment_codes) == (0.0, False, False)
+    assert "tta_flip" not in saved["model"]["params"]
