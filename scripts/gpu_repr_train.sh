@@ -70,6 +70,22 @@ main() {  # every training at once; the log goes to the screen and $OUT/run.log
   run clf-ae-wide-16-tools clf finetune --encoder ae-wide-16 --name clf-ae-wide-16-tools \
     --epochs "$FROZEN" "${FROZEN_TOOLS[@]}" &
 
+  # ... and each tool's share on validation: the frozen head with all the tools but one (without
+  # one-cycle: the report's constant 2e-4), in three chains of two runs.
+  for pair in "onecycle label-smoothing" "mixup ema" "tta-flip augment-codes"; do
+    for left_out in $pair; do
+      args=()
+      [ $left_out != onecycle ] && args+=(--lr 3e-3 --schedule onecycle)
+      [ $left_out != label-smoothing ] && args+=(--label-smoothing 0.1)
+      [ $left_out != mixup ] && args+=(--mixup 0.2)
+      [ $left_out != ema ] && args+=(--ema 0.999)
+      [ $left_out != tta-flip ] && args+=(--tta-flip)
+      [ $left_out != augment-codes ] && args+=(--augment-codes)
+      run "ablation-without-$left_out" clf finetune --encoder ae-wide-16 \
+        --name "ablation-without-$left_out" --epochs "$FROZEN" "${args[@]}"
+    done &
+  done
+
   # 2. The stronger latent-16 autoencoders with one-cycle, each followed by a frozen classifier.
   (
     run ae-wide-16-onecycle ae train --arch wide --name ae-wide-16-onecycle --schedule onecycle \
