@@ -10,13 +10,15 @@ ConfigT = TypeVar("ConfigT")
 
 OPTIMIZERS = ("adam", "sgd")
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
-SCHEDULES = ("constant", "cosine")
+# constant: the report's; cosine: decay to 0 over the epochs; onecycle and warmup-cosine change
+# the rate every batch, with --lr as the peak (engine/callbacks.py).
+SCHEDULES = ("constant", "cosine", "onecycle", "warmup-cosine")
 OBJECTIVES = ("reconstruct", "denoise")
 # Architectures of ``fmt ae train`` that are denoisers (kind "denoiser"), not autoencoders.
 DENOISER_ARCHITECTURES = ("unet",)
 # The model registry's architectures by family, named here so that the CLI's choices need no
 # torch import; tests/test_cli.py keeps them equal to the registry.
-AUTOENCODER_ARCHITECTURES = ("seed", "wide")
+AUTOENCODER_ARCHITECTURES = ("seed", "wide", "residual")
 GAN_ARCHITECTURES = ("mlp", "dcgan")
 # "bce": binary cross-entropy with the non-saturating generator loss (the report's);
 # "hinge": the hinge loss of SNGAN and BigGAN.
@@ -68,7 +70,7 @@ class AutoencoderTrainConfig:
     lr: float = 0.00099
     weight_decay: float = 3.5237e-5
     seed: int = 0
-    schedule: str = "constant"  # "cosine": the learning rate decays to 0 over the epochs
+    schedule: str = "constant"  # any of SCHEDULES; lr is then the peak rate
     objective: str = "reconstruct"  # "denoise": corrupted images in, clean images as targets
     width: int = 16  # unet only: channels of its finest level
 
@@ -98,6 +100,17 @@ class ClassifierTrainConfig:
     augment: bool = True  # only with unfreeze: random mirror and shift of each training image
     val_fraction: float = 0.1
     seed: int = 0
+    # The field's tools, all off by default (the report's recipe); a saved config without them
+    # loads as the recipe it was.
+    schedule: str = "constant"  # any of SCHEDULES; lr and encoder_lr are then the peaks
+    label_smoothing: float = 0.0  # share of each target spread evenly over the 10 classes
+    mixup: float = 0.0  # alpha of mixup's Beta(alpha, alpha) mixing weight (0: no mixup)
+    cutout: int = 0  # only with unfreeze: side of a square erased from each image (0: none)
+    ema: float = 0.0  # decay of a moving average of the weights, validated and saved (0: none)
+    tta_flip: bool = False  # predict from each image and its mirror (saved with the model)
+    # Frozen encoder only: the head trains on codes of mirrored and shifted images, encoded
+    # afresh every epoch, instead of the fixed codes of the plain images.
+    augment_codes: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,6 +138,9 @@ class TuneConfig:
             "latent_dim": self.latent_dim,
             "val_fraction": self.val_fraction,
             "search": sorted(self.search),
+            # A study that searched the schedules before onecycle and warmup-cosine existed
+            # (constant or cosine, lr up to 1e-3) lacks this key: it is refused, not mixed.
+            **({"schedules": list(SCHEDULES)} if "schedule" in self.search else {}),
         }
 
 

@@ -59,7 +59,7 @@ def test_same_seed_same_metrics(synthetic_data: Path, tmp_path: Path) -> None:
     assert runs[0].test_mse != runs[2].test_mse
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "onecycle", "warmup-cosine"])
 def test_interrupt_keeps_old_model_and_resume_is_exact(
     synthetic_data: Path, tmp_path: Path, schedule: str
 ) -> None:
@@ -215,17 +215,20 @@ def test_two_runs_of_one_name_do_not_interleave(synthetic_data: Path, tmp_path: 
     assert result.epochs == 1
 
 
-def test_the_wide_architecture_trains_saves_and_reloads(synthetic_data: Path, tmp_path) -> None:
+@pytest.mark.parametrize("architecture", ["wide", "residual"])
+def test_the_gpu_architectures_train_save_and_reload(
+    synthetic_data: Path, tmp_path, architecture: str
+) -> None:
     store = ModelStore(tmp_path)
-    config = tiny(architecture="wide", epochs=2)
+    config = tiny(architecture=architecture, epochs=2)
     result = train_autoencoder("wide", config, CPU, data_dir=synthetic_data, store=store)
     assert result.history[-1]["test_mse"] < result.history[0]["test_mse"]
-    assert store.read_config("wide")["model"]["architecture"] == "wide"
+    assert store.read_config("wide")["model"]["architecture"] == architecture
     model = load_model("wide", store=store)
     test = DeviceSplit.load("test", synthetic_data, torch.device("cpu"))
     assert reconstruction_mse(model, test) == pytest.approx(result.test_mse, rel=1e-5)
 
 
 def test_unknown_architecture_is_a_usage_error(synthetic_data: Path) -> None:
-    with pytest.raises(UsageError, match="seed or wide"):
+    with pytest.raises(UsageError, match="residual or seed or wide"):
         train_autoencoder("x", tiny(architecture="resnet"), CPU, data_dir=synthetic_data)

@@ -248,6 +248,12 @@ def test_pictures_are_converted_like_fashion_mnist(tmp_path: Path) -> None:
         (["--val-fraction", "1.5"], 2, "--val-fraction"),
         (["--lr", "-1"], 2, "learning rate"),
         (["--epochs", "0"], 2, "--epochs"),
+        (["--cutout", "8"], 2, "--unfreeze"),
+        (["--augment-codes", "--unfreeze"], 2, "--augment-codes"),
+        (["--mixup", "-1"], 2, "--mixup"),
+        (["--label-smoothing", "1"], 2, "--label-smoothing"),
+        (["--ema", "1"], 2, "--ema"),
+        (["--schedule", "step"], 2, "--schedule"),
     ],
 )
 def test_finetune_bad_input(cli, home, synthetic_data, args, code, fragment) -> None:
@@ -294,9 +300,27 @@ def test_predict_blank_picture_and_corrupt_encoder(cli, home, synthetic_data, tm
     assert_one_line_error(finetune(cli, synthetic_data, "--encoder", "bad-ae"), 1, "bad-ae")
 
 
-@pytest.mark.parametrize("unfreeze", [False, True])
+TRICKS = {
+    "schedule": "onecycle",
+    "label_smoothing": 0.1,
+    "mixup": 0.2,
+    "ema": 0.9,
+    "tta_flip": True,
+}
+
+
+@pytest.mark.parametrize(
+    ("unfreeze", "tricks"),
+    [
+        (False, {}),
+        (True, {}),
+        (False, {**TRICKS, "augment_codes": True}),
+        (True, {**TRICKS, "cutout": 8}),
+    ],
+    ids=["frozen", "unfreeze", "frozen-tricks", "unfreeze-tricks"],
+)
 def test_interrupted_run_resumed_gives_the_straight_result(
-    home: Path, synthetic_data: Path, unfreeze: bool
+    home: Path, synthetic_data: Path, unfreeze: bool, tricks: dict
 ) -> None:
     from fmnist_toolkit.config import ClassifierTrainConfig
     from fmnist_toolkit.engine.clf import train_classifier
@@ -306,7 +330,7 @@ def test_interrupted_run_resumed_gives_the_straight_result(
     store = ModelStore(home)
     engine = EngineConfig(device="cpu")
     config = ClassifierTrainConfig(
-        encoder="ae-4", epochs=4, batch_size=32, lr=3e-3, unfreeze=unfreeze, seed=5
+        encoder="ae-4", epochs=4, batch_size=32, lr=3e-3, unfreeze=unfreeze, seed=5, **tricks
     )
     reference = train_classifier("straight", config, engine, data_dir=synthetic_data, store=store)
     with pytest.raises(TrainingInterrupted) as caught:
@@ -346,3 +370,131 @@ def test_finetune_resume_and_restart(cli, home: Path, synthetic_data: Path) -> N
     restarted = finetune(cli, synthetic_data, "--restart", "--quiet", "--epochs", "1")
     assert restarted.exit_code == 0, restarted.stderr
     assert not ModelStore().has_checkpoint("clf-ae-4")
+
+
+@pytest.mark.parametrize("unfreeze", [False, True])
+def test_the_fields_tools_are_recorded_and_eval_reproduces_them(
+    cli, home: Path, synthetic_data: Path, unfreeze: bool
+) -> None:
+    """Label smoothing, mixup, cutout, one-cycle, weight averaging and test-time flips: the
+    recipe records them, the saved model predicts with the flip, and ``fmt clf eval`` and
+    ``load_model`` measure what training measured."""
+    extra = ["--unfreeze", "--cutout", "8"] if unfreeze else []
+    result = finetune(
+        cli, synthetic_data, "--json", "--name", "tricks", "--schedule", "onecycle",
+        "--label-smoothing", "0.1", "--mixup", "0.2", "--ema", "0.9", "--tta-flip", *extra,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    trained = json.loads(result.stdout)
+    config = ModelStore(home).read_config("tricks")
+    recipe = config["recipe"]
+    assert (recipe["schedule"], recipe["label_smoothing"], recipe["mixup"]) == (
+        "onecycle",
+        0.1,
+        0.2,
+    )
+    assert (recipe["ema"], recipe["tta_flip"], recipe["cutout"]) == (
+        0.9,
+        True,
+        8 if unfreeze else 0,
+    )
+    assert config["model"]["params"]["tta_flip"] is True
+    evaluated = cli(
+        "clf", "eval", "--model", "tricks", "--data-dir", synthetic_data, "--device", "cpu",
+        "--json",
+    )  # fmt: skip
+    assert json.loads(evaluated.stdout)["test_accuracy"] == trained["test_accuracy"]
+    model = fmnist_toolkit.load_model("tricks")
+    images = load_fashion_mnist("test", synthetic_data)[0][:8].unsqueeze(1).float() / 255
+    with torch.no_grad():
+        both = model(images)
+        model.tta_flip = False
+        single, mirrored = model(images), model(images.flip(-1))
+    expected = ((single.exp() + mirrored.exp()) / 2).log()
+    assert torch.allclose(both, expected, atol=1e-5)
+    # Without the tools, the same run is another one.
+    plain = json.loads(finetune(cli, synthetic_data, "--json", "--name", "plain", *extra).stdout)
+    assert ModelStore(home).read_config("plain")["history"] != config["history"]
+    assert "tta_flip" not in ModelStore(home).read_config("plain")["model"]["params"]
+    assert plain["name"] == "plain"
+
+
+def test_weight_average_is_what_is_validated_and_saved(home: Path, synthetic_data: Path) -> None:
+    from fmnist_toolkit.config import ClassifierTrainConfig
+    from fmnist_toolkit.engine.clf import train_classifier
+
+    store = ModelStore(home)
+    engine = EngineConfig(device="cpu")
+    runs = {
+        ema: train_classifier(
+            f"ema-{ema}",
+            ClassifierTrainConfig(encoder="ae-4", epochs=3, batch_size=32, lr=3e-3, ema=ema),
+            engine,
+            data_dir=synthetic_data,
+            store=store,
+        )
+        for ema in (0.0, 0.5)
+    }
+    # The same steps (the average changes nothing the optimiser sees), another validated model.
+    plain, averaged = (run.history for run in runs.values())
+    assert [row["train_loss"] for row in plain] == [row["train_loss"] for row in averaged]
+    assert [row["val_loss"] for row in plain] != [row["val_loss"] for row in averaged]
+
+
+def test_augmented_codes_train_the_head_on_other_codes(cli, home: Path, synthetic_data: Path):
+    runs = {}
+    for flag in ((), ("--augment-codes",)):
+        name = "codes" + "".join(flag)
+        assert finetune(cli, synthetic_data, "--quiet", "--name", name, *flag).exit_code == 0
+        runs[flag] = ModelStore(home).read_config(name)
+    assert runs[("--augment-codes",)]["recipe"]["augment_codes"] is True
+    assert (
+        runs[()]["history"][0]["train_loss"]
+        != runs[("--augment-codes",)]["history"][0]["train_loss"]
+    )
+    # Frozen means frozen: the encoder is the autoencoder's, weight for weight.
+    weights, _ = ModelStore(home).load("codes--augment-codes")
+    encoder, _ = ModelStore(home).load("ae-4")
+    encoder_keys = [key for key in encoder if key.startswith("encoder.")]
+    assert encoder_keys and all(torch.equal(weights[key], encoder[key]) for key in encoder_keys)
+
+
+def test_cutout_and_mixup() -> None:
+    from fmnist_toolkit.data import cutout_batch
+    from fmnist_toolkit.engine.clf import mixup
+
+    images = torch.ones(64, 1, 28, 28)
+    cut = cutout_batch(images, torch.Generator().manual_seed(0), 6)
+    erased = (cut == 0).flatten(1).sum(1)
+    assert int(erased.max()) == 36 and int(erased.min()) >= 3 * 3, "6x6, cut by the border"
+    assert torch.equal(cut, cutout_batch(images, torch.Generator().manual_seed(0), 6))
+    inputs = torch.arange(8.0).view(8, 1)
+    targets = torch.nn.functional.one_hot(torch.arange(8) % 10, 10).float()
+    mixed, mixed_targets = mixup(inputs, targets, torch.Generator().manual_seed(1), 0.4)
+    assert torch.allclose(mixed_targets.sum(1), torch.ones(8))
+    weight = float(mixed_targets.max(1).values.min())
+    assert 0.5 <= weight <= 1.0
+    assert float(mixed.sum()) == pytest.approx(float(inputs.sum())), "a permutation, blended"
+
+
+def test_probe_reports_each_encoder_beside_pca(cli, home: Path, synthetic_data: Path) -> None:
+    result = cli(
+        "clf", "probe", "--encoder", "ae-4", "--data-dir", synthetic_data, "--device", "cpu",
+        "--pca", "4", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    rows = {row["features"]: row for row in json.loads(result.stdout)["probes"]}
+    assert set(rows) == {"ae-4", "pca-4"}
+    assert rows["ae-4"]["dimensions"] == 4 and rows["pca-4"]["dimensions"] == 4
+    assert rows["ae-4"]["test_mse"] > 0 and rows["pca-4"]["test_mse"] is None
+    for row in rows.values():
+        assert 0.3 < row["test_accuracy"] <= 1, "the synthetic classes are easy"
+        assert 0 <= row["val_accuracy"] <= 1
+    human = cli("clf", "probe", "--encoder", "ae-4", "--data-dir", synthetic_data, "--pca", "0")
+    assert human.exit_code == 0 and "ae-4" in human.stdout and "pca" not in human.stdout
+    # By default every latent-16 autoencoder of the store: ae-4 is not one.
+    none = cli("clf", "probe", "--data-dir", synthetic_data, "--pca", "4", "--json")
+    assert [row["features"] for row in json.loads(none.stdout)["probes"]] == ["pca-4"]
+    assert_one_line_error(
+        cli("clf", "probe", "--encoder", "ghost", "--data-dir", synthetic_data), 1, "ghost"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 import pytest
 import torch
@@ -190,6 +191,68 @@ def test_optimizer_state_round_trips_without_pickle(name: str) -> None:
             assert torch.equal(value, other) if isinstance(value, torch.Tensor) else value == other
 
 
+def test_onecycle_and_warmup_cosine_change_the_rate_every_batch() -> None:
+    """The rates a fit sees, batch by batch: one-cycle climbs from peak/25 to the peak at 30 %
+    of the steps and ends near 0; warm-up + cosine climbs linearly, then decays to 0."""
+    from fmnist_toolkit.engine.callbacks import LearningRateSchedule
+
+    def rates_of(schedule: str, epochs: int = 4, batches: int = 5) -> list[float]:
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        callback = LearningRateSchedule(optimizer, schedule)
+        seen: list[float] = []
+
+        def step(batch: object) -> tuple[torch.Tensor, int]:
+            seen.append(float(optimizer.param_groups[0]["lr"]))
+            return torch.zeros(()), 1
+
+        fit(step, lambda: range(batches), LoopState(epochs, batches), callbacks=[callback])
+        return seen
+
+    onecycle = rates_of("onecycle")
+    # torch's OneCycleLR with its defaults gives the same rates, step for step.
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    reference = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=0.1, total_steps=20, cycle_momentum=False
+    )
+    expected = []
+    for _ in range(20):
+        expected.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        reference.step()
+    assert onecycle == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert onecycle[0] == pytest.approx(0.1 / 25) and onecycle[-1] == pytest.approx(0.1 / 25e4)
+    assert max(onecycle) == pytest.approx(0.1)
+    warmup = rates_of("warmup-cosine")
+    assert warmup[0] == pytest.approx(0.1)  # 5 % of 20 steps: one warm-up step
+    assert rates_of("warmup-cosine", epochs=20, batches=10)[:5] == pytest.approx(
+        [0.01, 0.02, 0.03, 0.04, 0.05]
+    )
+    assert all(a >= b for a, b in itertools.pairwise(warmup))
+    assert warmup[-1] < 0.1 * 0.01
+
+
+def test_per_batch_schedule_depends_on_the_position_alone() -> None:
+    """A resumed run (a fresh callback, started at epoch 2) sets the rates an uninterrupted
+    one would."""
+    from fmnist_toolkit.engine.callbacks import LearningRateSchedule
+
+    def rate_at(epoch: int, batch: int) -> float:
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        callback = LearningRateSchedule(optimizer, "onecycle")
+        state = LoopState(epochs=4, batches_per_epoch=5, epoch=epoch)
+        callback.on_epoch_start(state)
+        for done in range(1, batch + 1):
+            state.batch = done
+            callback.on_batch_end(state)
+        return float(optimizer.param_groups[0]["lr"])
+
+    from fmnist_toolkit.engine.callbacks import schedule_factor
+
+    for epoch, batch in ((0, 0), (2, 0), (2, 3), (3, 4)):
+        step = epoch * 5 + batch
+        assert rate_at(epoch, batch) == pytest.approx(0.1 * schedule_factor("onecycle", step, 20))
+
+
 def test_cosine_schedule_decays_to_zero_from_the_epoch_alone() -> None:
     from fmnist_toolkit.engine.callbacks import LearningRateSchedule
 
@@ -200,3 +263,30 @@ def test_cosine_schedule_decays_to_zero_from_the_epoch_alone() -> None:
         cosine.on_epoch_start(LoopState(epochs=4, batches_per_epoch=1, epoch=epoch))
         rates.append(optimizer.param_groups[0]["lr"])
     assert rates == pytest.approx([0.1, 0.1 * (1 + 2**-0.5) / 2, 0.05, 0.1 * (1 - 2**-0.5) / 2])
+
+
+def test_configs_saved_before_the_new_fields_load_as_the_recipes_they_were() -> None:
+    """A saved recipe without schedule (autoencoder) or without the classifier's tools loads
+    with them off: the report's recipes."""
+    import json
+
+    from fmnist_toolkit.config import (
+        AutoencoderTrainConfig,
+        ClassifierTrainConfig,
+        config_from_dict,
+    )
+    from fmnist_toolkit.storage import BUNDLED_ROOT
+
+    bundled_ae = json.loads((BUNDLED_ROOT / "ae-16" / "config.json").read_text())["recipe"]
+    assert "schedule" not in bundled_ae
+    assert config_from_dict(AutoencoderTrainConfig, bundled_ae).schedule == "constant"
+    saved = json.loads((BUNDLED_ROOT / "clf-ae-wide-16-ft" / "config.json").read_text())
+    recipe = config_from_dict(ClassifierTrainConfig, saved["recipe"])
+    assert (recipe.schedule, recipe.label_smoothing, recipe.mixup, recipe.cutout) == (
+        "constant",
+        0.0,
+        0.0,
+        0,
+    )
+    assert (recipe.ema, recipe.tta_flip, recipe.augment_codes) == (0.0, False, False)
+    assert "tta_flip" not in saved["model"]["params"]

@@ -54,20 +54,22 @@ def test_same_seed_same_metrics_on_cuda(synthetic_data: Path, tmp_path: Path) ->
     assert runs[0].test_mse == pytest.approx(runs[1].test_mse, rel=1e-4)
 
 
-def _ae_run(data: Path, store: ModelStore, graphs: bool, callbacks=()):  # type: ignore[no-untyped-def]
+def _ae_run(data: Path, store: ModelStore, graphs: bool, callbacks=(), schedule="cosine"):  # type: ignore[no-untyped-def]
     config = AutoencoderTrainConfig(
-        latent_dim=4, epochs=3, batch_size=48, lr=3e-3, schedule="cosine"
+        latent_dim=4, epochs=3, batch_size=48, lr=3e-3, schedule=schedule
     )
     engine = EngineConfig(device="cuda", precision="fp32", cuda_graphs=graphs)
     return train_autoencoder("g", config, engine, data_dir=data, store=store, callbacks=callbacks)
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
 def test_cuda_graphs_train_the_autoencoder_as_eager_steps_do(
-    synthetic_data: Path, tmp_path: Path
+    synthetic_data: Path, tmp_path: Path, schedule: str
 ) -> None:
-    # batch 48 leaves a short last batch (eager) beside the replayed ones; cosine moves lr.
-    graphed = _ae_run(synthetic_data, ModelStore(tmp_path / "graphed"), graphs=True)
-    eager = _ae_run(synthetic_data, ModelStore(tmp_path / "eager"), graphs=False)
+    # batch 48 leaves a short last batch (eager) beside the replayed ones; cosine moves lr
+    # every epoch, onecycle every batch (in the optimiser's device tensor).
+    graphed = _ae_run(synthetic_data, ModelStore(tmp_path / "g"), graphs=True, schedule=schedule)
+    eager = _ae_run(synthetic_data, ModelStore(tmp_path / "e"), graphs=False, schedule=schedule)
     for ours, theirs in zip(graphed.history, eager.history, strict=True):
         assert ours["train_mse"] == pytest.approx(theirs["train_mse"], rel=1e-4)
         assert ours["test_mse"] == pytest.approx(theirs["test_mse"], rel=1e-4)
@@ -153,8 +155,11 @@ def test_cuda_graphs_train_the_conditional_hinge_spectral_norm_gan_as_eager_step
     assert images.shape == (4, 1, 28, 28)
 
 
+@pytest.mark.parametrize("tools", [{}, {"schedule": "onecycle", "label_smoothing": 0.1,
+                                       "mixup": 0.2, "cutout": 8, "ema": 0.9, "tta_flip": True}],
+                         ids=["plain", "tools"])  # fmt: skip
 def test_cuda_graphs_train_the_classifier_as_eager_steps_do(
-    synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tools: dict
 ) -> None:
     from fmnist_toolkit.config import ClassifierTrainConfig
     from fmnist_toolkit.engine.clf import train_classifier
@@ -162,7 +167,9 @@ def test_cuda_graphs_train_the_classifier_as_eager_steps_do(
     monkeypatch.setenv("FMT_BUNDLED_MODELS", "1")  # the encoder: the bundled ae-16
     results = []
     for graphs in (True, False):
-        config = ClassifierTrainConfig(encoder="ae-16", epochs=2, batch_size=48, unfreeze=True)
+        config = ClassifierTrainConfig(
+            encoder="ae-16", epochs=2, batch_size=48, unfreeze=True, **tools
+        )
         engine = EngineConfig(device="cuda", precision="fp32", cuda_graphs=graphs)
         store = ModelStore(tmp_path / str(graphs))
         results.append(train_classifier("c", config, engine, data_dir=synthetic_data, store=store))

@@ -14,8 +14,9 @@ import torch
 from fmnist_toolkit.config import EngineConfig, GanTrainConfig
 from fmnist_toolkit.data import DeviceSplit, shuffled_order
 from fmnist_toolkit.engine import device as device_module
+from fmnist_toolkit.engine.averaging import WeightAverage
 from fmnist_toolkit.engine.callbacks import CheckpointCallback
-from fmnist_toolkit.engine.gan import GeneratorAverage, train_gan
+from fmnist_toolkit.engine.gan import train_gan
 from fmnist_toolkit.engine.graphs import accelerated_step, graph_ready
 from fmnist_toolkit.engine.loop import Callback, LoopState, fit
 from fmnist_toolkit.models.gan import DCGANGenerator
@@ -73,7 +74,7 @@ def test_ctrl_c_writes_the_last_finished_epoch_held_in_memory() -> None:
 def test_generator_average_moves_each_weight_by_one_minus_decay_per_update() -> None:
     torch.manual_seed(0)
     generator = DCGANGenerator(latent_size=4, width=2)
-    average = GeneratorAverage(generator, decay=0.9)
+    average = WeightAverage(generator, decay=0.9)
     expected = {name: value.clone() for name, value in generator.named_parameters()}
     for _ in range(3):
         with torch.no_grad():

@@ -89,8 +89,10 @@ def test_search_widens_the_space_and_plots_use_optuna(
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     for trial in report["trials"]:
-        assert trial["params"]["schedule"] in ("constant", "cosine")
+        assert trial["params"]["schedule"] in ("constant", "cosine", "onecycle", "warmup-cosine")
         assert trial["params"]["batch_size"] in (64, 128, 256, 512)
+        assert 1e-4 <= trial["params"]["lr"] <= 1e-2
+    assert report["setup"]["schedules"] == ["constant", "cosine", "onecycle", "warmup-cosine"]
     names = sorted(path.name for path in plots.iterdir())
     assert names == [
         "wide-history.png",
@@ -295,3 +297,27 @@ def test_ctrl_c_fails_the_running_trial_and_the_study_goes_on(
     )
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["counts"] == {"fail": 1, "complete": 1}
+
+
+def test_schedule_search_samples_every_schedule_and_lr_up_to_1e_2() -> None:
+    """The space, sampled directly: with the schedule searched the learning rate reaches 1e-2
+    and every schedule comes up; without it the report's 1e-4..1e-3 stays."""
+    import optuna
+
+    from fmnist_toolkit.config import SCHEDULES, TuneConfig
+    from fmnist_toolkit.engine.tune_search import suggest_recipe
+
+    def sampled(search: tuple[str, ...]) -> list:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        tune = TuneConfig(study="space", search=search)
+        return [suggest_recipe(study.ask(), tune) for _ in range(200)]
+
+    scheduled = sampled(("schedule", "batch-size"))
+    assert {recipe.schedule for recipe in scheduled} == set(SCHEDULES)
+    assert max(recipe.lr for recipe in scheduled) > 1e-3
+    assert all(1e-4 <= recipe.lr <= 1e-2 for recipe in scheduled)
+    assert {recipe.batch_size for recipe in scheduled} == {64, 128, 256, 512}
+    assert all(1e-4 <= recipe.lr <= 1e-3 for recipe in sampled(()))
+    # A study that searched the schedules before onecycle existed recorded no "schedules".
+    assert "schedules" not in TuneConfig(study="old").setup()
+    assert TuneConfig(study="s", search=("schedule",)).setup()["schedules"] == list(SCHEDULES)

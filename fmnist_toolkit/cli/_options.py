@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from fmnist_toolkit.config import PRECISIONS
+from fmnist_toolkit.config import PRECISIONS, SCHEDULES
 
 
 def choices(name: str, values: Sequence[str]) -> Any:
@@ -19,6 +19,7 @@ def choices(name: str, values: Sequence[str]) -> Any:
 
 
 Precision = choices("Precision", PRECISIONS)
+Schedule = choices("Schedule", SCHEDULES)
 
 
 ENGINE = "Engine"
@@ -86,6 +87,24 @@ CudaGraphsOption = Annotated[
         rich_help_panel=ENGINE,
     ),
 ]
+
+
+def schedule_option(panel: str) -> Any:
+    """``--schedule`` (any of config.SCHEDULES), shown in the help panel ``panel`` of a recipe."""
+    return Annotated[
+        Schedule,
+        typer.Option(
+            "--schedule",
+            help="Learning rate over the run: constant (the report's); cosine decay to 0 over "
+            "the epochs; onecycle (up from lr/25 to lr over the first 30 % of the batches, "
+            "then down to lr/250,000); warmup-cosine (linear warm-up over 5 % of the batches, "
+            "then cosine to 0). With onecycle and warmup-cosine the learning rate given is the "
+            "peak.",
+            rich_help_panel=panel,
+        ),
+    ]
+
+
 DataDirOption = Annotated[
     Path | None,
     typer.Option(

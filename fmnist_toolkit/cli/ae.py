@@ -19,9 +19,11 @@ from fmnist_toolkit.cli._options import (
     QuietOption,
     RestartOption,
     ResumeOption,
+    Schedule,
     SeedOption,
     check_resume_or_restart,
     choices,
+    schedule_option,
 )
 from fmnist_toolkit.cli._render import (
     console,
@@ -38,7 +40,6 @@ from fmnist_toolkit.config import (
     DENOISER_ARCHITECTURES,
     OBJECTIVES,
     OPTIMIZERS,
-    SCHEDULES,
 )
 
 app = typer.Typer(
@@ -48,10 +49,10 @@ app = typer.Typer(
 )
 
 RECIPE = "Recipe (defaults: the course report's best trial)"
+ScheduleOption = schedule_option(RECIPE)
 
 
 Optimizer = choices("Optimizer", OPTIMIZERS)
-Schedule = choices("Schedule", SCHEDULES)
 # `fmt ae train --arch`: the autoencoders and the denoisers (trained with --objective denoise).
 AutoencoderArchitecture = choices(
     "AutoencoderArchitecture", AUTOENCODER_ARCHITECTURES + DENOISER_ARCHITECTURES
@@ -104,9 +105,10 @@ def train(
     arch: Annotated[
         AutoencoderArchitecture,
         typer.Option(
-            help="Architecture from the registry: seed (the report's) or wide (32/64/128 "
-            "channels with batch norm; for GPUs) autoencoders, or unet (a U-Net denoiser with "
-            "skip connections; needs --objective denoise).",
+            help="Architecture from the registry: seed (the report's), wide (32/64/128 "
+            "channels with batch norm; for GPUs) or residual (wide's encoder, a decoder with "
+            "residual blocks; for GPUs) autoencoders, or unet (a U-Net denoiser with skip "
+            "connections; needs --objective denoise).",
             rich_help_panel=RECIPE,
         ),
     ] = AutoencoderArchitecture.seed,
@@ -137,13 +139,7 @@ def train(
         float, typer.Option(help="Learning rate (> 0).", rich_help_panel=RECIPE)
     ] = 0.00099,
     weight_decay: Annotated[float, typer.Option(min=0.0, rich_help_panel=RECIPE)] = 3.5237e-5,
-    schedule: Annotated[
-        Schedule,
-        typer.Option(
-            help="Learning rate over the epochs: constant (the report's), or cosine decay to 0.",
-            rich_help_panel=RECIPE,
-        ),
-    ] = Schedule.constant,
+    schedule: ScheduleOption = Schedule.constant,
     resume: ResumeOption = False,
     restart: RestartOption = False,
     plots: Annotated[

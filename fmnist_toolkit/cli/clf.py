@@ -17,8 +17,10 @@ from fmnist_toolkit.cli._options import (
     QuietOption,
     RestartOption,
     ResumeOption,
+    Schedule,
     SeedOption,
     check_resume_or_restart,
+    schedule_option,
 )
 from fmnist_toolkit.cli._render import (
     console,
@@ -36,6 +38,8 @@ app = typer.Typer(
 )
 
 RECIPE = "Recipe (defaults: the course report's)"
+TRICKS = "The field's tools (defaults: off, as in the report)"
+ScheduleOption = schedule_option(TRICKS)
 ModelOption = Annotated[
     str | None,
     typer.Option(
@@ -121,6 +125,66 @@ def finetune(
             rich_help_panel=RECIPE,
         ),
     ] = 0.1,
+    schedule: ScheduleOption = Schedule.constant,
+    label_smoothing: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.99,
+            help="Train towards 1 - s on the true class and s/10 on every class.",
+            rich_help_panel=TRICKS,
+        ),
+    ] = 0.0,
+    mixup: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Mixup: blend each batch with a shuffled copy of itself (images, or codes with "
+            "a frozen encoder, and their targets) by a weight from Beta(a, a); a is this value, "
+            "0 turns it off (0.2 is common).",
+            rich_help_panel=TRICKS,
+        ),
+    ] = 0.0,
+    cutout: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=28,
+            help="With --unfreeze: erase a square of this many pixels a side at a random place "
+            "of each training image (0: none).",
+            rich_help_panel=TRICKS,
+        ),
+    ] = 0,
+    ema: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.9999,
+            help="Keep an exponential moving average of the weights with this decay per step "
+            "and validate and save it instead of the last step's weights (0: none; 0.999 is "
+            "common).",
+            rich_help_panel=TRICKS,
+        ),
+    ] = 0.0,
+    augment_codes: Annotated[
+        bool,
+        typer.Option(
+            "--augment-codes",
+            help="With a frozen encoder: train the head on codes of mirrored and shifted images, "
+            "encoded afresh every epoch (slower), instead of the fixed codes of the plain ones.",
+            rich_help_panel=TRICKS,
+        ),
+    ] = False,
+    tta_flip: Annotated[
+        bool,
+        typer.Option(
+            "--tta-flip",
+            help="Test-time augmentation: predict from each image and its mirror image (the "
+            "mean of both probabilities), on the validation and test sets and whenever the "
+            "saved model predicts (it records the choice).",
+            rich_help_panel=TRICKS,
+        ),
+    ] = False,
     resume: ResumeOption = False,
     restart: RestartOption = False,
     plots: Annotated[
@@ -175,6 +239,13 @@ def finetune(
         augment=augment,
         val_fraction=val_fraction,
         seed=seed,
+        schedule=Schedule(schedule).value,
+        label_smoothing=label_smoothing,
+        mixup=mixup,
+        cutout=cutout,
+        ema=ema,
+        tta_flip=tta_flip,
+        augment_codes=augment_codes,
     )
     engine = EngineConfig(
         device=device, precision=Precision(precision).value, cuda_graphs=cuda_graphs
@@ -242,6 +313,88 @@ def evaluate(
         return
     print_result(_metrics_rows(metrics.per_class))
     print_result(f"[bold]{model}[/]: test accuracy [bold]{metrics.accuracy:.2%}[/]")
+
+
+@app.command()
+def probe(
+    encoder: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Autoencoder (store name or folder) whose frozen codes are probed; repeat for "
+            "several. Default: every latent-16 autoencoder in the store.",
+            show_default=False,
+        ),
+    ] = None,
+    pca: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=784,
+            help="Also probe this many principal components of the pixels (0: no PCA probe).",
+        ),
+    ] = 16,
+    val_fraction: Annotated[
+        float,
+        typer.Option(help="Share of the training set that picks each probe's L2 penalty."),
+    ] = 0.1,
+    data_dir: DataDirOption = None,
+    device: DeviceOption = "auto",
+    seed: SeedOption = 0,
+    json_output: JsonOption = False,
+) -> None:
+    """Linear probe: a logistic regression on an encoder's frozen codes, beside one on PCA.
+
+    How much class information an encoder's numbers hold, read off by the simplest classifier:
+    multinomial logistic regression (full-batch L-BFGS) on the standardised codes of the
+    training split; the validation share picks its L2 penalty, the test set is only measured.
+    PCA's first components of the pixels are the baseline with no learning.
+
+    Example: fmt clf probe --encoder ae-16 --encoder ae-wide-16
+    """
+    from fmnist_toolkit.engine.defaults import latent_autoencoders
+    from fmnist_toolkit.engine.probe import linear_probes
+    from fmnist_toolkit.storage import ModelStore
+
+    encoders = encoder or latent_autoencoders(ModelStore())
+    with console.status("Encoding and fitting the probes…", spinner="dots"):
+        results = linear_probes(
+            encoders,
+            pca_components=pca or None,
+            data_dir=data_dir,
+            device=device,
+            val_fraction=val_fraction,
+            seed=seed,
+        )
+    rows = [
+        {
+            "features": result.features,
+            "dimensions": result.dimensions,
+            "test_mse": result.test_mse,
+            "penalty": result.penalty,
+            "train_accuracy": result.train_accuracy,
+            "val_accuracy": result.val_accuracy,
+            "test_accuracy": result.test_accuracy,
+        }
+        for result in results
+    ]
+    if json_output:
+        print_json({"probes": rows})
+        return
+    from rich.table import Table
+
+    table = Table(title="Linear probes (logistic regression on frozen features)")
+    for column in ("features", "numbers", "AE test MSE", "L2", "validation", "test"):
+        table.add_column(column, justify="left" if column == "features" else "right")
+    for row in rows:
+        table.add_row(
+            row["features"],
+            str(row["dimensions"]),
+            f"{row['test_mse']:.5f}" if row["test_mse"] is not None else "—",
+            f"{row['penalty']:g}",
+            f"{row['val_accuracy']:.2%}",
+            f"{row['test_accuracy']:.2%}",
+        )
+    print_result(table)
 
 
 @app.command()

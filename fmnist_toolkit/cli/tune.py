@@ -142,7 +142,8 @@ def tune(
         typer.Option(
             help="Widen the report's space (optimizer adam/sgd, lr 1e-4..1e-3, weight decay "
             "1e-5..1e-3): architecture adds seed/wide, batch-size adds 64/128/256/512, "
-            "schedule adds constant/cosine. Repeat to add several.",
+            "schedule adds constant/cosine/onecycle/warmup-cosine and widens lr to 1e-4..1e-2. "
+            "Repeat to add several.",
             show_default=False,
             rich_help_panel=SEARCH,
         ),

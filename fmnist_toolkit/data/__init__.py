@@ -41,7 +41,7 @@ from fmnist_toolkit.data.idx import (
     read_idx_bytes,
     resolve_data_dir,
 )
-from fmnist_toolkit.data.images import augment_batch, image_like_fashion_mnist
+from fmnist_toolkit.data.images import augment_batch, cutout_batch, image_like_fashion_mnist
 from fmnist_toolkit.data.verify import check_file, verify_dataset
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "augment_batch",
     "check_file",
     "copy_dataset",
+    "cutout_batch",
     "dataset_sha256",
     "default_data_dir",
     "epoch_order",

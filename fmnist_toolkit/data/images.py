@@ -37,6 +37,32 @@ def augment_batch(
     return padded[batch, 0, rows, columns]
 
 
+def cutout_batch(images: torch.Tensor, generator: torch.Generator, size: int) -> torch.Tensor:
+    """Each image of a batch [B, 1, H, W] with a ``size`` x ``size`` square set to 0 (cutout,
+    DeVries & Taylor 2017), centred anywhere in the image, so it may be cut by the border.
+    Per image, drawn from a seeded CPU generator like :func:`augment_batch`."""
+    import torch
+
+    count, height, width = images.shape[0], images.shape[-2], images.shape[-1]
+    device = images.device
+    centres = torch.stack(
+        [
+            torch.randint(0, height, (count,), generator=generator),
+            torch.randint(0, width, (count,), generator=generator),
+        ]
+    ).to(device)
+    low = centres - size // 2
+    rows = torch.arange(height, device=device).view(1, height, 1)
+    columns = torch.arange(width, device=device).view(1, 1, width)
+    inside = (
+        (rows >= low[0].view(-1, 1, 1))
+        & (rows < (low[0] + size).view(-1, 1, 1))
+        & (columns >= low[1].view(-1, 1, 1))
+        & (columns < (low[1] + size).view(-1, 1, 1))
+    )
+    return images.masked_fill(inside.unsqueeze(1), 0.0)
+
+
 # --------------------------------------------------------------------------- user images
 
 

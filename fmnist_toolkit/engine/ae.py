@@ -188,7 +188,11 @@ class AutoencoderTraining:
         graphs = graph_ready(self.optimizer, self.device, enabled=enabled)
         step = reconstruction_step(self.trainable, self.optimizer, precision=self.engine.precision)
         return accelerated_step(
-            step, self.device, cuda_graphs=graphs, precision=self.engine.precision
+            step,
+            self.device,
+            cuda_graphs=graphs,
+            precision=self.engine.precision,
+            per_batch_callbacks=self.schedule.per_step,
         )
 
     def batches(self, train: DeviceSplit) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

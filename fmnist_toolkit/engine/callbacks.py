@@ -152,33 +152,92 @@ class CheckpointCallback(Callback):
             self._write(*self._pending)
 
 
-class LearningRateSchedule(Callback):
-    """Sets each parameter group's learning rate at the start of every epoch.
+# One-cycle (Smith & Topor, 2017), as torch's OneCycleLR with its defaults: the rate climbs
+# from peak / ONECYCLE_START_DIVISOR to the peak at ONECYCLE_RISE of the steps, then anneals
+# to peak / ONECYCLE_FINAL_DIVISOR at the last step, both along half a cosine.
+ONECYCLE_RISE = 0.3
+ONECYCLE_START_DIVISOR = 25.0
+ONECYCLE_FINAL_DIVISOR = 25.0 * 1e4
+# Warm-up + cosine: a linear climb over the first WARMUP_SHARE of the steps, then cosine to 0.
+WARMUP_SHARE = 0.05
+# The schedules that change the rate after every batch; the others, once per epoch.
+PER_STEP_SCHEDULES = ("onecycle", "warmup-cosine")
 
-    The rate is a function of the epoch alone (no scheduler state), so a resumed run follows
-    exactly the schedule an uninterrupted one would.
+
+def _cosine_between(start: float, end: float, progress: float) -> float:
+    """From ``start`` (progress 0) to ``end`` (progress 1) along half a cosine."""
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+
+
+def schedule_factor(schedule: str, step: int, steps: int) -> float:
+    """Multiplier of the base (peak) rate for step ``step`` (from 0) of ``steps``.
+
+    ``constant`` and ``cosine`` count epochs (``step`` and ``steps`` are epochs: the rate is
+    set once per epoch, as before the per-batch schedules existed); ``onecycle`` and
+    ``warmup-cosine`` count batches.
+    """
+    steps = max(steps, 1)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * step / steps))
+    if schedule == "onecycle":
+        peak, last = ONECYCLE_RISE * steps - 1, steps - 1  # torch's phase ends
+        if step <= peak:
+            return _cosine_between(1.0 / ONECYCLE_START_DIVISOR, 1.0, step / max(peak, 1e-9))
+        return _cosine_between(
+            1.0, 1.0 / ONECYCLE_FINAL_DIVISOR, (step - peak) / max(last - peak, 1e-9)
+        )
+    if schedule == "warmup-cosine":
+        warmup = max(round(WARMUP_SHARE * steps), 1)
+        if step < warmup:
+            return (step + 1) / warmup
+        return _cosine_between(1.0, 0.0, (step - warmup) / max(steps - warmup, 1))
+    return 1.0
+
+
+class LearningRateSchedule(Callback):
+    """Sets each parameter group's learning rate: once per epoch (``constant``, ``cosine``) or
+    before every batch (``onecycle``, ``warmup-cosine``).
+
+    The rate is a function of the position in the run alone (no scheduler state), so a
+    resumed run follows exactly the schedule an uninterrupted one would. A rate held in a
+    device tensor (:func:`fmnist_toolkit.engine.graphs.graph_ready`) is filled in place, with
+    no wait for the device: a captured CUDA graph reads it.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, schedule: str) -> None:
         self.optimizer = optimizer
         self.schedule = schedule
         self.base_lrs = [float(group["lr"]) for group in optimizer.param_groups]
+        self.per_step = schedule in PER_STEP_SCHEDULES
 
     def factor(self, epoch: int, epochs: int) -> float:
-        """Multiplier of the base rate for the epoch after ``epoch`` completed ones."""
-        if self.schedule == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
-        return 1.0
+        """Multiplier of the base rate for the epoch after ``epoch`` completed ones (a
+        per-epoch schedule)."""
+        return schedule_factor(self.schedule, epoch, epochs)
 
-    def on_epoch_start(self, state: LoopState) -> None:
+    def _set(self, factor: float) -> None:
         import torch
 
-        factor = self.factor(state.epoch, state.epochs)
         for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             if isinstance(group["lr"], torch.Tensor):  # read by a captured CUDA graph
                 group["lr"].fill_(float(base_lr) * factor)
             else:
                 group["lr"] = base_lr * factor
+
+    def _set_for_batch(self, state: LoopState, batch: int) -> None:
+        step = state.epoch * state.batches_per_epoch + batch
+        self._set(schedule_factor(self.schedule, step, state.epochs * state.batches_per_epoch))
+
+    def on_epoch_start(self, state: LoopState) -> None:
+        if self.per_step:
+            self._set_for_batch(state, 0)
+        else:
+            self._set(self.factor(state.epoch, state.epochs))
+
+    def on_batch_end(self, state: LoopState) -> None:
+        # The next batch's rate (after an epoch's last batch on_epoch_start sets it again).
+        if self.per_step and state.batch < state.batches_per_epoch:
+            self._set_for_batch(state, state.batch)
 
 
 class TimeBudget(Callback):

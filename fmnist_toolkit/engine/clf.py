@@ -10,18 +10,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fmnist_toolkit.config import ClassifierTrainConfig, EngineConfig, ModelSpec
+from fmnist_toolkit.config import SCHEDULES, ClassifierTrainConfig, EngineConfig, ModelSpec
 from fmnist_toolkit.data import (
     CLASS_NAMES,
     DeviceSplit,
     augment_batch,
+    cutout_batch,
     dataset_sha256,
     epoch_order,
     row_batches,
     split_indices,
 )
 from fmnist_toolkit.engine import checkpoint as checkpointing
-from fmnist_toolkit.engine.callbacks import Checkpoint
+from fmnist_toolkit.engine.averaging import WeightAverage
+from fmnist_toolkit.engine.callbacks import Checkpoint, LearningRateSchedule
 
 # Measuring and using a classifier has its own module; its names are re-exported here.
 from fmnist_toolkit.engine.clf_eval import (
@@ -46,6 +48,7 @@ from fmnist_toolkit.engine.model_io import check_state_dict, read_model_of_kind
 from fmnist_toolkit.engine.run import TrainingRun, run_description
 from fmnist_toolkit.errors import ModelCorruptError, UsageError
 from fmnist_toolkit.models import create_model
+from fmnist_toolkit.models.classifier import NUM_CLASSES, mean_of_probabilities
 from fmnist_toolkit.storage import ModelStore
 
 __all__ = [
@@ -67,6 +70,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 _BEST = "best."  # checkpoint keys of the best epoch's weights
+_AVERAGE = "average."  # checkpoint keys of the weight average (--ema)
 
 
 @dataclass
@@ -102,6 +106,23 @@ def check_classifier_config(config: ClassifierTrainConfig) -> None:
         raise UsageError("the weight decay must be a finite number >= 0")
     if not 0 < config.val_fraction < 1:
         raise UsageError("--val-fraction must be between 0 and 1")
+    if config.schedule not in SCHEDULES:
+        raise UsageError(f"unknown schedule {config.schedule!r}; use {' or '.join(SCHEDULES)}")
+    if not 0 <= config.label_smoothing < 1:
+        raise UsageError("--label-smoothing must be in [0, 1)")
+    if not (math.isfinite(config.mixup) and config.mixup >= 0):
+        raise UsageError("--mixup must be a finite number >= 0 (0: no mixup)")
+    if not 0 <= config.ema < 1:
+        raise UsageError("--ema must be in [0, 1) (0 keeps no average)")
+    if config.cutout < 0:
+        raise UsageError("--cutout must be >= 0 (0: no cutout)")
+    if config.augment_codes and config.unfreeze:
+        raise UsageError("--augment-codes is for a frozen encoder; with --unfreeze use --augment")
+    if config.cutout and not config.unfreeze:
+        raise UsageError(
+            "--cutout changes images: use it with --unfreeze (a frozen encoder's "
+            "codes are computed once)"
+        )
 
 
 class KeepBest(Callback):
@@ -139,6 +160,15 @@ class ClassifierTraining:
     features: torch.Tensor  # the training split's codes under the initial encoder
     val_features: torch.Tensor | None  # the validation codes, with the encoder frozen
     best: KeepBest
+    schedule: LearningRateSchedule
+    averaging: WeightAverage | None = None  # --ema: the average is validated and kept
+    # --tta-flip with the encoder frozen: the codes of the mirrored validation images.
+    val_mirrored_features: torch.Tensor | None = None
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The network that is validated, kept and saved: the weight average when one is kept."""
+        return self.averaging.average.module if self.averaging is not None else self.model
 
     @classmethod
     def build(
@@ -172,6 +202,12 @@ class ClassifierTraining:
         with torch.no_grad():
             model.code_mean.copy_(features.mean(0))
             model.code_std.copy_(features.std(0).clamp_min(1e-6))
+        # Made after the code statistics are set, so the average starts with them.
+        averaging = WeightAverage(model, config.ema) if config.ema else None
+        evaluated = averaging.average.module if averaging is not None else model
+        mirrored = None
+        if config.tta_flip and not config.unfreeze:
+            mirrored = predict_split(model, val, lambda images: model.encode(images.flip(-1)))
         return cls(
             config=config,
             engine=engine,
@@ -185,20 +221,67 @@ class ClassifierTraining:
             features=features,
             # Frozen encoder: codes never change, so encode once and train the head on them.
             val_features=None if config.unfreeze else predict_split(model, val, model.encode),
-            best=KeepBest(model),
+            best=KeepBest(evaluated),
+            # Made before a resume can change the rates: the schedule keeps the base ones.
+            schedule=LearningRateSchedule(optimizer, config.schedule),
+            averaging=averaging,
+            val_mirrored_features=mirrored,
         )
 
     def batches(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        """An epoch of (inputs, labels): images when fine-tuning, codes with a frozen encoder."""
+        """An epoch of (inputs, targets): images when fine-tuning, codes with a frozen encoder;
+        class labels, or class distributions [B, 10] with label smoothing or mixup.
+
+        Every random draw (mirror, shift, cutout, mixup) happens here, outside the step, from
+        the run's seeded generator, so that a CUDA graph can replay the step.
+        """
         config = self.config
-        if not config.unfreeze:
+        if not config.unfreeze and not config.augment_codes:
             epoch = epoch_order((self.features, self.train.labels), self.shuffle)
-            yield from row_batches(epoch, config.batch_size)
+            for codes, labels in row_batches(epoch, config.batch_size):
+                yield self._targets(codes, labels)
+            return
+        if not config.unfreeze:  # --augment-codes: the frozen encoder encodes augmented images
+            for images, labels in self.train.batches(config.batch_size, self.shuffle):
+                yield self._targets(self._frozen_codes(images), labels)
             return
         for images, labels in self.train.batches(config.batch_size, self.shuffle):
             # A fine-tuned encoder fits the training set within ~20 epochs and then only
             # overfits; mirrored and shifted copies keep validation accuracy rising.
-            yield (augment_batch(images, self.augmentation) if config.augment else images), labels
+            if config.augment:
+                images = augment_batch(images, self.augmentation)
+            if config.cutout:
+                images = cutout_batch(images, self.augmentation, config.cutout)
+            yield self._targets(images, labels)
+
+    def _frozen_codes(self, images: torch.Tensor) -> torch.Tensor:
+        """Codes of mirrored and shifted ``images`` under the frozen encoder (in eval mode: its
+        batch-norm statistics stay the autoencoder's)."""
+        import torch
+
+        encoder = self.model.encoder
+        was_training = encoder.training
+        encoder.eval()
+        try:
+            with torch.no_grad(), autocast(self.device, self.engine.precision):
+                return encoder(augment_batch(images, self.augmentation)).float()
+        finally:
+            encoder.train(was_training)
+
+    def _targets(
+        self, inputs: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, labels) as they are, or smoothed and mixed up (inputs and distributions)."""
+        import torch
+
+        config = self.config
+        if not (config.label_smoothing or config.mixup):
+            return inputs, labels
+        targets = torch.nn.functional.one_hot(labels, NUM_CLASSES).float()
+        targets = targets * (1 - config.label_smoothing) + config.label_smoothing / NUM_CLASSES
+        if config.mixup:
+            inputs, targets = mixup(inputs, targets, self.augmentation, config.mixup)
+        return inputs, targets
 
     def step(self) -> Step:
         """Cross-entropy on the head (and encoder), with the batch accuracy; replayed as a
@@ -207,31 +290,50 @@ class ClassifierTraining:
 
         forward = self.model if self.config.unfreeze else self.model.classify_codes
         optimizer, device, precision = self.optimizer, self.device, self.engine.precision
+        averaging = self.averaging
 
         def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
             inputs, targets = batch
             with autocast(device, precision):
                 log_probs = forward(inputs).float()
-                loss = torch.nn.functional.nll_loss(log_probs, targets)
+                if targets.dim() == 1:  # class labels
+                    loss = torch.nn.functional.nll_loss(log_probs, targets)
+                else:  # class distributions (label smoothing, mixup)
+                    loss = -(targets * log_probs).sum(1).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            # Accuracy on the device, averaged over the epoch by fit like the loss.
-            accuracy = (log_probs.detach().argmax(1) == targets).float().mean()
+            if averaging is not None:
+                averaging.update()
+            # Accuracy on the device (against a distribution's likeliest class), averaged over
+            # the epoch by fit like the loss.
+            labels = targets if targets.dim() == 1 else targets.argmax(1)
+            accuracy = (log_probs.detach().argmax(1) == labels).float().mean()
             return torch.stack([loss.detach(), accuracy]), targets.shape[0]
 
         graphs = graph_ready(optimizer, device, enabled=self.engine.cuda_graphs)
-        return accelerated_step(step, device, cuda_graphs=graphs, precision=precision)
+        return accelerated_step(
+            step,
+            device,
+            cuda_graphs=graphs,
+            precision=precision,
+            per_batch_callbacks=self.schedule.per_step,
+        )
 
     def evaluate(self) -> dict[str, float]:
         """Loss and accuracy on the validation split."""
         import torch
 
+        model = self.evaluated
         if self.val_features is not None:
             with torch.inference_mode(), autocast(self.device, self.engine.precision):
-                log_probs = self.model.classify_codes(self.val_features).float()
+                log_probs = model.classify_codes(self.val_features).float()
+                if self.val_mirrored_features is not None:
+                    mirrored = model.classify_codes(self.val_mirrored_features).float()
+                    log_probs = mean_of_probabilities(log_probs, mirrored)
         else:
-            log_probs = predict_split(self.model, self.val, precision=self.engine.precision)
+            # The model's own forward: with tta_flip it predicts from both mirror images.
+            log_probs = predict_split(model, self.val, precision=self.engine.precision)
         labels = self.val.labels
         return {
             "val_loss": float(torch.nn.functional.nll_loss(log_probs, labels)),
@@ -246,7 +348,7 @@ class ClassifierTraining:
             state,
             evaluate=self.evaluate,
             train_metric=("train_loss", "train_accuracy"),
-            callbacks=callbacks,
+            callbacks=[self.schedule, *callbacks],
         )
 
     def checkpoint(self) -> Checkpoint:
@@ -259,6 +361,11 @@ class ClassifierTraining:
             **checkpointing.model_tensors(self.model),
             **optimizer_tensors,
             **(checkpointing.prefixed(_BEST, best) if best is not None else {}),
+            **(
+                checkpointing.model_tensors(self.averaging.average, _AVERAGE)
+                if self.averaging is not None
+                else {}
+            ),
             "rng.shuffle": self.shuffle.get_state(),
             "rng.augmentation": self.augmentation.get_state(),
             "rng.torch": torch.get_rng_state(),
@@ -273,6 +380,8 @@ class ClassifierTraining:
         import torch
 
         checkpointing.restore_model(self.model, tensors, label)
+        if self.averaging is not None:
+            checkpointing.restore_model(self.averaging.average, tensors, label, _AVERAGE)
         checkpointing.restore_optimizer(self.optimizer, tensors, meta["optimizer"])
         self.shuffle.set_state(tensors["rng.shuffle"])
         self.augmentation.set_state(tensors["rng.augmentation"])
@@ -339,7 +448,12 @@ def train_classifier(
         spec = ModelSpec(
             "classifier",
             "encoder-mlp",
-            {"encoder_architecture": encoder_spec.architecture, "latent_dim": latent_dim},
+            {
+                "encoder_architecture": encoder_spec.architecture,
+                "latent_dim": latent_dim,
+                # Only when set: a spec without it is the model it always was.
+                **({"tta_flip": True} if config.tta_flip else {}),
+            },
         )
         encoder_weights = {
             key.removeprefix("encoder."): value
@@ -398,6 +512,24 @@ def train_classifier(
         resumed_from_epoch=run.resumed_from,
         plots=plots,
         history=state.history,
+    )
+
+
+def mixup(
+    inputs: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup (Zhang et al. 2018): each input and target blended with those of another row of
+    the batch, by one weight from Beta(alpha, alpha) per batch, drawn from ``generator`` (CPU)."""
+    import numpy as np
+    import torch
+
+    # torch's Beta distribution takes no generator: numpy's, seeded from the run's generator.
+    rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
+    weight = float(rng.beta(alpha, alpha))
+    partner = torch.randperm(inputs.shape[0], generator=generator).to(inputs.device)
+    return (
+        inputs * weight + inputs[partner] * (1 - weight),
+        targets * weight + targets[partner] * (1 - weight),
     )
 
 

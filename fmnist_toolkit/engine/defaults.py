@@ -15,9 +15,9 @@ DEFAULT_GENERATORS = ("gan-dcgan", "gan-mlp")
 DEFAULT_CONDITIONAL_GENERATOR = "gan-dcgan-cond"
 
 
-def best_autoencoder(store: ModelStore, latent_dim: int = 16, *, purpose: str, option: str) -> str:
-    """The latent-``latent_dim`` autoencoder with the lowest test MSE: the default denoiser and
-    encoder. ``purpose`` ("to denoise with") and ``option`` complete the message if none is."""
+def latent_autoencoders(store: ModelStore, latent_dim: int = 16) -> list[str]:
+    """The store's latent-``latent_dim`` autoencoders trained to reconstruct, lowest test MSE
+    first."""
     candidates = []
     for model in store.available():
         params = model.config.get("model", {}).get("params", {})
@@ -29,12 +29,19 @@ def best_autoencoder(store: ModelStore, latent_dim: int = 16, *, purpose: str, o
             and not trained_to_denoise(model.config)
         ):
             candidates.append((float(test_mse), model.name))
+    return [name for _, name in sorted(candidates)]
+
+
+def best_autoencoder(store: ModelStore, latent_dim: int = 16, *, purpose: str, option: str) -> str:
+    """The latent-``latent_dim`` autoencoder with the lowest test MSE: the default denoiser and
+    encoder. ``purpose`` ("to denoise with") and ``option`` complete the message if none is."""
+    candidates = latent_autoencoders(store, latent_dim)
     if not candidates:
         raise ModelNotFoundError(
             f"no latent-{latent_dim} autoencoder in the store {purpose}; train one with "
             f"fmt ae train, or name one with {option}"
         )
-    return min(candidates)[1]
+    return candidates[0]
 
 
 def trained_to_denoise(config: dict[str, Any]) -> bool:

@@ -24,6 +24,7 @@ from fmnist_toolkit.config import (
 )
 from fmnist_toolkit.data import DeviceSplit, dataset_sha256
 from fmnist_toolkit.engine import checkpoint as checkpointing
+from fmnist_toolkit.engine.averaging import WeightAverage
 from fmnist_toolkit.engine.callbacks import Checkpoint, CheckpointCallback, TimeBudget
 from fmnist_toolkit.engine.device import (
     adam_options,
@@ -35,7 +36,6 @@ from fmnist_toolkit.engine.device import (
 
 # The training step has its own module; its names are re-exported here.
 from fmnist_toolkit.engine.gan_step import (
-    GeneratorAverage,
     adversarial_step,
     batches_with_noise,
     to_tanh_range,
@@ -51,7 +51,6 @@ from fmnist_toolkit.storage import ModelStore
 __all__ = [
     "GanTrainResult",
     "GanTraining",
-    "GeneratorAverage",
     "adversarial_step",
     "batches_with_noise",
     "check_gan_config",
@@ -225,7 +224,7 @@ class GanTraining:
     discriminator: nn.Module
     generator_optimizer: torch.optim.Optimizer
     discriminator_optimizer: torch.optim.Optimizer
-    averaging: GeneratorAverage | None
+    averaging: WeightAverage | None
 
     @classmethod
     def build(
@@ -252,7 +251,7 @@ class GanTraining:
             discriminator_optimizer=torch.optim.Adam(
                 discriminator.parameters(), lr=config.discriminator_lr, **adam
             ),
-            averaging=GeneratorAverage(generator, config.ema) if config.ema else None,
+            averaging=WeightAverage(generator, config.ema) if config.ema else None,
         )
 
     @property

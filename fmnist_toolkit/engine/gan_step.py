@@ -12,6 +12,7 @@ from fmnist_toolkit.data import (
     row_batches,
     to_unit_float,
 )
+from fmnist_toolkit.engine.averaging import WeightAverage
 from fmnist_toolkit.engine.device import autocast
 from fmnist_toolkit.engine.loop import Step
 
@@ -30,7 +31,7 @@ def adversarial_step(
     discriminator: nn.Module,
     optimizers: tuple[torch.optim.Optimizer, torch.optim.Optimizer],
     *,
-    average: GeneratorAverage | None = None,
+    average: WeightAverage | None = None,
     precision: str = "fp32",
     loss: str = "bce",
 ) -> Step:
@@ -122,45 +123,3 @@ def batches_with_noise(
     images, labels = epoch_order((train.images, train.labels), shuffle)
     epoch_noise = torch.randn(len(train), latent_size, generator=noise).to(images.device)
     yield from row_batches((to_unit_float(images), labels, epoch_noise), batch_size)
-
-
-class GeneratorAverage:
-    """An exponential moving average of the generator's weights, updated by the training step.
-
-    The average is what gets saved and drawn: it smooths the step-to-step wandering of
-    adversarial training (the generator averaging of Karras et al. 2018 and BigGAN). It lives
-    in torch's ``AveragedModel`` (the checkpoint layout) and starts as its copy of the initial
-    generator; each update moves it ``1 - decay`` of the way with a fixed weight and reads
-    nothing back to the host, so the update is part of a step's CUDA graph. (AveragedModel's
-    own update copies at its first call, a host-side branch; the initial weights' share of the
-    average is decay ** steps, under 1e-20 after one epoch at 0.999.)
-    """
-
-    def __init__(self, generator: nn.Module, decay: float) -> None:
-        import itertools
-
-        from torch.optim.swa_utils import AveragedModel
-
-        device = next(generator.parameters()).device
-        self.average = AveragedModel(generator, device=device, use_buffers=True)
-        self.decay = decay
-        pairs = list(
-            zip(
-                itertools.chain(self.average.module.parameters(), self.average.module.buffers()),
-                itertools.chain(generator.parameters(), generator.buffers()),
-                strict=True,
-            )
-        )
-        floating = [(mean.detach(), now.detach()) for mean, now in pairs if now.is_floating_point()]
-        self.means = [mean for mean, _ in floating]
-        self.current = [now for _, now in floating]
-        self.counters = [(mean, now) for mean, now in pairs if not now.is_floating_point()]
-
-    def update(self) -> None:
-        import torch
-
-        with torch.no_grad():
-            torch._foreach_lerp_(self.means, self.current, 1.0 - self.decay)
-            for mean, now in self.counters:
-                mean.copy_(now)
-            self.average.n_averaged.add_(1)

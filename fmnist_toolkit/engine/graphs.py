@@ -36,9 +36,9 @@ class GraphedStep:
     """Replays a graph-safe ``step(batch) -> (tracked, size)`` as CUDA graphs over groups of
     consecutive batches; called with a list of batches, returns their mean and total size."""
 
-    def __init__(self, step: Step) -> None:
+    def __init__(self, step: Step, *, grouped: bool = True) -> None:
         self.step = step
-        self.batches_per_call = BATCHES_PER_CALL
+        self.batches_per_call = BATCHES_PER_CALL if grouped else 1
         self.warmup = WARMUP_CALLS
         self.graphs: dict[tuple[Any, ...], _Graph] = {}
         self.eager_calls: dict[tuple[Any, ...], int] = {}
@@ -138,13 +138,19 @@ class _WithMatmulPrecision:
 
 
 def accelerated_step(
-    step: Step, device: torch.device, *, cuda_graphs: bool = True, precision: str = "fp32"
+    step: Step,
+    device: torch.device,
+    *,
+    cuda_graphs: bool = True,
+    precision: str = "fp32",
+    per_batch_callbacks: bool = False,
 ) -> Step:
     """``step`` replayed as CUDA graphs on CUDA (when ``cuda_graphs``), with TF32 products when
-    ``precision`` is tf32; ``step`` elsewhere."""
+    ``precision`` is tf32; ``step`` elsewhere. ``per_batch_callbacks``: a callback acts between
+    any two batches (a learning rate set before every batch), so a graph holds one step."""
     if device.type != "cuda":
         return step
-    accelerated = GraphedStep(step) if cuda_graphs else step
+    accelerated = GraphedStep(step, grouped=not per_batch_callbacks) if cuda_graphs else step
     return _WithMatmulPrecision(accelerated, precision) if precision == "tf32" else accelerated
 
 

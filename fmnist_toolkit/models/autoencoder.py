@@ -68,6 +68,18 @@ def _conv_block(conv: nn.Module, channels: int) -> list[nn.Module]:
     return [conv, nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
 
 
+def _wide_encoder(latent_dim: int) -> nn.Sequential:
+    """1x28x28 -> 32x28x28 -> 64x14x14 -> 128x7x7 -> ``latent_dim``: ``wide``'s and
+    ``residual``'s encoder."""
+    return nn.Sequential(
+        *_conv_block(nn.Conv2d(1, 32, 3, padding=1), 32),
+        *_conv_block(nn.Conv2d(32, 64, 3, stride=2, padding=1), 64),
+        *_conv_block(nn.Conv2d(64, 128, 3, stride=2, padding=1), 128),
+        nn.Flatten(),
+        nn.Linear(128 * 7 * 7, latent_dim),
+    )
+
+
 @register("autoencoder", "wide")
 class WideAutoencoder(Autoencoder):
     """A stronger autoencoder at the same latent size: 32/64/128 channels with batch norm.
@@ -80,18 +92,55 @@ class WideAutoencoder(Autoencoder):
     def __init__(self, latent_dim: int = 16) -> None:
         super().__init__()
         self.latent_dim = latent_dim
-        self.encoder = nn.Sequential(
-            *_conv_block(nn.Conv2d(1, 32, 3, padding=1), 32),
-            *_conv_block(nn.Conv2d(32, 64, 3, stride=2, padding=1), 64),
-            *_conv_block(nn.Conv2d(64, 128, 3, stride=2, padding=1), 128),
-            nn.Flatten(),
-            nn.Linear(128 * 7 * 7, latent_dim),
-        )
+        self.encoder = _wide_encoder(latent_dim)
         self.decoder = nn.Sequential(
             nn.Linear(latent_dim, 128 * 7 * 7),
             nn.ReLU(inplace=True),
             nn.Unflatten(1, (128, 7, 7)),
             *_conv_block(nn.ConvTranspose2d(128, 64, 3, stride=2, padding=1, output_padding=1), 64),
+            *_conv_block(nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1), 32),
+            nn.Conv2d(32, 1, 3, padding=1),
+            nn.Sigmoid(),
+        )
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm, added to their input (He et al. 2016)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            *_conv_block(nn.Conv2d(channels, channels, 3, padding=1, bias=False), channels),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.body(x))
+
+
+@register("autoencoder", "residual")
+class ResidualAutoencoder(Autoencoder):
+    """The ``wide`` autoencoder with a deeper decoder: residual blocks at 7x7 and 14x14.
+
+    Encoder: ``wide``'s (so its classifiers cost what ``wide``'s do). Decoder: linear to
+    128x7x7, a residual block, transposed convolution to 64x14x14, a residual block, transposed
+    convolution to 32x28x28, a 3x3 convolution to one channel and a sigmoid. The extra depth
+    goes where the work is: drawing 784 pixels from 16 numbers. About 2.5 times ``wide``'s
+    arithmetic per image.
+    """
+
+    def __init__(self, latent_dim: int = 16) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.encoder = _wide_encoder(latent_dim)
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, 128 * 7 * 7),
+            nn.ReLU(inplace=True),
+            nn.Unflatten(1, (128, 7, 7)),
+            ResidualBlock(128),
+            *_conv_block(nn.ConvTranspose2d(128, 64, 3, stride=2, padding=1, output_padding=1), 64),
+            ResidualBlock(64),
             *_conv_block(nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1), 32),
             nn.Conv2d(32, 1, 3, padding=1),
             nn.Sigmoid(),

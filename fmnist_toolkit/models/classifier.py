@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -15,13 +17,18 @@ class EncoderClassifier(nn.Module):
     """The report's classifier: an autoencoder's encoder, then latent → 256 → 256 → 128 → 10
     with ReLU between and a log-softmax output.
 
-    Maps images [N, 1, 28, 28] in [0, 1] to log-probabilities [N, 10].
+    Maps images [N, 1, 28, 28] in [0, 1] to log-probabilities [N, 10]. With ``tta_flip`` it
+    predicts in eval mode from each image and its left-right mirror (test-time augmentation:
+    the mean of the two probability vectors); training sees single images.
     """
 
-    def __init__(self, encoder_architecture: str = "seed", latent_dim: int = 16) -> None:
+    def __init__(
+        self, encoder_architecture: str = "seed", latent_dim: int = 16, tta_flip: bool = False
+    ) -> None:
         super().__init__()
         self.encoder_architecture = encoder_architecture
         self.latent_dim = latent_dim
+        self.tta_flip = tta_flip
         autoencoder = build_model("autoencoder", encoder_architecture, latent_dim=latent_dim)
         self.encoder = autoencoder.encoder
         # Latent codes can be in the hundreds; the head sees them standardised by fixed
@@ -56,4 +63,13 @@ class EncoderClassifier(nn.Module):
         return self.head[:-2](self.standardise(self.encoder(images)))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classify_codes(self.encoder(images))
+        log_probs = self.classify_codes(self.encoder(images))
+        if self.tta_flip and not self.training:
+            mirrored = self.classify_codes(self.encoder(images.flip(-1)))
+            return mean_of_probabilities(log_probs, mirrored)
+        return log_probs
+
+
+def mean_of_probabilities(log_probs: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
+    """The log of the mean of two predictions' probabilities, from their log-probabilities."""
+    return torch.logaddexp(log_probs, others) - math.log(2.0)
