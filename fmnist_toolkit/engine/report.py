@@ -299,6 +299,15 @@ def _replace_folder(temporary: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _device_line(device: torch.device, described: str) -> str:
+    """The device, and for the CPU how many cores it may use: what the times depend on."""
+    import torch
+
+    if device.type != "cpu":
+        return described
+    return f"{described}, {torch.get_num_threads()} threads of {os.cpu_count()} cores"
+
+
 def _versions() -> dict[str, str]:
     import platform
 
@@ -381,7 +390,7 @@ def write_report(
         result = ReportResult(
             out=out,
             sections=sections,
-            device=describe_device(torch_device),
+            device=_device_line(torch_device, describe_device(torch_device)),
             data=str(found) if found else f"not found in {resolve_data_dir(data_dir)}",
             seconds=time.perf_counter() - started,
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

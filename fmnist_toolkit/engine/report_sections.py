@@ -8,11 +8,11 @@ the command that makes it possible (see :class:`fmnist_toolkit.engine.report.Rep
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fmnist_toolkit.config import AutoencoderTrainConfig, ClassifierTrainConfig, config_from_dict
-from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit, to_unit_float
+from fmnist_toolkit.data import CLASS_NAMES, to_unit_float
 from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
 from fmnist_toolkit.engine.report import (
     REPORT_NUMBERS,
@@ -28,6 +28,12 @@ if TYPE_CHECKING:
     import torch
 
 EXAMPLES_PER_CLASS = 10
+KNN_LABELS = {
+    "scatter": "the 2-D codes",
+    "untrained": "the codes of an untrained encoder",
+    "pca": "PCA of the codes",
+    "tsne": "t-SNE of the codes",
+}
 SAMPLE_GRID = 64  # generated images in each sample figure
 PCA_COMPONENTS = (16, 64)
 
@@ -72,30 +78,10 @@ def examples(ctx: ReportContext, section: Section) -> None:
 # --------------------------------------------------------------------------- the autoencoder
 
 
-def pca_test_mse(
-    train: DeviceSplit, test: DeviceSplit, components: Sequence[int]
-) -> dict[int, float]:
-    """Test MSE per pixel of PCA reconstructions with each number of components, PCA fitted on
-    the training images (the report's linear baseline)."""
-    import torch
-
-    images = train.images.flatten(1).double().cpu() / 255
-    mean = images.mean(0)
-    centred = images - mean
-    # The eigenvectors of the 784 x 784 covariance are the principal directions.
-    _, directions = torch.linalg.eigh(centred.T @ centred)
-    targets = test.images.flatten(1).double().cpu() / 255
-    errors = {}
-    for count in components:
-        basis = directions[:, -count:]  # eigh sorts ascending: the last are the largest
-        reconstruction = (targets - mean) @ basis @ basis.T + mean
-        errors[count] = float(((reconstruction - targets) ** 2).mean())
-    return errors
-
-
 def autoencoder(ctx: ReportContext, section: Section) -> None:
     """Loss curves and reconstructions of the report's autoencoder; test MSE beside PCA's."""
     from fmnist_toolkit.engine.ae import loss_figure, reconstruction_figure, reconstruction_mse
+    from fmnist_toolkit.engine.latent import pca_test_mse
 
     section.intro = (
         f"The report's convolutional autoencoder, latent 16, with its recipe ({REPORT_RECIPE}). "
@@ -127,7 +113,7 @@ def autoencoder(ctx: ReportContext, section: Section) -> None:
             )
         )
     if ctx.data_dir is not None:
-        baseline = pca_test_mse(ctx.split("train"), ctx.split("test"), PCA_COMPONENTS)
+        baseline = pca_test_mse(ctx.split("train").images, ctx.split("test").images, PCA_COMPONENTS)
         for count, key in zip(PCA_COMPONENTS, ("pca16_test_mse", "pca64_test_mse"), strict=True):
             section.measures.append(
                 Measure(
@@ -235,18 +221,16 @@ def latent(ctx: ReportContext, section: Section) -> None:
                     codes=space.codes[: ctx.tsne_points],
                     labels=space.labels[: ctx.tsne_points],
                 )
-                caption += f" (the first {ctx.tsne_points:,} test images)"
+                caption = caption.replace(".", f" (the first {ctx.tsne_points:,} test images).")
             file = f"latent-{name}-{view}.png"
             result = draw_view(drawn, view, ctx.figures / file, dpi=110)
             ctx.attach(section, file, caption)
             for which, accuracy in result.knn_accuracy.items():
+                if view == "untrained" and which == "trained":
+                    continue  # the scatter's or the PCA's number again
+                label = KNN_LABELS[view if which == "trained" else "untrained"]
                 section.measures.append(
-                    Measure(
-                        f"5-NN class accuracy, {view} ({which})",
-                        "accuracy",
-                        here=accuracy,
-                        model=name,
-                    )
+                    Measure(f"5-NN class accuracy, {label}", "accuracy", here=accuracy, model=name)
                 )
 
 
@@ -366,6 +350,15 @@ def gan(ctx: ReportContext, section: Section) -> None:
     generators = list(dict.fromkeys(generators))
     if mlp is not None:
         history = _config(ctx, mlp, "generator").get("history", [])
+        section.measures.append(
+            Measure(
+                "training epochs, MLP GAN",
+                "count",
+                REPORT_NUMBERS["gan_epochs"],
+                len(history),
+                model=mlp,
+            )
+        )
         if history:
             for path in write_gan_plots(history, mlp, ctx.figures):
                 kind = "losses" if path.stem.endswith("losses") else "discriminator's outputs"
@@ -399,7 +392,7 @@ def _distances(ctx: ReportContext, generators: list[str], features: str) -> list
     denoiser_name = ctx.models.get("denoiser")
     denoiser = load_denoiser(denoiser_name, ctx.store, ctx.device) if denoiser_name else None
     reference, floor = reference_features(classifier_model, ctx.data_dir, ctx.seed)
-    measures = [_distance(f"{len(reference):,} training images (the floor)", floor, features)]
+    measures = [_distance("training images (the floor)", floor, features)]
     for generator in generators:
         network = load_generator(generator, ctx.store, ctx.device)
         for row in sample_rows(
@@ -412,7 +405,7 @@ def _distances(ctx: ReportContext, generators: list[str], features: str) -> list
 
 def _distance(what: str, row: Any, features: str) -> Measure:
     return Measure(
-        f"Fréchet distance, {what} (N = {row.count:,})",
+        f"Fréchet distance, {what}, N = {row.count:,}",
         "distance",
         here=row.frechet_distance,
         model=f"features of {features}",
