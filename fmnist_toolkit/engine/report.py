@@ -89,6 +89,7 @@ class Section:
     measures: list[Measure] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     models: list[str] = field(default_factory=list)  # "ae-16 (bundled)"
+    notes: list[str] = field(default_factory=list)  # how the numbers were measured
     error: str = ""
     seconds: float = 0.0
 

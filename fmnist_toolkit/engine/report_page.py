@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 TITLE = "The course report, re-made by fmnist-toolkit"
 COLUMNS = ("measure", "course report", "toolkit, when trained", "this machine", "model")
+WIDE_FIGURE = 1000  # pixels: wider figures (confusion matrices, sample grids) get a row each
 STATUS_LABELS = {
     "done": "done",
     "partial": "partly drawn",
@@ -32,7 +33,9 @@ th, td { border: 1px solid #d6d6d6; padding: .3rem .6rem; text-align: left; vert
 th { background: #f3f4f6; }
 td.number { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 code { background: #f3f4f6; padding: 0 .25rem; border-radius: 3px; font-size: .9em; }
-figure { margin: 1.2rem 0; }
+.figures { display: flex; flex-wrap: wrap; gap: 0 1.5rem; align-items: flex-start; }
+figure { margin: 1.2rem 0; flex: 1 1 420px; max-width: 100%; }
+figure.wide { flex-basis: 100%; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: .9rem; }
 .badge { font-size: .75rem; padding: .1rem .5rem; border-radius: 1rem; vertical-align: middle;
@@ -98,7 +101,13 @@ def _stage_rows(result: ReportResult) -> list[list[str]]:
 # --------------------------------------------------------------------------- HTML
 
 
-def _html_section(section: Section) -> Iterator[str]:
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height of a PNG, from its header."""
+    header = path.read_bytes()[:24]
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+
+
+def _html_section(section: Section, folder: Path) -> Iterator[str]:
     escape = html.escape
     status = section.status
     yield (
@@ -127,16 +136,22 @@ def _html_section(section: Section) -> Iterator[str]:
                 + f"<td>{escape(cells[4])}</td></tr>"
             )
         yield "</table>"
+    for note in section.notes:
+        yield f"<p>{escape(note)}</p>"
+    yield '<div class="figures">'
     for figure in section.figures:
+        width, height = png_size(folder / figure.file)
+        wide = ' class="wide"' if width > WIDE_FIGURE else ""
         yield (
-            f'<figure><img src="{escape(figure.file)}" alt="{escape(figure.caption)}">'
-            f"<figcaption>{escape(figure.caption)}</figcaption></figure>"
+            f'<figure{wide}><img src="{escape(figure.file)}" width="{width}" height="{height}" '
+            f'alt="{escape(figure.caption)}"><figcaption>{escape(figure.caption)}</figcaption>'
+            "</figure>"
         )
-    yield "</section>"
+    yield "</div></section>"
 
 
-def render_html(result: ReportResult) -> str:
-    """The whole page: no script, no request outside its folder."""
+def render_html(result: ReportResult, folder: Path) -> str:
+    """The whole page (its figures in ``folder``): no script, no request outside its folder."""
     escape = html.escape
     parts = [
         "<!doctype html>",
@@ -166,7 +181,7 @@ def render_html(result: ReportResult) -> str:
             parts.append("<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>")
         parts.append("</table>")
     for section in result.sections:
-        parts.extend(_html_section(section))
+        parts.extend(_html_section(section, folder))
     parts.append(
         "<p><small>Made by fmt report. Open report.md for the same in Markdown."
         "</small></p></body></html>"
@@ -209,6 +224,8 @@ def render_markdown(result: ReportResult) -> str:
             lines.append("")
         if section.measures:
             lines += _md_table(COLUMNS, [_cells(measure) for measure in section.measures])
+        for note in section.notes:
+            lines += [note, ""]
         for figure in section.figures:
             lines += [f"![{figure.caption}]({figure.file})", "", f"*{figure.caption}*", ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -216,5 +233,5 @@ def render_markdown(result: ReportResult) -> str:
 
 def write_pages(result: ReportResult, folder: Path) -> None:
     """index.html and report.md into ``folder``."""
-    (folder / "index.html").write_text(render_html(result), encoding="utf-8")
+    (folder / "index.html").write_text(render_html(result, folder), encoding="utf-8")
     (folder / "report.md").write_text(render_markdown(result), encoding="utf-8")

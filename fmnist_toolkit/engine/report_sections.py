@@ -376,6 +376,11 @@ def gan(ctx: ReportContext, section: Section) -> None:
     features = ctx.models.get("best-clf")
     if not generators or features is None or not ctx.has_data(section, "Fréchet distances"):
         return
+    section.notes.append(
+        f"The Fréchet distances compare {ctx.samples:,} samples (seed {ctx.seed}) and as many "
+        f"training images as there are test images with the test set, in the feature space of "
+        f"{features}, as fmt gan eval does; they depend on N."
+    )
     try:
         section.measures.extend(_distances(ctx, generators, ctx.uses(section, features)))
     except MeasurementError as error:  # too few test images for the feature covariance
@@ -392,23 +397,23 @@ def _distances(ctx: ReportContext, generators: list[str], features: str) -> list
     denoiser_name = ctx.models.get("denoiser")
     denoiser = load_denoiser(denoiser_name, ctx.store, ctx.device) if denoiser_name else None
     reference, floor = reference_features(classifier_model, ctx.data_dir, ctx.seed)
-    measures = [_distance("training images (the floor)", floor, features)]
+    measures = [_distance("training images (the floor)", floor, "")]
     for generator in generators:
         network = load_generator(generator, ctx.store, ctx.device)
         for row in sample_rows(
             classifier_model, network, denoiser, ctx.samples, ctx.seed, reference
         ):
             what = "raw" if row.images == "raw samples" else f"denoised by {denoiser_name}"
-            measures.append(_distance(f"{generator}, {what}", row, features))
+            measures.append(_distance(f"{generator}, {what}", row, generator))
     return measures
 
 
-def _distance(what: str, row: Any, features: str) -> Measure:
+def _distance(what: str, row: Any, model: str) -> Measure:
     return Measure(
         f"Fréchet distance, {what}, N = {row.count:,}",
         "distance",
         here=row.frechet_distance,
-        model=f"features of {features}",
+        model=model,
     )
 
 
