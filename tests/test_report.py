@@ -156,6 +156,33 @@ def test_a_users_model_of_the_same_recipe_is_reused(data_512: Path, tmp_path: Pa
     assert [(r.model, r.status) for r in results] == [("report-ae-2", "trained")]
 
 
+def test_a_failed_stage_skips_the_stages_that_need_it(
+    data_512: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fmnist_toolkit.config import EngineConfig
+    from fmnist_toolkit.engine import report_retrain
+    from fmnist_toolkit.errors import OutputError
+    from fmnist_toolkit.storage import ModelStore
+
+    def broken(*args, **kwargs) -> None:
+        raise OutputError("the disk is full")
+
+    monkeypatch.setattr(report_retrain, "_train", broken)
+    stages = [
+        stage
+        for stage in report_retrain.report_stages(epochs_scale=EPOCHS_SCALE)
+        if stage.role in ("ae-16", "clf-frozen")
+    ]
+    results = report_retrain.retrain_models(
+        stages, EngineConfig(device="cpu"), data_dir=data_512, store=ModelStore(tmp_path)
+    )
+    assert [(r.stage, r.status) for r in results] == [
+        ("ae-16", "failed"),
+        ("clf-frozen", "skipped"),
+    ]
+    assert results[0].detail == "the disk is full"
+
+
 def test_without_data_or_models_everything_is_skipped_with_a_command(cli, tmp_path: Path) -> None:
     out = tmp_path / "report"
     result = cli("report", out, "--data-dir", tmp_path / "nothing", "--device", "cpu", "--json")

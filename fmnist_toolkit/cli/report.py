@@ -73,7 +73,7 @@ class _Progress:
 
     def stage_finished(self, result: StageResult) -> None:
         if not self.quiet:
-            detail = f": {result.detail}" if result.status == "failed" else ""
+            detail = f": {result.detail}" if result.status in ("failed", "skipped") else ""
             console.print(
                 f"  {result.status} {result.model} in {format_duration(result.seconds)}{detail}",
                 soft_wrap=True,

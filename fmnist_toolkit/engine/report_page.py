@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 TITLE = "The course report, re-made by fmnist-toolkit"
 COLUMNS = ("measure", "course report", "toolkit, when trained", "this machine", "model")
-WIDE_FIGURE = 1000  # pixels: wider figures (confusion matrices, sample grids) get a row each
+WIDE_FIGURE = 2.0  # width / height: wider figures (confusion matrices, sample grids) get a row
 STATUS_LABELS = {
     "done": "done",
     "partial": "partly drawn",
@@ -34,7 +34,7 @@ th { background: #f3f4f6; }
 td.number { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 code { background: #f3f4f6; padding: 0 .25rem; border-radius: 3px; font-size: .9em; }
 .figures { display: flex; flex-wrap: wrap; gap: 0 1.5rem; align-items: flex-start; }
-figure { margin: 1.2rem 0; flex: 1 1 420px; max-width: 100%; }
+figure { margin: 1.2rem 0; flex: 1 1 420px; min-width: 0; max-width: 100%; }
 figure.wide { flex-basis: 100%; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: .9rem; }
@@ -141,7 +141,7 @@ def _html_section(section: Section, folder: Path) -> Iterator[str]:
     yield '<div class="figures">'
     for figure in section.figures:
         width, height = png_size(folder / figure.file)
-        wide = ' class="wide"' if width > WIDE_FIGURE else ""
+        wide = ' class="wide"' if width >= WIDE_FIGURE * height else ""
         yield (
             f'<figure{wide}><img src="{escape(figure.file)}" width="{width}" height="{height}" '
             f'alt="{escape(figure.caption)}"><figcaption>{escape(figure.caption)}</figcaption>'

@@ -133,12 +133,20 @@ def reusable_model(
     return None
 
 
-def _resumable(store: ModelStore, name: str, recipe: Any, data_sha256: str) -> bool:
-    """Whether ``name`` has an interrupted run of this recipe on this data to go on with."""
+def _resumable(
+    store: ModelStore, name: str, recipe: Any, data_sha256: str, encoder_sha256: str | None
+) -> bool:
+    """Whether ``name`` has an interrupted run of this recipe on this data (and for a
+    classifier, this encoder) to go on with."""
     if not store.has_checkpoint(name):
         return False
     state = store.read_checkpoint_state(name)
-    return state.get("data_sha256") == data_sha256 and _same_recipe(state, recipe)
+    encoder = state.get("encoder", {}).get("weights_sha256")
+    return (
+        state.get("data_sha256") == data_sha256
+        and _same_recipe(state, recipe)
+        and encoder == encoder_sha256
+    )
 
 
 def _train(
@@ -236,12 +244,18 @@ def retrain_models(
     del train
     results: list[StageResult] = []
     trained: dict[str, str] = {}
+
+    def finish(result: StageResult) -> None:
+        results.append(result)
+        if observer is not None:
+            observer.stage_finished(result)
+
     for index, stage in enumerate(stages):
         started = time.perf_counter()
         recipe, encoder_sha256 = stage.recipe, None
         if stage.role in CLASSIFIER_STAGES:
             if "ae-16" not in trained:
-                results.append(StageResult(stage.role, "", "skipped", detail="no ae-16 stage"))
+                finish(StageResult(stage.role, "", "skipped", detail="no latent-16 autoencoder"))
                 continue
             recipe = dataclasses.replace(recipe, encoder=trained["ae-16"])
             encoder_sha256 = store.read_config(trained["ae-16"]).get("weights_sha256")
@@ -259,7 +273,9 @@ def retrain_models(
                 )
             else:
                 found = reusable_model(store, stage, recipe, data_sha256, encoder_sha256)
-                resume = found is None and _resumable(store, stage.name, recipe, data_sha256)
+                resume = found is None and _resumable(
+                    store, stage.name, recipe, data_sha256, encoder_sha256
+                )
                 action = "reusing " + found if found else ("resuming" if resume else "training")
                 if observer is not None:
                     observer.stage_started(index, len(stages), stage, action)
@@ -281,7 +297,5 @@ def retrain_models(
         except ToolkitError as error:
             result = StageResult(stage.role, stage.name, "failed", detail=str(error))
         result.seconds = time.perf_counter() - started
-        results.append(result)
-        if observer is not None:
-            observer.stage_finished(result)
+        finish(result)
     return results
