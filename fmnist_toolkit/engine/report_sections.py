@@ -15,6 +15,7 @@ from fmnist_toolkit.config import AutoencoderTrainConfig, ClassifierTrainConfig,
 from fmnist_toolkit.data import CLASS_NAMES, to_unit_float
 from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
 from fmnist_toolkit.engine.report import (
+    REPORT_BEST_TRIAL,
     REPORT_NUMBERS,
     REPORT_RECIPE,
     Measure,
@@ -163,13 +164,12 @@ def tuning(ctx: ReportContext, section: Section) -> None:
             section.skipped.append(Skipped(what, "the study has no finished trial", command))
             return
         best = study.best_trial
-        params = ", ".join(
-            f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
-            for key, value in best.params.items()
-        )
         section.measures.append(
             Measure(
-                "best recipe", "text", report="adam, lr 0.00099, weight_decay 3.52e-05", here=params
+                "best recipe",
+                "text",
+                report=_recipe_text(REPORT_BEST_TRIAL),
+                here=_recipe_text(best.params),
             )
         )
         section.measures.append(Measure("best validation MSE", "mse", here=best.value))
@@ -181,6 +181,13 @@ def tuning(ctx: ReportContext, section: Section) -> None:
         for path in write_study_plots(study, ctx.figures):
             suffix = path.stem.removeprefix(f"{study.study_name}-")
             ctx.attach(section, path.name, captions.get(suffix, suffix))
+
+
+def _recipe_text(params: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
+        for key, value in params.items()
+    )
 
 
 # --------------------------------------------------------------------------- the latent space
