@@ -183,6 +183,26 @@ def test_a_failed_stage_skips_the_stages_that_need_it(
     assert results[0].detail == "the disk is full"
 
 
+def test_ctrl_c_during_retrain_says_how_to_go_on(
+    cli, data_512: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fmnist_toolkit.engine import report_retrain
+    from fmnist_toolkit.errors import TrainingInterrupted
+
+    def interrupted(stage, *args, **kwargs) -> None:
+        raise TrainingInterrupted(
+            "interrupted; 1/60 epochs are saved in a checkpoint",
+            model_name=stage.name,
+            completed_epochs=1,
+        )
+
+    monkeypatch.setattr(report_retrain, "_train", interrupted)
+    out = tmp_path / "report"
+    result = cli("report", out, "--retrain", "--data-dir", data_512, "--device", "cpu", "-q")
+    assert_one_line_error(result, 130, "1/60 epochs", "run the same command again")
+    assert not out.exists()
+
+
 def test_without_data_or_models_everything_is_skipped_with_a_command(cli, tmp_path: Path) -> None:
     out = tmp_path / "report"
     result = cli("report", out, "--data-dir", tmp_path / "nothing", "--device", "cpu", "--json")
