@@ -261,10 +261,18 @@ def test_ctrl_c_leaves_the_earlier_report_untouched(
     def interrupted(ctx, section) -> None:
         raise KeyboardInterrupt
 
+    sections = report_sections.SECTIONS
     monkeypatch.setattr(report_sections, "SECTIONS", [("data", "Fashion-MNIST", interrupted)])
     result = cli("report", out, "--data-dir", tmp_path / "nothing", "--device", "cpu")
     assert result.exit_code == 130
     assert (out / "index.html").read_text() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+    # The same command again replaces the earlier report whole.
+    monkeypatch.setattr(report_sections, "SECTIONS", sections)
+    (out / "figures" / "stale.png").write_bytes(b"")
+    assert cli("report", out, "--data-dir", tmp_path / "nothing", "--device", "cpu").exit_code == 0
+    assert not (out / "figures" / "stale.png").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
