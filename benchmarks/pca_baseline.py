@@ -11,9 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from fmnist_toolkit.data import load_fashion_mnist
+from fmnist_toolkit.engine.latent import pca_test_mse
 
 
 def main() -> None:
@@ -21,15 +20,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/fashion-mnist"))
     parser.add_argument("--components", type=int, nargs="+", default=[2, 16, 64])
     args = parser.parse_args()
-    train = load_fashion_mnist("train", args.data_dir)[0].flatten(1).double() / 255
-    test = load_fashion_mnist("test", args.data_dir)[0].flatten(1).double() / 255
-    mean = train.mean(0)
-    # Right singular vectors of the centred training set are the principal directions.
-    _, _, directions = torch.linalg.svd(train - mean, full_matrices=False)
-    for k in args.components:
-        basis = directions[:k]
-        reconstruction = (test - mean) @ basis.T @ basis + mean
-        mse = float(((reconstruction - test) ** 2).mean())
+    train = load_fashion_mnist("train", args.data_dir)[0]
+    test = load_fashion_mnist("test", args.data_dir)[0]
+    for k, mse in pca_test_mse(train, test, args.components).items():
         print(f"PCA-{k:<3d} test MSE {mse:.5f}")
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from fmnist_toolkit._version import __version__
-from fmnist_toolkit.cli import ae, clf, data, doctor, gan, models, tune
+from fmnist_toolkit.cli import ae, clf, data, doctor, gan, models, report, tune
 from fmnist_toolkit.cli._render import ToolkitGroup
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ ae.app.command("tune")(tune.tune)  # fmt ae tune: the Optuna search, in cli/tune
 app.add_typer(clf.app, name="clf")
 app.add_typer(gan.app, name="gan")
 app.command("doctor")(doctor.doctor)
+app.command("report")(report.report)
 
 
 def _print_version(value: bool) -> None:

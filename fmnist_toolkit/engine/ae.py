@@ -41,6 +41,7 @@ from fmnist_toolkit.storage import ModelStore
 
 if TYPE_CHECKING:
     import torch
+    from matplotlib.figure import Figure
     from torch import nn
 
 
@@ -362,30 +363,38 @@ def first_of_each_class(split: DeviceSplit) -> torch.Tensor:
     return torch.tensor(indices, device=split.images.device)
 
 
-def write_autoencoder_plots(
-    model: nn.Module,
-    test: DeviceSplit,
-    history: list[dict[str, float]],
-    name: str,
-    config: AutoencoderTrainConfig,
-    plots_dir: Path,
-) -> list[Path]:
-    """Loss curves and test images over their reconstructions, as PNGs in ``plots_dir``."""
+def _subtitle(name: str, config: AutoencoderTrainConfig, epochs: int) -> str:
+    size = config.architecture if config.objective == "denoise" else f"latent {config.latent_dim}"
+    return f"{name}: {size}, {epochs} epochs"
+
+
+def loss_figure(
+    history: list[dict[str, float]], name: str, config: AutoencoderTrainConfig
+) -> Figure:
+    """Train and test MSE per epoch (and clean MSE for a denoiser), on a log scale."""
+    from fmnist_toolkit import plots
+
+    denoising = config.objective == "denoise"
+    what = "Denoising" if denoising else "Reconstruction"
+    return plots.loss_curves(
+        history,
+        metrics=("train_mse", "test_mse", *(("clean_mse",) if denoising else ())),
+        title=f"{what} MSE — {_subtitle(name, config, len(history))}",
+        ylabel="MSE per pixel",
+    )
+
+
+def reconstruction_figure(
+    model: nn.Module, test: DeviceSplit, name: str, config: AutoencoderTrainConfig, epochs: int
+) -> Figure:
+    """The first test image of each class over its reconstruction (or corrupted, denoised and
+    clean for a denoiser)."""
     import torch
 
     from fmnist_toolkit import plots
     from fmnist_toolkit.data import to_unit_float
 
     denoising = config.objective == "denoise"
-    size = config.architecture if denoising else f"latent {config.latent_dim}"
-    subtitle = f"{name}: {size}, {len(history)} epochs"
-    what = "Denoising" if denoising else "Reconstruction"
-    curves = plots.loss_curves(
-        history,
-        metrics=("train_mse", "test_mse", *(("clean_mse",) if denoising else ())),
-        title=f"{what} MSE — {subtitle}",
-        ylabel="MSE per pixel",
-    )
     index = first_of_each_class(test)
     originals = to_unit_float(test.images[index])
     inputs = denoise.corrupted_test_images(test)[index] if denoising else originals
@@ -396,13 +405,30 @@ def write_autoencoder_plots(
     rows, labels = [originals, reconstructions], ["test image", "reconstruction"]
     if denoising:
         rows, labels = [inputs, reconstructions, originals], ["corrupted", "denoised", "clean"]
-    grid = plots.image_rows(
+    return plots.image_rows(
         rows,
         row_labels=labels,
         column_labels=columns,
-        title=f"Test images and {'denoised' if denoising else 'reconstructions'} — {subtitle}",
+        title=f"Test images and {'denoised' if denoising else 'reconstructions'} — "
+        f"{_subtitle(name, config, epochs)}",
     )
+
+
+def write_autoencoder_plots(
+    model: nn.Module,
+    test: DeviceSplit,
+    history: list[dict[str, float]],
+    name: str,
+    config: AutoencoderTrainConfig,
+    plots_dir: Path,
+) -> list[Path]:
+    """Loss curves and test images over their reconstructions, as PNGs in ``plots_dir``."""
+    from fmnist_toolkit import plots
+
     return [
-        plots.save_figure(curves, plots_dir / f"{name}-loss.png"),
-        plots.save_figure(grid, plots_dir / f"{name}-reconstructions.png"),
+        plots.save_figure(loss_figure(history, name, config), plots_dir / f"{name}-loss.png"),
+        plots.save_figure(
+            reconstruction_figure(model, test, name, config, len(history)),
+            plots_dir / f"{name}-reconstructions.png",
+        ),
     ]

@@ -138,10 +138,7 @@ def evaluate_generator(
 ) -> QualityReport:
     """Fréchet distances to the 10,000 test images: ``count`` samples (raw, and denoised when
     asked), and 10,000 training images as the floor; plus each set's predicted-class mix.
-    A conditional generator draws every class equally often, and each sample row also has
-    the share of each class's samples that the classifier assigns to that class.
     The networks run on ``device``; the statistics are computed on the CPU in float64."""
-    import torch
 
     from fmnist_toolkit.engine.device import resolve_device
 
@@ -158,6 +155,24 @@ def evaluate_generator(
     classifier = load_model(features_name, store=store, device=compute)
     denoiser_name, denoiser = choose_denoiser(store, denoise, denoiser_name, compute)
 
+    reference, floor = reference_features(classifier, data_dir, seed)
+    rows = [floor, *sample_rows(classifier, generator, denoiser, count, seed, reference)]
+    return QualityReport(
+        generator=generator_name,
+        features=features_name,
+        denoiser=denoiser_name,
+        reference=f"{len(reference):,} test images",
+        rows=rows,
+    )
+
+
+def reference_features(
+    classifier: nn.Module, data_dir: str | os.PathLike[str] | None, seed: int
+) -> tuple[np.ndarray, QualityRow]:
+    """Features of the 10,000 test images (what samples are compared with), and the row of as
+    many training images drawn by ``seed``: the floor any generator can reach."""
+    import torch
+
     cpu = torch.device("cpu")
     test = DeviceSplit.load("test", data_dir, cpu)
     train = DeviceSplit.load("train", data_dir, cpu)
@@ -165,19 +180,34 @@ def evaluate_generator(
         : len(test)
     ]
     with torch.no_grad():
-        test_features, _ = _features_and_classes(classifier, to_unit_float(test.images))
-        reference = test_features.numpy()
+        reference = _features_and_classes(classifier, to_unit_float(test.images))[0].numpy()
         train_features, train_classes = _features_and_classes(
             classifier, to_unit_float(train.images[floor_index])
         )
-        rows = [_row("train images (floor)", train_features, train_classes, reference)]
+    return reference, _row("train images (floor)", train_features, train_classes, reference)
 
-        sets: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"raw": [], "denoised": []}
-        labels = sample_labels(generator, count)
+
+def sample_rows(
+    classifier: nn.Module,
+    generator: nn.Module,
+    denoiser: nn.Module | None,
+    count: int,
+    seed: int,
+    reference: np.ndarray,
+) -> list[QualityRow]:
+    """Rows of ``count`` samples drawn by ``seed``, raw (and denoised with a denoiser). A
+    conditional generator draws every class equally often, and each row also has the share of
+    each class's samples that the classifier assigns to that class."""
+    import torch
+
+    sets: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"raw": [], "denoised": []}
+    labels = sample_labels(generator, count)
+    with torch.no_grad():
         for raw, denoised in sample_batches(generator, denoiser, count, seed, labels):
             sets["raw"].append(_features_and_classes(classifier, raw))
             if denoised is not None:
                 sets["denoised"].append(_features_and_classes(classifier, denoised))
+    rows = []
     for label, parts in sets.items():
         if parts:
             features = torch.cat([part[0] for part in parts])
@@ -186,13 +216,7 @@ def evaluate_generator(
             if labels is not None:
                 row.class_shares = class_shares(labels, classes)
             rows.append(row)
-    return QualityReport(
-        generator=generator_name,
-        features=features_name,
-        denoiser=denoiser_name,
-        reference=f"{len(test):,} test images",
-        rows=rows,
-    )
+    return rows
 
 
 def class_shares(requested: torch.Tensor, predicted: torch.Tensor) -> dict[str, float]:

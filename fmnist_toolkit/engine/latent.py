@@ -106,6 +106,27 @@ def pca_2d(codes: np.ndarray, seed: int) -> tuple[np.ndarray, list[float]]:
     return coords, [float(ratio) for ratio in pca.explained_variance_ratio_]
 
 
+def pca_test_mse(
+    train_images: torch.Tensor, test_images: torch.Tensor, components: Sequence[int]
+) -> dict[int, float]:
+    """Test MSE per pixel of PCA reconstructions with each number of components, fitted on the
+    training images (uint8 [N, 28, 28]): the report's linear baseline for the autoencoder."""
+    import torch
+
+    images = train_images.flatten(1).double().cpu() / 255
+    mean = images.mean(0)
+    centred = images - mean
+    # The eigenvectors of the 784 x 784 covariance are the principal directions.
+    _, directions = torch.linalg.eigh(centred.T @ centred)
+    targets = test_images.flatten(1).double().cpu() / 255
+    errors = {}
+    for count in components:
+        basis = directions[:, -count:]  # eigh sorts them ascending: the last are the largest
+        reconstruction = (targets - mean) @ basis @ basis.T + mean
+        errors[count] = float(((reconstruction - targets) ** 2).mean())
+    return errors
+
+
 def check_perplexity(perplexity: float, points: int) -> None:
     """t-SNE needs 1 <= perplexity < points / 3."""
     if not 1 <= perplexity < points / 3:
