@@ -325,10 +325,12 @@ def _sample_figure(ctx: ReportContext, generator: str, denoisers: list[str]) -> 
         load_denoiser,
         load_generator,
         sample_batches,
+        sample_labels,
     )
 
     network = load_generator(generator, ctx.store, ctx.device)
-    raw, _ = next(sample_batches(network, None, SAMPLE_GRID, ctx.seed))
+    labels = sample_labels(network, SAMPLE_GRID)  # a conditional one: every class in turn
+    raw, _ = next(sample_batches(network, None, SAMPLE_GRID, ctx.seed, labels))
     panels: list[torch.Tensor] = [image_grid(raw, nrow=8)]
     titles = [f"{generator}: raw samples"]
     for name in denoisers:
