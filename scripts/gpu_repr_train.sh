@@ -11,7 +11,7 @@
 #                                       tests/conftest.py), 1 epoch each, 2 trials
 #
 # Writes to $OUT: run.log, logs.tar.gz (each command's JSON and stderr, tuning plots) and
-# models.tar.gz (the store: finished models, and the checkpoints of runs cut off by the
+# models.tar.gz.part* (the store: finished models, and the checkpoints of runs cut off by the
 # deadline, to finish anywhere with `--resume`). A run still going DEADLINE seconds after the
 # start is interrupted (SIGINT, like Ctrl-C).
 set -uo pipefail
@@ -122,5 +122,7 @@ main 2>&1 | tee "$OUT/run.log"
 
 rm -rf "$FMT_HOME/.locks"
 du -sh "$FMT_HOME"/* "$FMT_HOME"/.checkpoints/* 2>/dev/null
-tar czf "$OUT/models.tar.gz" -C "$FMT_HOME" .
+# In parts of 15 MB (what comes back from the machine has a size limit per file); join them
+# with: cat models.tar.gz.part* | tar xzf -
+tar czf - -C "$FMT_HOME" . | split -b 15M - "$OUT/models.tar.gz.part"
 tar czf "$OUT/logs.tar.gz" -C "$LOGS" .
