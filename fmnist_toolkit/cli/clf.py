@@ -181,7 +181,9 @@ def finetune(
             "--tta-flip",
             help="Test-time augmentation: predict from each image and its mirror image (the "
             "mean of both probabilities), on the validation and test sets and whenever the "
-            "saved model predicts (it records the choice).",
+            "saved model predicts (it records the choice). Measured: it helps an encoder "
+            "fine-tuned on mirrored images, and costs a frozen head that never saw mirrored "
+            "codes 7 points (docs/classifier.md).",
             rich_help_panel=TRICKS,
         ),
     ] = False,
