@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from fmnist_toolkit.config import PRECISIONS, SCHEDULES
+from fmnist_toolkit.config import PRECISIONS, SCHEDULES, EngineConfig
 
 
 def choices(name: str, values: Sequence[str]) -> Any:
@@ -150,3 +150,16 @@ def check_resume_or_restart(resume: bool, restart: bool) -> None:
 
     if resume and restart:
         raise UsageError("--resume and --restart contradict each other; pick one")
+
+
+def engine_config(
+    device: str, precision: Any, cuda_graphs: bool, *, compile_model: bool = False
+) -> EngineConfig:
+    """The engine settings of a training command from its --device, --precision,
+    --cuda-graphs and (where offered) --compile options."""
+    return EngineConfig(
+        device=device,
+        precision=Precision(precision).value,
+        compile=compile_model,
+        cuda_graphs=cuda_graphs,
+    )

@@ -23,6 +23,7 @@ from fmnist_toolkit.cli._options import (
     SeedOption,
     check_resume_or_restart,
     choices,
+    engine_config,
     schedule_option,
 )
 from fmnist_toolkit.cli._render import (
@@ -173,7 +174,7 @@ def train(
 
     Example: fmt ae train --latent-dim 2 --epochs 30 --plots plots/
     """
-    from fmnist_toolkit.config import AutoencoderTrainConfig, EngineConfig
+    from fmnist_toolkit.config import AutoencoderTrainConfig
     from fmnist_toolkit.engine.ae import train_autoencoder
     from fmnist_toolkit.engine.callbacks import ProgressCallback
     from fmnist_toolkit.storage import ModelStore
@@ -194,12 +195,7 @@ def train(
         seed=seed,
         schedule=Schedule(schedule).value,
     )
-    engine = EngineConfig(
-        device=device,
-        precision=Precision(precision).value,
-        compile=compile_model,
-        cuda_graphs=cuda_graphs,
-    )
+    engine = engine_config(device, precision, cuda_graphs, compile_model=compile_model)
     check_resume_or_restart(resume, restart)
     if resume and ModelStore().has_checkpoint(model_name):
         _warn_ignored_on_resume(ctx)

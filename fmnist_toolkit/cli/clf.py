@@ -20,6 +20,7 @@ from fmnist_toolkit.cli._options import (
     Schedule,
     SeedOption,
     check_resume_or_restart,
+    engine_config,
     schedule_option,
 )
 from fmnist_toolkit.cli._render import (
@@ -215,7 +216,7 @@ def finetune(
 
     Example: fmt clf finetune --unfreeze --plots plots/
     """
-    from fmnist_toolkit.config import ClassifierTrainConfig, EngineConfig
+    from fmnist_toolkit.config import ClassifierTrainConfig
     from fmnist_toolkit.engine.callbacks import ProgressCallback
     from fmnist_toolkit.engine.clf import train_classifier
     from fmnist_toolkit.engine.defaults import best_autoencoder
@@ -249,9 +250,7 @@ def finetune(
         tta_flip=tta_flip,
         augment_codes=augment_codes,
     )
-    engine = EngineConfig(
-        device=device, precision=Precision(precision).value, cuda_graphs=cuda_graphs
-    )
+    engine = engine_config(device, precision, cuda_graphs)
     with resume_hint(ctx, model_name):
         result = train_classifier(
             model_name,

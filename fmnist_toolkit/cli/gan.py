@@ -22,6 +22,7 @@ from fmnist_toolkit.cli._options import (
     SeedOption,
     check_resume_or_restart,
     choices,
+    engine_config,
 )
 from fmnist_toolkit.cli._render import (
     console,
@@ -206,7 +207,7 @@ def train(
 
     Example: fmt gan train --arch dcgan --epochs 30 --plots plots/
     """
-    from fmnist_toolkit.config import EngineConfig, GanTrainConfig
+    from fmnist_toolkit.config import GanTrainConfig
     from fmnist_toolkit.engine.callbacks import ProgressCallback
     from fmnist_toolkit.engine.gan import train_gan
 
@@ -230,9 +231,7 @@ def train(
         d_lr=d_lr,
         conditional=conditional,
     )
-    engine = EngineConfig(
-        device=device, precision=Precision(precision).value, cuda_graphs=cuda_graphs
-    )
+    engine = engine_config(device, precision, cuda_graphs)
     with resume_hint(ctx, model_name):
         result = train_gan(
             model_name,

@@ -18,6 +18,7 @@ from fmnist_toolkit.cli._options import (
     QuietOption,
     SeedOption,
     choices,
+    engine_config,
 )
 from fmnist_toolkit.cli._render import console, print_json
 from fmnist_toolkit.config import SEARCH_DIMENSIONS
@@ -241,7 +242,7 @@ def tune(
     * `fmt ae tune --study report --trials 0` shows the study, `--json` for scripts
     * `fmt ae tune --study big --storage postgresql+psycopg://fmt@db/fmt` on every machine
     """
-    from fmnist_toolkit.config import EngineConfig, TuneConfig
+    from fmnist_toolkit.config import TuneConfig
     from fmnist_toolkit.engine.callbacks import ProgressCallback
     from fmnist_toolkit.engine.tune import run_study
     from fmnist_toolkit.engine.tune import train_best as train_best_recipe
@@ -257,12 +258,7 @@ def tune(
         seed=seed,
         search=tuple(sorted({SearchDimension(item).value for item in search or ()})),
     )
-    engine = EngineConfig(
-        device=device,
-        precision=Precision(precision).value,
-        compile=compile_model,
-        cuda_graphs=cuda_graphs,
-    )
+    engine = engine_config(device, precision, cuda_graphs, compile_model=compile_model)
 
     def epoch_callbacks(number: int) -> list[ProgressCallback]:
         # A bar per trial on a terminal; in logs the one line per finished trial is enough.
