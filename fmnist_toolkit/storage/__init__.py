@@ -331,7 +331,9 @@ class ModelStore:
         """Weights and config of a saved model, checked by SHA-256 (bundled ones also against
         the package's manifest)."""
         folder = self.require(name)
-        if self.source(name) == "bundled":
+        # Bundled when require() fell back to the package's copy. Not source(): a save in
+        # another process may swap the user's folder between two looks at it.
+        if self.bundled is not None and folder == self.bundled / name:
             self._verify_bundled(name, folder)
             return read_bundle(folder, f"model {name!r}")
         # A save in another process may swap the folder between our reads of its config and its
