@@ -460,8 +460,7 @@ def test_augmented_codes_train_the_head_on_other_codes(cli, home: Path, syntheti
 
 
 def test_cutout_and_mixup() -> None:
-    from fmnist_toolkit.data import cutout_batch
-    from fmnist_toolkit.engine.clf import mixup
+    from fmnist_toolkit.data import cutout_batch, mixup
 
     images = torch.ones(64, 1, 28, 28)
     cut = cutout_batch(images, torch.Generator().manual_seed(0), 6)

@@ -41,7 +41,12 @@ from fmnist_toolkit.data.idx import (
     read_idx_bytes,
     resolve_data_dir,
 )
-from fmnist_toolkit.data.images import augment_batch, cutout_batch, image_like_fashion_mnist
+from fmnist_toolkit.data.images import (
+    augment_batch,
+    cutout_batch,
+    image_like_fashion_mnist,
+    mixup,
+)
 from fmnist_toolkit.data.verify import check_file, verify_dataset
 
 __all__ = [
@@ -66,6 +71,7 @@ __all__ = [
     "find_file",
     "image_like_fashion_mnist",
     "load_fashion_mnist",
+    "mixup",
     "official_files",
     "official_mirrors",
     "parse_idx",

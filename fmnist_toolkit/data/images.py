@@ -1,4 +1,5 @@
-"""Augmentation of training batches and users' own pictures made to look like Fashion-MNIST."""
+"""Augmentation of training batches (mirror, shift, cutout, mixup), and users' own pictures
+made to look like Fashion-MNIST."""
 
 from __future__ import annotations
 
@@ -64,6 +65,24 @@ def cutout_batch(images: torch.Tensor, generator: torch.Generator, size: int) ->
 
 
 # --------------------------------------------------------------------------- user images
+
+
+def mixup(
+    inputs: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup (Zhang et al. 2018): each input and target blended with those of another row of
+    the batch, by one weight from Beta(alpha, alpha) per batch, drawn from ``generator`` (CPU)."""
+    import numpy as np
+    import torch
+
+    # torch's Beta distribution takes no generator: numpy's, seeded from the run's generator.
+    rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
+    weight = float(rng.beta(alpha, alpha))
+    partner = torch.randperm(inputs.shape[0], generator=generator).to(inputs.device)
+    return (
+        inputs * weight + inputs[partner] * (1 - weight),
+        targets * weight + targets[partner] * (1 - weight),
+    )
 
 
 def image_like_fashion_mnist(path: str | os.PathLike[str]) -> torch.Tensor:

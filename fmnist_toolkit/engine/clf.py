@@ -18,6 +18,7 @@ from fmnist_toolkit.data import (
     cutout_batch,
     dataset_sha256,
     epoch_order,
+    mixup,
     row_batches,
     split_indices,
 )
@@ -512,24 +513,6 @@ def train_classifier(
         resumed_from_epoch=run.resumed_from,
         plots=plots,
         history=state.history,
-    )
-
-
-def mixup(
-    inputs: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, alpha: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mixup (Zhang et al. 2018): each input and target blended with those of another row of
-    the batch, by one weight from Beta(alpha, alpha) per batch, drawn from ``generator`` (CPU)."""
-    import numpy as np
-    import torch
-
-    # torch's Beta distribution takes no generator: numpy's, seeded from the run's generator.
-    rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
-    weight = float(rng.beta(alpha, alpha))
-    partner = torch.randperm(inputs.shape[0], generator=generator).to(inputs.device)
-    return (
-        inputs * weight + inputs[partner] * (1 - weight),
-        targets * weight + targets[partner] * (1 - weight),
     )
 
 
