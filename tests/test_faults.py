@@ -612,6 +612,37 @@ def _interrupt(arguments: list[object], env: dict[str, str], prefix: str):
 
 
 @pytest.mark.slow
+def test_sigint_during_ae_train_leaves_the_model_and_resumes(
+    synthetic_data: Path, tmp_path: Path
+) -> None:
+    """A real Ctrl-C: exit 130, the saved model untouched, and the printed resume command
+    finishes the run."""
+    env = subprocess_env(tmp_path / "home")
+    common = ["ae", "train", "--data-dir", synthetic_data, "--device", "cpu"]
+    common += ["--latent-dim", "4", "--batch-size", "64", "--name", "run"]
+    first = run_fmt(*common, "--epochs", "1", "--quiet", env=env)
+    assert first.returncode == 0, first.stderr
+    config_file = tmp_path / "home" / "run" / "config.json"
+    before = json.loads(config_file.read_text())
+
+    epochs = 200
+    interrupted = _interrupt([*common, "--epochs", epochs], env, "run epoch 3/")
+    assert json.loads(config_file.read_text()) == before, "the old model must stay as it was"
+    error_line = next(
+        line for line in interrupted.stderr.splitlines() if line.startswith("error: ")
+    )
+    resume_command = error_line.split("resume with: ", 1)[1].split()
+    assert " ae train --name run --resume " in f" {' '.join(resume_command)} "
+    assert resume_command[resume_command.index("--data-dir") + 1] == str(synthetic_data)
+    arguments = resume_command[resume_command.index("train") + 1 :]
+    resumed = run_fmt("ae", "train", *arguments, "--json", "--quiet", env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["epochs"] == epochs and summary["resumed_from_epoch"] >= 3
+    assert not (tmp_path / "home" / ".checkpoints" / "run").exists()
+
+
+@pytest.mark.slow
 def test_sigint_during_gan_train_then_resume(synthetic_data: Path, tmp_path: Path) -> None:
     env = subprocess_env(tmp_path / "home")
     common = [
