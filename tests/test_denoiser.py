@@ -65,16 +65,22 @@ def test_corruptions_include_salt_and_pepper_and_blur() -> None:
     assert bool(((corrupted > 0) & (corrupted < 1)).any())  # blurred or noisy edges
 
 
-def only(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
-    """Switch off every corruption but ``kind`` (a MAX_* constant of engine/denoise.py)."""
+KINDS = (
+    "MAX_GAUSSIAN_SIGMA",
+    "MAX_SPECKLE_SIGMA",
+    "MAX_SALT_PEPPER",
+    "MAX_GRAIN",
+    "MAX_STRAY_DOTS",
+)
+
+
+def only(monkeypatch: pytest.MonkeyPatch, kind: str, maximum: float) -> None:
+    """Every image corrupted by ``kind`` alone (a MAX_* constant of engine/denoise.py)."""
     monkeypatch.setattr(denoise, "BLUR_CHANCE", 0.0)
     monkeypatch.setattr(denoise, "CLEAN_SHARE", 0.0)
     monkeypatch.setattr(denoise, "CORRUPTION_CHANCE", 1.0)
-    for name in ("MAX_GAUSSIAN_SIGMA", "MAX_SPECKLE_SIGMA", "MAX_SALT_PEPPER", "MAX_GRAIN"):
-        if name != kind:
-            monkeypatch.setattr(denoise, name, 0.0)
-    if kind != "MAX_STRAY_DOTS":
-        monkeypatch.setattr(denoise, "MAX_STRAY_DOTS", 0.0)
+    for name in KINDS:
+        monkeypatch.setattr(denoise, name, maximum if name == kind else 0.0)
 
 
 def garment_on_black(count: int) -> torch.Tensor:
@@ -86,7 +92,7 @@ def garment_on_black(count: int) -> torch.Tensor:
 def test_grain_darkens_dense_holes_inside_the_garment_only(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    only(monkeypatch, "MAX_GRAIN")
+    only(monkeypatch, "MAX_GRAIN", 0.5)
     images = garment_on_black(400)
     grained = corrupt(images, torch.Generator().manual_seed(0))
     garment = images > 0
@@ -97,8 +103,17 @@ def test_grain_darkens_dense_holes_inside_the_garment_only(
     assert float(holes.min()) < 0.05  # the density is drawn per image, from (nearly) none
 
 
+def test_the_weakest_share_sets_a_floor_on_the_strength(monkeypatch: pytest.MonkeyPatch) -> None:
+    only(monkeypatch, "MAX_SALT_PEPPER", 0.2)
+    monkeypatch.setattr(denoise, "WEAKEST_SHARE", 0.5)
+    images = torch.full((400, 1, 28, 28), 0.5)
+    dotted = (corrupt(images, torch.Generator().manual_seed(0)) != 0.5).flatten(1).float()
+    share = dotted.mean(dim=1)
+    assert float(share.min()) > 0.07 and float(share.max()) < 0.25  # [0.1, 0.2) of the pixels
+
+
 def test_stray_dots_light_the_background_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    only(monkeypatch, "MAX_STRAY_DOTS")
+    only(monkeypatch, "MAX_STRAY_DOTS", 0.05)
     images = garment_on_black(400)
     dotted = corrupt(images, torch.Generator().manual_seed(0))
     garment = images > 0
