@@ -73,6 +73,11 @@ class AutoencoderTrainConfig:
     schedule: str = "constant"  # any of SCHEDULES; lr is then the peak rate
     objective: str = "reconstruct"  # "denoise": corrupted images in, clean images as targets
     width: int = 16  # unet only: channels of its finest level
+    # --objective denoise only: generators whose samples join the training images as clean
+    # ones (corrupted like the others, with themselves as target), so that the denoiser learns
+    # to leave such samples as they are; clean_sample_count of each.
+    clean_samples: tuple[str, ...] = ()
+    clean_sample_count: int = 6000
 
     def model_spec(self) -> ModelSpec:
         if self.architecture in DENOISER_ARCHITECTURES:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from fmnist_toolkit.config import AutoencoderTrainConfig, EngineConfig, GanTrainConfig
+from fmnist_toolkit.engine import denoise
 from fmnist_toolkit.engine.ae import train_autoencoder
 from fmnist_toolkit.engine.denoise import CLEAN_SHARE, corrupt
 from fmnist_toolkit.engine.gan import train_gan
@@ -48,7 +49,7 @@ def test_corruptions_are_seeded_in_range_and_leave_a_share_clean() -> None:
     assert first.shape == images.shape and first.dtype == images.dtype
     assert float(first.min()) >= 0 and float(first.max()) <= 1
     unchanged = (first == images).flatten(1).all(dim=1).float().mean()
-    # CLEAN_SHARE, plus the corrupted images that drew none of the four kinds (3/32 of them).
+    # CLEAN_SHARE, plus the corrupted images that drew none of the kinds (1/32 of them).
     assert CLEAN_SHARE <= float(unchanged) <= CLEAN_SHARE + 0.15
     changed = (first - images).pow(2).flatten(1).mean(dim=1)
     assert float(changed.max()) > 0.01  # strong corruptions too
@@ -62,6 +63,65 @@ def test_corruptions_include_salt_and_pepper_and_blur() -> None:
     square[:, :, 10:18, 10:18] = 1
     corrupted = corrupt(square, torch.Generator().manual_seed(0))
     assert bool(((corrupted > 0) & (corrupted < 1)).any())  # blurred or noisy edges
+
+
+KINDS = (
+    "MAX_GAUSSIAN_SIGMA",
+    "MAX_SPECKLE_SIGMA",
+    "MAX_SALT_PEPPER",
+    "MAX_GRAIN",
+    "MAX_STRAY_DOTS",
+)
+
+
+def only(monkeypatch: pytest.MonkeyPatch, kind: str, maximum: float) -> None:
+    """Every image corrupted by ``kind`` alone (a MAX_* constant of engine/denoise.py)."""
+    monkeypatch.setattr(denoise, "BLUR_CHANCE", 0.0)
+    monkeypatch.setattr(denoise, "CLEAN_SHARE", 0.0)
+    monkeypatch.setattr(denoise, "CORRUPTION_CHANCE", 1.0)
+    for name in KINDS:
+        monkeypatch.setattr(denoise, name, maximum if name == kind else 0.0)
+
+
+def garment_on_black(count: int) -> torch.Tensor:
+    images = torch.zeros(count, 1, 28, 28)
+    images[:, :, 6:22, 8:20] = 0.8
+    return images
+
+
+def test_grain_darkens_dense_holes_inside_the_garment_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    only(monkeypatch, "MAX_GRAIN", 0.5)
+    images = garment_on_black(400)
+    grained = corrupt(images, torch.Generator().manual_seed(0))
+    garment = images > 0
+    assert bool((grained[~garment] == 0).all())  # the background stays black
+    assert bool((grained <= images).all())  # grain only darkens
+    holes = ((grained < images) & garment).flatten(1).sum(dim=1) / garment[0].sum()
+    assert float(holes.max()) > 0.4 and float(holes.max()) <= denoise.MAX_GRAIN + 0.05
+    assert float(holes.min()) < 0.05  # the density is drawn per image, from (nearly) none
+
+
+def test_the_weakest_share_sets_a_floor_on_the_strength(monkeypatch: pytest.MonkeyPatch) -> None:
+    only(monkeypatch, "MAX_SALT_PEPPER", 0.2)
+    monkeypatch.setattr(denoise, "WEAKEST_SHARE", 0.5)
+    images = torch.full((400, 1, 28, 28), 0.5)
+    dotted = (corrupt(images, torch.Generator().manual_seed(0)) != 0.5).flatten(1).float()
+    share = dotted.mean(dim=1)
+    assert float(share.min()) > 0.07 and float(share.max()) < 0.25  # [0.1, 0.2) of the pixels
+
+
+def test_stray_dots_light_the_background_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    only(monkeypatch, "MAX_STRAY_DOTS", 0.05)
+    images = garment_on_black(400)
+    dotted = corrupt(images, torch.Generator().manual_seed(0))
+    garment = images > 0
+    assert torch.equal(dotted[garment], images[garment])  # the garment is untouched
+    lit = dotted[~garment][dotted[~garment] > 0]
+    assert len(lit) > 0 and float(lit.min()) >= 0.25 and float(lit.max()) <= 1
+    share = (dotted > 0).logical_and(~garment).flatten(1).sum(dim=1) / (~garment[0]).sum()
+    assert float(share.max()) <= denoise.MAX_STRAY_DOTS + 0.02
 
 
 # --------------------------------------------------------------------------- the model
@@ -124,6 +184,31 @@ def test_denoising_run_records_clean_mse_and_resumes_exactly(
     assert all(torch.equal(weights[key], reference_weights[key]) for key in reference_weights)
 
 
+def test_clean_samples_join_the_training_images(
+    synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ModelStore(tmp_path / "store")
+    generator = GanTrainConfig(latent_size=8, hidden_size=32, epochs=1, batch_size=64)
+    train_gan("gan-tiny", generator, CPU, data_dir=synthetic_data, store=store)
+    cpu = torch.device("cpu")
+    samples = denoise.generator_samples(("gan-tiny", "gan-tiny"), 30, store, cpu)
+    assert samples.shape == (60, 28, 28) and samples.dtype == torch.uint8
+    assert torch.equal(samples[:30], samples[30:])  # one seed: the same samples every time
+    drawn: list[int] = []
+    draw = denoise.generator_samples
+
+    def spy(*args, **kwargs) -> torch.Tensor:
+        images = draw(*args, **kwargs)
+        drawn.append(len(images))
+        return images
+
+    monkeypatch.setattr(denoise, "generator_samples", spy)
+    config = tiny_denoiser(epochs=1, clean_samples=("gan-tiny",), clean_sample_count=40)
+    train_autoencoder("dn", config, CPU, data_dir=synthetic_data, store=store)
+    assert drawn == [40]
+    assert store.read_config("dn")["recipe"]["clean_samples"] == ["gan-tiny"]
+
+
 def test_cli_trains_a_denoiser(cli, synthetic_data: Path, tmp_path: Path) -> None:
     plots = tmp_path / "plots"
     result = cli(
@@ -158,6 +243,7 @@ def test_cli_names_a_denoising_autoencoder_apart(cli, synthetic_data: Path) -> N
         (["--arch", "unet", "--objective", "blur"], 2, "blur"),
         (["--arch", "unet", "--objective", "denoise", "--width", "0"], 2, "--width"),
         (["--arch", "resnet", "--objective", "denoise"], 2, "--arch"),
+        (["--latent-dim", "4", "--clean-samples", "gan-mlp"], 2, "--objective denoise"),
     ],
 )
 def test_cli_refuses_bad_denoiser_recipes(

@@ -117,7 +117,8 @@ def train(
         Objective,
         typer.Option(
             help="reconstruct: image in, the same image out; denoise: a corrupted image in "
-            "(salt-and-pepper, speckle, Gaussian noise, blur, or none), the clean one out.",
+            "(salt-and-pepper, speckle, grain, stray dots, Gaussian noise, blur, or none), "
+            "the clean one out.",
             rich_help_panel=RECIPE,
         ),
     ] = Objective.reconstruct,
@@ -130,6 +131,22 @@ def train(
             rich_help_panel=RECIPE,
         ),
     ] = 16,
+    clean_samples: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="--objective denoise only: a generator whose samples join the training "
+            "images as clean ones (corrupted like them, their own target), so that the "
+            "denoiser learns to leave such samples alone; repeat for several.",
+            show_default=False,
+            rich_help_panel=RECIPE,
+        ),
+    ] = None,
+    clean_sample_count: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Samples of each --clean-samples generator.", rich_help_panel=RECIPE
+        ),
+    ] = 6000,
     epochs: Annotated[
         int,
         typer.Option(min=1, help="Passes over the 60,000 training images.", rich_help_panel=RECIPE),
@@ -187,6 +204,8 @@ def train(
         architecture=architecture,
         objective=objective.value,
         width=width,
+        clean_samples=tuple(clean_samples or ()),
+        clean_sample_count=clean_sample_count,
         epochs=epochs,
         batch_size=batch_size,
         optimizer=Optimizer(optimizer).value,

@@ -84,6 +84,10 @@ def check_train_config(config: AutoencoderTrainConfig) -> None:
         raise UsageError(f"unknown optimizer {config.optimizer!r}; use {' or '.join(OPTIMIZERS)}")
     if config.schedule not in SCHEDULES:
         raise UsageError(f"unknown schedule {config.schedule!r}; use {' or '.join(SCHEDULES)}")
+    if config.clean_samples and config.objective != "denoise":
+        raise UsageError("--clean-samples trains a denoiser: use it with --objective denoise")
+    if config.clean_sample_count < 1:
+        raise UsageError("--clean-sample-count must be at least 1")
 
 
 def make_optimizer(model: nn.Module, config: AutoencoderTrainConfig) -> torch.optim.Optimizer:
@@ -297,6 +301,8 @@ def train_autoencoder(
         train = DeviceSplit.load("train", data_dir, device)
         data_sha256 = dataset_sha256(train.images, train.labels)
         test = DeviceSplit.load("test", data_dir, device)
+        if config.clean_samples:
+            train = with_clean_samples(train, config, store or ModelStore(), device)
 
         training = AutoencoderTraining.build(config, engine, device)
         spec = config.model_spec()
@@ -349,6 +355,19 @@ def train_autoencoder(
         history=state.history,
         clean_mse=final.get("clean_mse"),
     )
+
+
+def with_clean_samples(
+    train: DeviceSplit, config: AutoencoderTrainConfig, store: ModelStore, device: torch.device
+) -> DeviceSplit:
+    """The training images followed by the samples of ``config.clean_samples`` (label -1)."""
+    import torch
+
+    samples = denoise.generator_samples(
+        tuple(config.clean_samples), config.clean_sample_count, store, device
+    )
+    labels = torch.full((len(samples),), -1, dtype=train.labels.dtype, device=device)
+    return DeviceSplit(torch.cat([train.images, samples]), torch.cat([train.labels, labels]))
 
 
 def first_of_each_class(split: DeviceSplit) -> torch.Tensor:
