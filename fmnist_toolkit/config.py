@@ -33,8 +33,14 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 def config_from_dict(cls: type[ConfigT], values: dict[str, Any]) -> ConfigT:
     """Rebuild a config, ignoring keys that a newer or older toolkit wrote but this one lacks."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    return cls(**{key: value for key, value in values.items() if key in names})
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kept = {key: value for key, value in values.items() if key in fields}
+    for key, value in kept.items():
+        # JSON has no tuples: a tuple field comes back a list, and the config would no longer
+        # equal the one that was saved.
+        if isinstance(value, list) and str(fields[key].type).startswith("tuple"):
+            kept[key] = tuple(value)
+    return cls(**kept)
 
 
 @dataclass(frozen=True)

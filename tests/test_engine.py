@@ -265,6 +265,23 @@ def test_cosine_schedule_decays_to_zero_from_the_epoch_alone() -> None:
     assert rates == pytest.approx([0.1, 0.1 * (1 + 2**-0.5) / 2, 0.05, 0.1 * (1 - 2**-0.5) / 2])
 
 
+def test_a_saved_config_loads_equal_to_the_one_saved() -> None:
+    """Through JSON and back, tuple fields included (JSON writes them as lists): the report's
+    retraining reuses a stage only when the saved recipe equals the one it would run."""
+    import dataclasses
+    import json
+
+    from fmnist_toolkit.config import AutoencoderTrainConfig, TuneConfig, config_from_dict
+
+    for config in (
+        AutoencoderTrainConfig(epochs=3, clean_samples=("gan-dcgan",)),
+        AutoencoderTrainConfig(),
+        TuneConfig(study="s", search=("schedule", "batch-size")),
+    ):
+        saved = json.loads(json.dumps(dataclasses.asdict(config)))
+        assert config_from_dict(type(config), saved) == config
+
+
 def test_configs_saved_before_the_new_fields_load_as_the_recipes_they_were() -> None:
     """A saved recipe without schedule (autoencoder) or without the classifier's tools loads
     with them off: the report's recipes."""
