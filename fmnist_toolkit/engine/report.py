@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fmnist_toolkit._version import __version__
-from fmnist_toolkit.config import AutoencoderTrainConfig
+from fmnist_toolkit.config import AutoencoderTrainConfig, config_from_dict
 from fmnist_toolkit.data import SPLIT_FILES, DeviceSplit, find_file, resolve_data_dir
 from fmnist_toolkit.engine.defaults import (
     best_autoencoder,
@@ -164,9 +164,10 @@ _REPORT_RECIPE = ("optimizer", "lr", "weight_decay", "batch_size", "schedule")
 
 
 def _report_recipe(model: StoredModel) -> bool:
-    defaults = asdict(AutoencoderTrainConfig())
-    recipe = {"schedule": "constant", **_recipe(model)}
-    return all(recipe.get(key) == defaults[key] for key in _REPORT_RECIPE)
+    # Fields an older toolkit did not write (schedule) take their defaults, as on loading.
+    saved = config_from_dict(AutoencoderTrainConfig, _recipe(model))
+    report = AutoencoderTrainConfig()
+    return all(getattr(saved, key) == getattr(report, key) for key in _REPORT_RECIPE)
 
 
 def _classifier(unfreeze: bool) -> Callable[[StoredModel], bool]:
