@@ -187,13 +187,18 @@ def place_model(model: nn.Module, device: torch.device) -> nn.Module:
     """Move a model to ``device`` in the memory layout that trains fastest there.
 
     On CPU, channels_last sends the transposed convolutions through oneDNN instead of the
-    generic path: about 1.3x faster per training step of the seed autoencoder (benchmarks/).
+    generic path: about 1.3x faster per training step of the seed autoencoder (benchmarks/);
+    and narrow transposed convolutions compute their forward as a convolution plus a pixel
+    shuffle (:mod:`fmnist_toolkit.engine.subpixel`; same weights, same backward).
     """
     import torch
+
+    from fmnist_toolkit.engine.subpixel import use_subpixel_forward
 
     model = model.to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        use_subpixel_forward(model)
     return model
 
 
