@@ -204,18 +204,21 @@ def load_bundled(name: str, kind: str) -> nn.Module:
 
 
 def sample_call(count: int, denoise: bool, out: Path) -> None:
-    """Images from the bundled generator in batches of 1,000, optionally through the bundled
-    autoencoder; a grid PNG by torchvision's save_image, or a .npy of uint8."""
+    """Images from the toolkit's default generator (the bundled class-conditional DCGAN,
+    every class in turn) in batches of 1,000, optionally through its default denoiser (the
+    bundled U-Net); a grid PNG by torchvision's save_image, or a .npy of uint8."""
     import numpy as np
     from torchvision.utils import save_image
 
-    generator = load_bundled("gan-dcgan", "generator")
-    denoiser = load_bundled("ae-wide-16", "autoencoder") if denoise else None
+    generator = load_bundled("gan-dcgan-cond", "generator")
+    denoiser = load_bundled("denoiser-unet", "denoiser") if denoise else None
     torch.manual_seed(0)
     chunks = []
     with torch.no_grad():
         for start in range(0, count, 1000):
-            images = generator(torch.randn(min(1000, count - start), 100)) * 0.5 + 0.5
+            batch = min(1000, count - start)
+            labels = torch.arange(start, start + batch) % 10
+            images = generator(torch.randn(batch, 100), labels) * 0.5 + 0.5
             if denoiser is not None:
                 images = denoiser(images)
             chunks.append(images)

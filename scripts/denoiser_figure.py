@@ -1,6 +1,6 @@
 """Raw GAN samples beside the same samples cleaned by two denoisers, as one PNG per generator.
 
-Usage: python scripts/denoiser_figure.py OUT_DIR [--old ae-wide-16] [--new denoiser-unet]
+Usage: python scripts/denoiser_figure.py OUT_DIR [--old ae-wide-16-onecycle] [--new denoiser-unet]
 
 Writes OUT_DIR/denoisers-<generator>.png for gan-dcgan and gan-mlp: 32 samples (seed 0) raw,
 through the old denoiser and through the new one (docs/gan.md).
@@ -19,7 +19,7 @@ from fmnist_toolkit.storage import ModelStore
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--old", default="ae-wide-16")
+    parser.add_argument("--old", default="ae-wide-16-onecycle")
     parser.add_argument("--new", default="denoiser-unet")
     parser.add_argument("--n", type=int, default=32)
     args = parser.parse_args()

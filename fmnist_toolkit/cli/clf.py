@@ -83,7 +83,8 @@ def finetune(
         str | None,
         typer.Option(
             help="Autoencoder whose encoder is used (store name or folder). Default: the "
-            "latent-16 autoencoder with the lowest test MSE in the store (bundled: ae-wide-16).",
+            "latent-16 autoencoder with the lowest test MSE in the store "
+            "(bundled: ae-wide-16-onecycle).",
             show_default=False,
         ),
     ] = None,
@@ -350,7 +351,7 @@ def probe(
     training split; the validation share picks its L2 penalty, the test set is only measured.
     PCA's first components of the pixels are the baseline with no learning.
 
-    Example: fmt clf probe --encoder ae-16 --encoder ae-wide-16
+    Example: fmt clf probe --encoder ae-16 --encoder ae-wide-16-onecycle
     """
     from fmnist_toolkit.engine.defaults import latent_autoencoders
     from fmnist_toolkit.engine.probe import linear_probes

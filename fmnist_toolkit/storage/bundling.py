@@ -11,14 +11,21 @@ from typing import Any
 from fmnist_toolkit.storage.files import CONFIG_FILE, WEIGHTS_FILE, read_config_file, sha256_hex
 
 
-def bundle_models(source: Path, names: list[str], bundled: Path) -> dict[str, Any]:
+def bundle_models(
+    source: Path, names: list[str], bundled: Path, *, retire: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Copy models from the store at ``source`` into ``bundled`` and record them in its
-    manifest (kind and SHA-256 of both files); return the manifest."""
+    manifest (kind and SHA-256 of both files); drop the ``retire`` ones from both; return the
+    manifest."""
     from fmnist_toolkit.storage import MANIFEST_FILE, validate_name
 
     manifest_path = bundled / MANIFEST_FILE
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     models = dict(manifest.get("models", {}))
+    for name in retire:
+        if models.pop(validate_name(name), None) is None:
+            raise ValueError(f"{name} is not bundled")
+        shutil.rmtree(bundled / name)
     for name in names:
         target = bundled / validate_name(name)
         shutil.rmtree(target, ignore_errors=True)
