@@ -84,7 +84,8 @@ def subpixel_transposed_conv(
     return torch.nn.functional.pixel_shuffle(phases, stride)
 
 
-def _function() -> Any:
+@functools.cache
+def _subpixel_forward() -> Any:
     """The autograd function, made on first use so that importing this module needs no torch."""
     import torch
 
@@ -125,9 +126,6 @@ def _function() -> Any:
             return grad_images, grad_weight, grad_bias, None, None, None
 
     return SubpixelForward
-
-
-_subpixel_forward = functools.cache(_function)
 
 
 def _autocast_dtype(device_type: str) -> torch.dtype | None:
