@@ -53,13 +53,12 @@ with torch.no_grad():
         raw_distance = frechet_distance(feats(raw), ref)
         line = f"{name}: raw {raw_distance:.2f} full {frechet_distance(feats(dn), ref):.2f}"
         line += f" | sample change quantiles 0.5 {e.quantile(0.5):.2e} 0.9 {e.quantile(0.9):.2e}"
-        for k, tau in qs.items():
+        # Thresholds: quantiles of the clean images' changes, then of the samples' own.
+        thresholds = {f"gate>{k}": tau for k, tau in qs.items()}
+        thresholds |= {f"top {1 - q:.0%} noisiest": e.quantile(q).item() for q in (0.5, 0.9)}
+        for label, tau in thresholds.items():
             gate = (e > tau).float().view(-1, 1, 1, 1)
             out = raw + gate * (dn - raw)
-            line += f" | gate>{k}: {gate.mean():.2f} on, FD {frechet_distance(feats(out), ref):.2f}"
-        for tau_q in (0.5, 0.9):
-            tau = e.quantile(tau_q)
-            gate = (e > tau).float().view(-1, 1, 1, 1)
-            out = raw + gate * (dn - raw)
-            line += f" | top {1 - tau_q:.0%} noisiest: FD {frechet_distance(feats(out), ref):.2f}"
+            distance = frechet_distance(feats(out), ref)
+            line += f" | {label}: {gate.mean():.2f} on, FD {distance:.2f}"
         print(line, f"({time.time() - t0:.0f}s)", flush=True)

@@ -10,6 +10,14 @@ from typing import Any
 
 from fmnist_toolkit.storage.files import CONFIG_FILE, WEIGHTS_FILE, read_config_file, sha256_hex
 
+# The whole bundle stays under 20 MB, read in decimal megabytes (the stricter reading).
+BUNDLE_SIZE_LIMIT = 20_000_000
+
+
+def bundle_size(bundled: Path) -> int:
+    """Bytes of every file in the bundle folder (models and manifest)."""
+    return sum(path.stat().st_size for path in bundled.rglob("*") if path.is_file())
+
 
 def bundle_models(
     source: Path, names: list[str], bundled: Path, *, retire: tuple[str, ...] = ()
