@@ -884,3 +884,48 @@ def test_remove_when_the_checkpoint_vanishes_meanwhile(tmp_path: Path, monkeypat
     monkeypatch.setattr(store, "check_removable", lambda name: found)
     store.remove("m")
     assert not store.exists("m") and leftovers(home) == []
+
+
+# --------------------------------------------------------------------------- the fast exit
+FAST_EXIT = textwrap.dedent(
+    """
+    import atexit, sys
+    from pathlib import Path
+    import torch  # the fast exit applies once torch is loaded
+    from fmnist_toolkit.cli import _exit
+    atexit.register(lambda: Path(sys.argv[1]).write_text("hooks ran"))
+    print("buffered, no newline", end="")
+    _exit(int(sys.argv[2]) if sys.argv[2].isdigit() else sys.argv[2])
+    """
+)
+
+
+@pytest.mark.parametrize(("code", "status"), [("0", 0), ("2", 2), ("a message", 1)])
+def test_fast_exit_keeps_status_output_and_atexit_hooks(
+    tmp_path: Path, code: str, status: int
+) -> None:
+    marker = tmp_path / "marker"
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    process = subprocess.run(
+        [sys.executable, "-c", FAST_EXIT, str(marker), code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    assert process.returncode == status, process.stderr
+    assert process.stdout == "buffered, no newline"
+    assert marker.read_text() == "hooks ran"
+    if status == 1:
+        assert process.stderr.strip().endswith("a message")
+
+
+def test_piped_json_survives_the_fast_exit(tmp_path: Path) -> None:
+    env = {**subprocess_env(tmp_path / "home"), "FMT_BUNDLED_MODELS": "1"}
+    env.pop("PYTHONUNBUFFERED")
+    out = tmp_path / "samples.png"
+    process = run_fmt("gan", "sample", "--n", "4", out, "--json", "--device", "cpu", env=env)
+    assert process.returncode == 0, process.stderr
+    assert json.loads(process.stdout)["n"] == 4
+    assert out.stat().st_size > 0

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import sys
+import threading
 from typing import Annotated
 
 import typer
@@ -60,4 +64,34 @@ def root(
 
 def main() -> None:
     """Console-script entry point of ``fmt`` and ``fmnist-toolkit``."""
-    app()
+    try:
+        app()
+    except SystemExit as request:
+        _exit(request.code)
+    _exit(0)
+
+
+def _exit(code: int | str | None) -> None:
+    """Exit with ``code``, skipping the interpreter's teardown once torch is loaded.
+
+    Unloading torch's shared libraries at exit takes about 0.6 s on a 2-core CPU, a sixth of
+    `fmt gan sample`'s wall time. By now every file the command wrote is closed, so the
+    atexit hooks run, the standard streams are flushed and the process ends. Without torch,
+    or with another thread still running, the ordinary exit is kept.
+    """
+    if "torch" not in sys.modules or threading.active_count() > 1:
+        sys.exit(code)
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:  # sys.exit("message"): Python prints it and exits 1
+        print(code, file=sys.stderr)
+        status = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`fmt ... | head`) or stream
+            status = status or 1
+    os._exit(status)
