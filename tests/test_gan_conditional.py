@@ -4,8 +4,10 @@ class-conditional GAN (training, --class sampling, per-class shares in eval, loa
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -21,7 +23,13 @@ from fmnist_toolkit.engine.ae import train_autoencoder
 from fmnist_toolkit.engine.clf import train_classifier
 from fmnist_toolkit.engine.gan import recalibrate_batch_norm, train_gan
 from fmnist_toolkit.engine.gan_eval import class_shares
-from fmnist_toolkit.engine.sample import class_labels, parse_classes
+from fmnist_toolkit.engine.sample import (
+    check_truncation,
+    class_labels,
+    generate,
+    parse_classes,
+    to_uint8,
+)
 from fmnist_toolkit.errors import TrainingInterrupted, UsageError
 from fmnist_toolkit.models.gan import DCGANDiscriminator, DCGANGenerator
 from fmnist_toolkit.storage import ModelStore
@@ -229,8 +237,6 @@ def test_sample_class_all_draws_one_row_per_class(cli, with_store: Path, tmp_pat
     arrays = tmp_path / "x.npz"
     both = cli("gan", "sample", "--model", "gan-cond", "--class", "sneaker", "--class", 0, arrays)
     assert both.exit_code == 0, both.output
-    import numpy as np
-
     assert np.load(arrays)["images"].shape == (16, 28, 28)  # 8 per class by default
 
 
@@ -310,6 +316,96 @@ def test_class_without_a_conditional_generator_says_what_to_do(
     result = cli("gan", "sample", "--class", "bag", out)
     assert_one_line_error(result, 1, "no class-conditional generator", "--conditional")
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- truncation
+
+
+def sampled(cli, out: Path, *args: object) -> tuple[dict, np.ndarray]:
+    result = cli("gan", "sample", "--n", 20, out, "--json", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout), np.load(out)["images"]
+
+
+def test_truncation_scales_the_noise(cli, with_store: Path, tmp_path: Path) -> None:
+    default, plain = sampled(cli, tmp_path / "default.npz", "--model", "gan-cond")
+    full, at_one = sampled(cli, tmp_path / "one.npz", "--model", "gan-cond", "--truncation", 1)
+    half, truncated = sampled(
+        cli, tmp_path / "half.npz", "--model", "gan-cond", "--truncation", 0.5
+    )
+    assert (default["truncation"], full["truncation"], half["truncation"]) == (1, 1, 0.5)
+    assert np.array_equal(plain, at_one)
+    assert not np.array_equal(truncated, at_one)
+    # The generator's own forward pass on the same noise, halved.
+    generator = fmnist_toolkit.load_model("gan-cond")
+    noise = generator.noise(20, torch.Generator().manual_seed(0)) * 0.5
+    expected = to_uint8(generate(generator, noise, torch.arange(20) % 10))
+    assert np.array_equal(truncated, expected.numpy())
+
+
+def copy_with_sampling(store_root: Path, source: str, name: str, sampling: object) -> None:
+    store = ModelStore(store_root)
+    shutil.copytree(store.model_dir(source), store.model_dir(name))
+    config_path = store.model_dir(name) / "config.json"
+    config = json.loads(config_path.read_text())
+    config.update(name=name, sampling=sampling)
+    config_path.write_text(json.dumps(config))
+
+
+def test_a_recorded_truncation_is_the_default(
+    cli,
+    conditional_store: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    synthetic_data: Path,
+) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(conditional_store, home)
+    copy_with_sampling(home, "gan-cond", "gan-recorded", {"truncation": 0.5})
+    monkeypatch.setenv("FMT_HOME", str(home))
+    assert fmnist_toolkit.load_model("gan-recorded").truncation == 0.5
+    assert fmnist_toolkit.load_model("gan-cond").truncation == 1
+    recorded, images = sampled(cli, tmp_path / "r.npz", "--model", "gan-recorded")
+    _, halved = sampled(cli, tmp_path / "h.npz", "--model", "gan-cond", "--truncation", 0.5)
+    overridden, full = sampled(
+        cli, tmp_path / "f.npz", "--model", "gan-recorded", "--truncation", 1
+    )
+    _, plain = sampled(cli, tmp_path / "p.npz", "--model", "gan-cond")
+    assert recorded["truncation"] == 0.5 and np.array_equal(images, halved)
+    assert overridden["truncation"] == 1 and np.array_equal(full, plain)
+    args = ["--features", "clf", "--n", 50, "--data-dir", synthetic_data, "--json"]
+    report = cli("gan", "eval", "--model", "gan-recorded", *args)
+    assert report.exit_code == 0, report.output
+    assert json.loads(report.stdout)["truncation"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "sampling", [{"truncation": "0.5"}, {"truncation": 0}, [0.5], {"truncation": 9}]
+)
+def test_a_damaged_recorded_truncation_is_one_line(
+    cli, conditional_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sampling: object
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copytree(ModelStore(conditional_store).model_dir("gan-cond"), home / "gan-cond")
+    copy_with_sampling(home, "gan-cond", "gan-damaged", sampling)
+    monkeypatch.setenv("FMT_HOME", str(home))
+    out = tmp_path / "x.png"
+    result = cli("gan", "sample", "--model", "gan-damaged", out)
+    assert_one_line_error(result, 1, "gan-damaged", "sampling")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "2.5", "many"])
+def test_a_bad_truncation_is_a_usage_error(
+    cli, with_store: Path, tmp_path: Path, value: str
+) -> None:
+    out = tmp_path / "x.png"
+    result = cli("gan", "sample", "--model", "gan-cond", "--truncation", value, out)
+    assert_one_line_error(result, 2, "--truncation")
+    assert not out.exists()
+    with pytest.raises(UsageError, match="--truncation"):
+        check_truncation(0.0)
 
 
 def test_snapshots_are_saved_models_of_the_run(synthetic_data: Path, tmp_path: Path) -> None:

@@ -117,11 +117,8 @@ def test_bundled_conditional_generator_draws_the_classes_asked_for(
     report = json.loads(
         cli("gan", "eval", "--model", "gan-dcgan-cond", "--data-dir", real_data, "--json").stdout
     )
+    assert report["truncation"] == 0.7  # the bundled model's own (docs/gan.md, Truncation)
     raw = report["rows"][1]
     assert raw["mean_class_share"] >= 0.90
-    assert raw["frechet_distance"] <= 35
-    # The issue asks every class >= 75 %; shirts reach 68 % (seed 0: 67.6 %, docs/gan.md), the
-    # one class short of it. This guards what the bundled model does, not the unmet target.
-    shares = raw["class_shares"]
-    assert min(shares.values()) >= 0.60
-    assert all(share >= 0.75 for name, share in shares.items() if name != "Shirt")
+    assert raw["frechet_distance"] <= 30  # the default generator's target (35 as a conditional)
+    assert min(raw["class_shares"].values()) >= 0.75

@@ -191,7 +191,7 @@ def show(name: NameArgument, json_output: JsonOption = False) -> None:
     table.add_row("path", str(store.require(name)))
     table.add_row("source", store.source(name))
     recipe = _section(config, "recipe")
-    for key in ("model", "recipe", "engine", "metrics"):
+    for key in ("model", "recipe", "engine", "metrics", "sampling"):
         for field, value in _section(config, key).items():
             if key == "recipe" and not _applies(field, recipe):
                 continue

@@ -113,7 +113,9 @@ def generator_samples(
     for name in names:
         generator = load_generator(name, store, device)
         labels = sample_labels(generator, count)
-        for raw, _ in sample_batches(generator, None, count, CLEAN_SAMPLES_SEED, labels):
+        # Untruncated draws (1): the widest variety of what generators make.
+        batches = sample_batches(generator, None, count, CLEAN_SAMPLES_SEED, labels, truncation=1)
+        for raw, _ in batches:
             samples.append(to_uint8(raw))
     return torch.cat(samples).to(device)
 

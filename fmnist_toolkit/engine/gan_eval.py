@@ -19,6 +19,7 @@ from fmnist_toolkit.engine.defaults import best_classifier, default_generator
 from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
 from fmnist_toolkit.engine.sample import (
     MAX_SAMPLES,
+    check_truncation,
     choose_denoiser,
     load_generator,
     sample_batches,
@@ -61,6 +62,7 @@ class QualityReport:
     denoiser: str | None
     reference: str  # what the distances are measured against
     rows: list[QualityRow]
+    truncation: float = 1.0  # the noise's scale the samples were drawn at
 
 
 SINGULAR_OFFSET = 1e-6  # added to both covariances' diagonals when their product is singular
@@ -132,18 +134,21 @@ def evaluate_generator(
     denoiser_name: str | None = None,
     count: int = 10_000,
     seed: int = 0,
+    truncation: float | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     store: ModelStore | None = None,
     device: str = "cpu",
 ) -> QualityReport:
     """Fréchet distances to the 10,000 test images: ``count`` samples (raw, and denoised when
-    asked), and 10,000 training images as the floor; plus each set's predicted-class mix.
-    The networks run on ``device``; the statistics are computed on the CPU in float64."""
+    asked) drawn at ``truncation`` (default: the generator's own), and 10,000 training images
+    as the floor; plus each set's predicted-class mix. The networks run on ``device``; the
+    statistics are computed on the CPU in float64."""
 
     from fmnist_toolkit.engine.device import resolve_device
 
     if not 2 <= count <= MAX_SAMPLES:
         raise UsageError(f"--n must be between 2 and {MAX_SAMPLES:,}, not {count}")
+    check_truncation(truncation)
     compute = resolve_device(device)
     store = store or ModelStore()
     generator_name = generator_name or default_generator(store)
@@ -156,13 +161,15 @@ def evaluate_generator(
     denoiser_name, denoiser = choose_denoiser(store, denoise, denoiser_name, compute)
 
     reference, floor = reference_features(classifier, data_dir, seed)
-    rows = [floor, *sample_rows(classifier, generator, denoiser, count, seed, reference)]
+    truncation = generator.truncation if truncation is None else truncation
+    samples = sample_rows(classifier, generator, denoiser, count, seed, reference, truncation)
     return QualityReport(
+        truncation=truncation,
         generator=generator_name,
         features=features_name,
         denoiser=denoiser_name,
         reference=f"{len(reference):,} test images",
-        rows=rows,
+        rows=[floor, *samples],
     )
 
 
@@ -194,6 +201,7 @@ def sample_rows(
     count: int,
     seed: int,
     reference: np.ndarray,
+    truncation: float | None = None,
 ) -> list[QualityRow]:
     """Rows of ``count`` samples drawn by ``seed``, raw (and denoised with a denoiser). A
     conditional generator draws every class equally often, and each row also has the share of
@@ -203,7 +211,8 @@ def sample_rows(
     sets: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"raw": [], "denoised": []}
     labels = sample_labels(generator, count)
     with torch.no_grad():
-        for raw, denoised in sample_batches(generator, denoiser, count, seed, labels):
+        batches = sample_batches(generator, denoiser, count, seed, labels, truncation)
+        for raw, denoised in batches:
             sets["raw"].append(_features_and_classes(classifier, raw))
             if denoised is not None:
                 sets["denoised"].append(_features_and_classes(classifier, denoised))

@@ -10,6 +10,7 @@ from fmnist_toolkit.config import ModelSpec, config_from_dict
 from fmnist_toolkit.engine.defaults import best_autoencoder, best_classifier  # re-exported
 from fmnist_toolkit.errors import ModelCorruptError, ModelNotFoundError, UsageError
 from fmnist_toolkit.models import create_model
+from fmnist_toolkit.models.gan import MAX_TRUNCATION
 from fmnist_toolkit.storage import CONFIG_FILE, WEIGHTS_FILE, ModelStore, read_bundle
 
 __all__ = ["best_autoencoder", "best_classifier"]  # chosen in engine/defaults.py
@@ -113,4 +114,20 @@ def load_model(
     model = create_model(spec)
     check_state_dict(model, tensors, label)
     model.load_state_dict(tensors)
+    if spec.kind == "generator":
+        model.truncation = recorded_truncation(config, label)
     return model.to(device).eval()
+
+
+def recorded_truncation(config: dict[str, Any], label: str) -> float:
+    """The noise scale a generator's config records for sampling (``sampling.truncation``), 1
+    when it records none."""
+    sampling = config.get("sampling", {})
+    value = sampling.get("truncation", 1.0) if isinstance(sampling, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ModelCorruptError(f"{label}: its config's sampling section is damaged")
+    if not 0 < value <= MAX_TRUNCATION:
+        raise ModelCorruptError(
+            f"{label}: its config's sampling truncation {value} is outside (0, {MAX_TRUNCATION}]"
+        )
+    return float(value)

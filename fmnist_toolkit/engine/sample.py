@@ -27,6 +27,7 @@ from fmnist_toolkit.engine.model_io import (
 )
 from fmnist_toolkit.engine.outputs import check_sample_target
 from fmnist_toolkit.errors import UsageError
+from fmnist_toolkit.models.gan import MAX_TRUNCATION
 from fmnist_toolkit.storage import ModelStore, usual_mode, write_file_atomically
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class SampleRequest:
     denoise: bool = False
     side_by_side: bool = False
     classes: tuple[int, ...] = ()  # a conditional generator's classes, count // len each
+    truncation: float | None = None  # the noise's scale; None: the generator's own
 
 
 def parse_classes(values: list[str] | tuple[str, ...]) -> tuple[int, ...]:
@@ -99,6 +101,7 @@ class SampleResult:
     generator: str
     denoiser: str | None
     files: int
+    truncation: float = 1.0
     sources: dict[str, str] = field(default_factory=dict)  # model name -> user/bundled/path
     png_bytes: bytes | None = None  # the grid, when OUT is "-"
 
@@ -193,20 +196,24 @@ def sample_batches(
     count: int,
     seed: int,
     labels: torch.Tensor | None = None,
+    truncation: float | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
     """(raw, denoised or None) float images in [0, 1] on the CPU, SAMPLE_BATCH at a time;
     a conditional generator draws image i of class ``labels[i]``.
 
     The noise is drawn on the CPU from ``seed`` whatever the models' device, so a seed names
-    the same noise everywhere."""
+    the same noise everywhere, and scaled by ``truncation`` (default: the generator's own,
+    :attr:`Generator.truncation`): below 1 the samples keep nearer the likeliest images,
+    trading variety for fidelity (the truncation trick, docs/gan.md)."""
     import torch
 
+    scale = generator.truncation if truncation is None else truncation
     noise = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for start in range(0, count, SAMPLE_BATCH):
             size = min(SAMPLE_BATCH, count - start)
             batch_labels = None if labels is None else labels[start : start + size]
-            raw = generate(generator, generator.noise(size, noise), batch_labels)
+            raw = generate(generator, generator.noise(size, noise) * scale, batch_labels)
             denoised = None
             if denoiser is not None:
                 on = next(denoiser.parameters()).device
@@ -241,6 +248,7 @@ def check_request(request: SampleRequest, out: str) -> str:
         raise UsageError(f"--n must be between 1 and {MAX_SAMPLES:,}, not {request.count}")
     if not 1 <= request.nrow <= 1_000:
         raise UsageError(f"--nrow must be between 1 and 1000, not {request.nrow}")
+    check_truncation(request.truncation)
     if request.classes and request.count % len(request.classes):
         classes = len(request.classes)
         raise UsageError(
@@ -260,6 +268,13 @@ def check_request(request: SampleRequest, out: str) -> str:
         )
     check_sample_target(out, kind)
     return kind
+
+
+def check_truncation(truncation: float | None) -> None:
+    if truncation is not None and not 0 < truncation <= MAX_TRUNCATION:
+        raise UsageError(
+            f"--truncation must be above 0 and at most {MAX_TRUNCATION:g}, not {truncation:g}"
+        )
 
 
 def image_grid(
@@ -336,7 +351,8 @@ def write_samples(
     generator = load_generator(generator_name, store, compute)
     labels = sample_labels(generator, request.count, request.classes)
     denoiser_name, denoiser = choose_denoiser(store, request.denoise, denoiser_name, compute)
-    batches = sample_batches(generator, denoiser, request.count, request.seed, labels)
+    truncation = generator.truncation if request.truncation is None else request.truncation
+    batches = sample_batches(generator, denoiser, request.count, request.seed, labels, truncation)
     result = SampleResult(
         out=out,
         format=kind,
@@ -344,6 +360,7 @@ def write_samples(
         generator=generator_name,
         denoiser=denoiser_name,
         files=1,
+        truncation=truncation,
         sources={
             name: model_source(store, name)
             for name in (generator_name, denoiser_name)

@@ -19,6 +19,7 @@ from torch import nn
 from fmnist_toolkit.models._registry import register
 
 IMAGE_PIXELS = 28 * 28
+MAX_TRUNCATION = 2.0
 
 
 def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -38,6 +39,10 @@ class Generator(nn.Module):
 
     latent_size: int
     num_classes: int = 0
+    #: The scale of the noise sampling draws from (the truncation trick; 1: none). A saved
+    #: model's config may record its own under "sampling" (load_model sets it); training and
+    #: :meth:`noise` ignore it.
+    truncation: float = 1.0
 
     def noise(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Standard normal noise [count, latent_size] on the CPU (device-independent draws)."""
