@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit
 from fmnist_toolkit.engine.device import resolve_device
 from fmnist_toolkit.engine.inference import predict_split
-from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
+from fmnist_toolkit.engine.model_io import load_model
 from fmnist_toolkit.storage import ModelStore
 
 if TYPE_CHECKING:
@@ -64,9 +64,8 @@ def evaluate_classifier(
     store: ModelStore | None = None,
 ) -> ClassifierMetrics:
     """Re-measure a saved classifier on the 10,000 test images."""
-    read_model_of_kind(name_or_path, "classifier", store)
     torch_device = resolve_device(device)
-    model = load_model(name_or_path, store=store, device=torch_device)
+    model = load_model(name_or_path, store=store, device=torch_device, kind="classifier")
     test = DeviceSplit.load("test", data_dir, torch_device)
     return test_metrics(classify(model, test), test.labels)
 
@@ -83,9 +82,8 @@ def predict_images(
 
     from fmnist_toolkit.data import image_like_fashion_mnist, to_unit_float
 
-    read_model_of_kind(name_or_path, "classifier", store)
+    model = load_model(name_or_path, store=store, kind="classifier")
     pictures = torch.stack([image_like_fashion_mnist(path) for path in paths])
-    model = load_model(name_or_path, store=store)
     with torch.no_grad():
         probabilities = model(to_unit_float(pictures)).exp()
     results = []

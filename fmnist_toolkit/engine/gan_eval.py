@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit, to_unit_float
 from fmnist_toolkit.engine.defaults import best_classifier, default_generator
-from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
+from fmnist_toolkit.engine.model_io import load_model
 from fmnist_toolkit.engine.sample import (
     MAX_SAMPLES,
     check_truncation,
@@ -156,8 +156,10 @@ def evaluate_generator(
     features_name = features_name or best_classifier(
         store, purpose="for the feature space", option="--features"
     )
-    read_model_of_kind(features_name, "classifier", store, hint=" (--features needs a classifier)")
-    classifier = load_model(features_name, store=store, device=compute)
+    hint = " (--features needs a classifier)"
+    classifier = load_model(
+        features_name, store=store, device=compute, kind="classifier", hint=hint
+    )
     denoiser_name, denoiser = choose_denoiser(store, denoise, denoiser_name, compute)
 
     reference, floor = reference_features(classifier, data_dir, seed)

@@ -86,18 +86,20 @@ def _with_article(noun: str) -> str:
 
 def read_model_of_kind(
     name_or_path: str | os.PathLike[str],
-    kind: str,
+    kind: str | tuple[str, ...],
     store: ModelStore | None = None,
     *,
     hint: str = "",
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], str, ModelSpec]:
-    """Weights, config, label and spec of a saved model that must be of ``kind``."""
+    """Weights, config, label and spec of a saved model that must be of ``kind`` (or one of
+    several kinds)."""
     tensors, config, label = read_saved_model(name_or_path, store)
     spec = model_spec_of(config, label)
-    if spec.kind != kind:
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if spec.kind not in kinds:
+        wanted = " or ".join(_with_article(each) for each in kinds)
         raise UsageError(
-            f"{label} is {_with_article(spec.kind)}, not {_with_article(kind)}{hint} "
-            "(see `fmt models list`)"
+            f"{label} is {_with_article(spec.kind)}, not {wanted}{hint} (see `fmt models list`)"
         )
     return tensors, config, label, spec
 
@@ -107,10 +109,16 @@ def load_model(
     *,
     store: ModelStore | None = None,
     device: str | torch.device = "cpu",
+    kind: str | tuple[str, ...] | None = None,
+    hint: str = "",
 ) -> nn.Module:
-    """A saved model rebuilt from its config, weights checked and loaded, in eval mode."""
-    tensors, config, label = read_saved_model(name_or_path, store)
-    spec = model_spec_of(config, label)
+    """A saved model rebuilt from its config, weights checked and loaded, in eval mode. With
+    ``kind``, a model of another kind is a usage error (``hint`` says what needed it)."""
+    if kind is None:
+        tensors, config, label = read_saved_model(name_or_path, store)
+        spec = model_spec_of(config, label)
+    else:
+        tensors, config, label, spec = read_model_of_kind(name_or_path, kind, store, hint=hint)
     model = create_model(spec)
     check_state_dict(model, tensors, label)
     model.load_state_dict(tensors)

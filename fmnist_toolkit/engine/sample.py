@@ -21,9 +21,6 @@ from fmnist_toolkit.data import CLASS_NAMES
 from fmnist_toolkit.engine.defaults import default_denoiser, default_generator
 from fmnist_toolkit.engine.model_io import (
     load_model,
-    model_spec_of,
-    read_model_of_kind,
-    read_saved_model,
 )
 from fmnist_toolkit.engine.outputs import check_sample_target
 from fmnist_toolkit.errors import UsageError
@@ -116,20 +113,14 @@ def model_source(store: ModelStore, name: str) -> str:
 
 
 def load_generator(name: str, store: ModelStore, device: str | torch.device = "cpu") -> nn.Module:
-    read_model_of_kind(name, "generator", store, hint=" (fmt gan sample needs a generator)")
-    return load_model(name, store=store, device=device)
+    hint = " (fmt gan sample needs a generator)"
+    return load_model(name, store=store, device=device, kind="generator", hint=hint)
 
 
 def load_denoiser(name: str, store: ModelStore, device: str | torch.device = "cpu") -> nn.Module:
     """A denoiser or an autoencoder (any image-to-image model) by name or path."""
-    _, config, label = read_saved_model(name, store)
-    kind = model_spec_of(config, label).kind
-    if kind not in DENOISER_KINDS:
-        raise UsageError(
-            f"{label} is a {kind}, not a denoiser or an autoencoder (--denoiser needs one; "
-            "see `fmt models list`)"
-        )
-    return load_model(name, store=store, device=device)
+    hint = " (--denoiser needs one)"
+    return load_model(name, store=store, device=device, kind=DENOISER_KINDS, hint=hint)
 
 
 def choose_denoiser(
