@@ -24,6 +24,7 @@ from fmnist_toolkit.engine.sample import (
     load_generator,
     sample_batches,
     sample_labels,
+    truncation_of,
 )
 from fmnist_toolkit.errors import MeasurementError, UsageError
 from fmnist_toolkit.storage import ModelStore
@@ -163,7 +164,7 @@ def evaluate_generator(
     denoiser_name, denoiser = choose_denoiser(store, denoise, denoiser_name, compute)
 
     reference, floor = reference_features(classifier, data_dir, seed)
-    truncation = generator.truncation if truncation is None else truncation
+    truncation = truncation_of(generator, truncation)
     samples = sample_rows(classifier, generator, denoiser, count, seed, reference, truncation)
     return QualityReport(
         truncation=truncation,

@@ -198,7 +198,7 @@ def sample_batches(
     trading variety for fidelity (the truncation trick, docs/gan.md)."""
     import torch
 
-    scale = generator.truncation if truncation is None else truncation
+    scale = truncation_of(generator, truncation)
     noise = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for start in range(0, count, SAMPLE_BATCH):
@@ -259,6 +259,11 @@ def check_request(request: SampleRequest, out: str) -> str:
         )
     check_sample_target(out, kind)
     return kind
+
+
+def truncation_of(generator: nn.Module, requested: float | None) -> float:
+    """The noise scale to draw at: ``requested``, else the generator's own."""
+    return generator.truncation if requested is None else requested
 
 
 def check_truncation(truncation: float | None) -> None:
@@ -342,7 +347,7 @@ def write_samples(
     generator = load_generator(generator_name, store, compute)
     labels = sample_labels(generator, request.count, request.classes)
     denoiser_name, denoiser = choose_denoiser(store, request.denoise, denoiser_name, compute)
-    truncation = generator.truncation if request.truncation is None else request.truncation
+    truncation = truncation_of(generator, request.truncation)
     batches = sample_batches(generator, denoiser, request.count, request.seed, labels, truncation)
     result = SampleResult(
         out=out,
