@@ -332,7 +332,7 @@ def _sample_figure(ctx: ReportContext, generator: str, denoisers: list[str]) -> 
     labels = sample_labels(network, SAMPLE_GRID)  # a conditional one: every class in turn
     raw, _ = next(sample_batches(network, None, SAMPLE_GRID, ctx.seed, labels))
     panels: list[torch.Tensor] = [image_grid(raw, nrow=8)]
-    titles = [f"{generator}: raw samples"]
+    titles = [f"{generator}{_at_truncation(network)}: raw samples"]
     for name in denoisers:
         denoiser = load_denoiser(name, ctx.store, ctx.device)
         import torch
@@ -413,8 +413,14 @@ def _distances(ctx: ReportContext, generators: list[str], features: str) -> list
             classifier_model, network, denoiser, ctx.samples, ctx.seed, reference
         ):
             what = "raw" if row.images == "raw samples" else f"denoised by {denoiser_name}"
-            measures.append(_distance(f"{generator}, {what}", row, generator))
+            label = f"{generator}{_at_truncation(network)}, {what}"
+            measures.append(_distance(label, row, generator))
     return measures
+
+
+def _at_truncation(generator: Any) -> str:
+    """ " at truncation 0.7" for a generator drawn at a recorded noise scale, else ""."""
+    return "" if generator.truncation == 1 else f" at truncation {generator.truncation:g}"
 
 
 def _distance(what: str, row: Any, model: str) -> Measure:
