@@ -417,7 +417,8 @@ def sample(
         made_by = f"{result.generator}, {sources.get(result.generator, '?')}"
         if result.denoiser:
             made_by += f"; denoised by {result.denoiser}, {sources.get(result.denoiser, '?')}"
-        console.print(f"wrote {result.count} images to {result.out} ({made_by})", soft_wrap=True)
+        images = "image" if result.count == 1 else "images"
+        console.print(f"wrote {result.count} {images} to {result.out} ({made_by})", soft_wrap=True)
 
 
 @app.command("eval")
