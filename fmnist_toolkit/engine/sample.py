@@ -19,9 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from fmnist_toolkit.data import CLASS_NAMES
 from fmnist_toolkit.engine.defaults import default_denoiser, default_generator
-from fmnist_toolkit.engine.model_io import (
-    load_model,
-)
+from fmnist_toolkit.engine.model_io import load_model
 from fmnist_toolkit.engine.outputs import check_sample_target
 from fmnist_toolkit.errors import UsageError
 from fmnist_toolkit.models.gan import MAX_TRUNCATION
