@@ -891,34 +891,79 @@ FAST_EXIT = textwrap.dedent(
     """
     import atexit, sys
     from pathlib import Path
-    import torch  # the fast exit applies once torch is loaded
     from fmnist_toolkit.cli import _exit
+    if sys.argv[3] == "torch":
+        import torch  # the fast exit applies once torch is loaded
+
+    class Witness:  # finalised by the interpreter's teardown, which the fast exit skips
+        def __del__(self, _open=open, _path=sys.argv[1] + ".teardown"):
+            with _open(_path, "w") as file:
+                file.write("torn down")
+
+    witness = Witness()
     atexit.register(lambda: Path(sys.argv[1]).write_text("hooks ran"))
     print("buffered, no newline", end="")
-    _exit(int(sys.argv[2]) if sys.argv[2].isdigit() else sys.argv[2])
+    code = sys.argv[2]
+    _exit(None if code == "None" else int(code) if code.isdigit() else code)
     """
 )
 
 
-@pytest.mark.parametrize(("code", "status"), [("0", 0), ("2", 2), ("a message", 1)])
-def test_fast_exit_keeps_status_output_and_atexit_hooks(
-    tmp_path: Path, code: str, status: int
-) -> None:
+def run_fast_exit(
+    tmp_path: Path, code: str, imports: str
+) -> tuple[subprocess.CompletedProcess, Path]:
     marker = tmp_path / "marker"
     env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
     process = subprocess.run(
-        [sys.executable, "-c", FAST_EXIT, str(marker), code],
+        [sys.executable, "-c", FAST_EXIT, str(marker), code, imports],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
         env=env,
     )
+    return process, marker
+
+
+@pytest.mark.parametrize(("code", "status"), [("0", 0), ("None", 0), ("2", 2), ("a message", 1)])
+def test_fast_exit_keeps_status_output_and_atexit_hooks(
+    tmp_path: Path, code: str, status: int
+) -> None:
+    process, marker = run_fast_exit(tmp_path, code, "torch")
     assert process.returncode == status, process.stderr
     assert process.stdout == "buffered, no newline"
     assert marker.read_text() == "hooks ran"
+    assert not marker.with_name("marker.teardown").exists()  # the teardown was skipped
     if status == 1:
         assert process.stderr.strip().endswith("a message")
+
+
+def test_without_torch_the_ordinary_exit_is_kept(tmp_path: Path) -> None:
+    process, marker = run_fast_exit(tmp_path, "3", "no-torch")
+    assert process.returncode == 3, process.stderr
+    assert process.stdout == "buffered, no newline"
+    assert marker.read_text() == "hooks ran"
+    assert marker.with_name("marker.teardown").read_text() == "torn down"
+
+
+def test_fast_exit_with_stdout_closed_at_start(tmp_path: Path) -> None:
+    out = tmp_path / "samples.npz"
+    env = {**subprocess_env(tmp_path / "home"), "FMT_BUNDLED_MODELS": "1"}
+    process = subprocess.run(
+        [*fmt("gan", "sample", "--n", "4", out, "--device", "cpu")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        check=False,
+        close_fds=True,
+        pass_fds=(),
+        preexec_fn=lambda: os.close(1),
+    )
+    assert process.returncode == 0, process.stderr
+    assert "Traceback" not in process.stderr
+    assert out.stat().st_size > 0
 
 
 def test_piped_json_survives_the_fast_exit(tmp_path: Path) -> None:

@@ -63,9 +63,16 @@ def root(
 
 
 def main() -> None:
-    """Console-script entry point of ``fmt`` and ``fmnist-toolkit``."""
+    """The app, raising ``SystemExit`` when done like any click program (safe to call from
+    Python)."""
+    app()
+
+
+def run() -> None:
+    """Console-script entry point of ``fmt`` and ``fmnist-toolkit`` (and ``python -m``): the
+    app in a process of its own, which :func:`_exit` may end directly."""
     try:
-        app()
+        main()
     except SystemExit as request:
         _exit(request.code)
     _exit(0)
@@ -90,6 +97,8 @@ def _exit(code: int | str | None) -> None:
         status = 1
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with that descriptor closed (`fmt ... >&-`)
+            continue
         try:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe (`fmt ... | head`) or stream
