@@ -47,7 +47,7 @@ with torch.no_grad():
     for name in ("gan-dcgan-cond", "gan-dcgan", "gan-mlp"):
         g = load_generator(name, store)
         labels = sample_labels(g, N)
-        raw = torch.cat([r for r, _ in sample_batches(g, None, N, 0, labels)])
+        raw = torch.cat([r for r, _ in sample_batches(g, None, N, 0, labels, truncation=1)])
         dn = torch.cat([den(p).clamp(0, 1) for p in raw.split(1000)])
         e = ((dn - raw) ** 2).mean((1, 2, 3))
         raw_distance = frechet_distance(feats(raw), ref)

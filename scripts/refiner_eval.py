@@ -50,7 +50,12 @@ def main() -> None:
             generator = load_generator(name, store)
             labels = sample_labels(generator, args.n)
             samples[name] = torch.cat(
-                [raw for raw, _ in sample_batches(generator, None, args.n, args.seed, labels)]
+                [
+                    raw
+                    for raw, _ in sample_batches(
+                        generator, None, args.n, args.seed, labels, truncation=1
+                    )
+                ]
             )
 
         def distance(images: torch.Tensor) -> float:

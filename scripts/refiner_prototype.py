@@ -110,7 +110,12 @@ def main() -> None:
             generator = load_generator(name, store)
             labels = sample_labels(generator, args.eval_n)
             monitor[name] = torch.cat(
-                [r for r, _ in sample_batches(generator, None, args.eval_n, MONITOR_SEED, labels)]
+                [
+                    r
+                    for r, _ in sample_batches(
+                        generator, None, args.eval_n, MONITOR_SEED, labels, truncation=1
+                    )
+                ]
             )
 
     def measure() -> dict[str, float]:

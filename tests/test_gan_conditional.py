@@ -377,6 +377,11 @@ def test_a_recorded_truncation_is_the_default(
     report = cli("gan", "eval", "--model", "gan-recorded", *args)
     assert report.exit_code == 0, report.output
     assert json.loads(report.stdout)["truncation"] == 0.5
+    table = cli("gan", "eval", "--model", "gan-recorded", *args[:-1])
+    assert "truncation 0.5" in " ".join(table.stdout.split())  # the title, however wrapped
+    said = cli("gan", "sample", "--model", "gan-recorded", "--n", 1, tmp_path / "one.png")
+    assert said.exit_code == 0, said.output
+    assert "wrote 1 image to" in said.output and "gan-recorded at truncation 0.5" in said.output
 
 
 @pytest.mark.parametrize(
@@ -404,6 +409,8 @@ def test_a_bad_truncation_is_a_usage_error(
     result = cli("gan", "sample", "--model", "gan-cond", "--truncation", value, out)
     assert_one_line_error(result, 2, "--truncation")
     assert not out.exists()
+    measured = cli("gan", "eval", "--model", "gan-cond", "--truncation", value, "--n", 10)
+    assert_one_line_error(measured, 2, "--truncation")
     with pytest.raises(UsageError, match="--truncation"):
         check_truncation(0.0)
 

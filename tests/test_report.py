@@ -457,11 +457,8 @@ def test_the_page_renders_in_a_browser_with_every_image_and_no_outside_request(
     assert colours[1] - colours[0] > 100, "the screenshot is not blank"
 
 
-def test_a_generator_drawn_at_a_recorded_truncation_says_so() -> None:
-    from fmnist_toolkit.engine.report_sections import _at_truncation
-    from fmnist_toolkit.models.gan import DCGANGenerator
+def test_a_generator_drawn_below_full_variety_says_so() -> None:
+    from fmnist_toolkit.engine.sample import truncation_label
 
-    generator = DCGANGenerator(latent_size=8, width=4)
-    assert _at_truncation(generator) == ""
-    generator.truncation = 0.7
-    assert _at_truncation(generator) == " at truncation 0.7"
+    assert truncation_label(1.0) == ""
+    assert truncation_label(0.7) == " at truncation 0.7"

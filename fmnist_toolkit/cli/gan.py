@@ -369,6 +369,7 @@ def sample(
         PER_CLASS,
         SampleRequest,
         parse_classes,
+        truncation_label,
         write_samples,
     )
     from fmnist_toolkit.errors import UsageError
@@ -414,7 +415,8 @@ def sample(
         print_json(summary)
     elif out != "-":
         sources = result.sources
-        made_by = f"{result.generator}, {sources.get(result.generator, '?')}"
+        drawn = f"{result.generator}{truncation_label(result.truncation)}"
+        made_by = f"{drawn}, {sources.get(result.generator, '?')}"
         if result.denoiser:
             made_by += f"; denoised by {result.denoiser}, {sources.get(result.denoiser, '?')}"
         images = "image" if result.count == 1 else "images"

@@ -157,7 +157,7 @@ def evaluate_generator(
     features_name = features_name or best_classifier(
         store, purpose="for the feature space", option="--features"
     )
-    hint = " (--features needs a classifier)"
+    hint = "--features needs a classifier"
     classifier = load_model(
         features_name, store=store, device=compute, kind="classifier", hint=hint
     )

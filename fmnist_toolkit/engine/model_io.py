@@ -92,14 +92,15 @@ def read_model_of_kind(
     hint: str = "",
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], str, ModelSpec]:
     """Weights, config, label and spec of a saved model that must be of ``kind`` (or one of
-    several kinds)."""
+    several kinds); ``hint`` says what needed it, in the error."""
     tensors, config, label = read_saved_model(name_or_path, store)
     spec = model_spec_of(config, label)
     kinds = (kind,) if isinstance(kind, str) else kind
     if spec.kind not in kinds:
         wanted = " or ".join(_with_article(each) for each in kinds)
+        because = f"{hint}; " if hint else ""
         raise UsageError(
-            f"{label} is {_with_article(spec.kind)}, not {wanted}{hint} (see `fmt models list`)"
+            f"{label} is {_with_article(spec.kind)}, not {wanted} ({because}see `fmt models list`)"
         )
     return tensors, config, label, spec
 

@@ -326,13 +326,14 @@ def _sample_figure(ctx: ReportContext, generator: str, denoisers: list[str]) -> 
         load_generator,
         sample_batches,
         sample_labels,
+        truncation_label,
     )
 
     network = load_generator(generator, ctx.store, ctx.device)
     labels = sample_labels(network, SAMPLE_GRID)  # a conditional one: every class in turn
     raw, _ = next(sample_batches(network, None, SAMPLE_GRID, ctx.seed, labels))
     panels: list[torch.Tensor] = [image_grid(raw, nrow=8)]
-    titles = [f"{generator}{_at_truncation(network)}: raw samples"]
+    titles = [f"{generator}{truncation_label(network.truncation)}: raw samples"]
     for name in denoisers:
         denoiser = load_denoiser(name, ctx.store, ctx.device)
         import torch
@@ -400,7 +401,7 @@ def _distances(ctx: ReportContext, generators: list[str], features: str) -> list
     """The floor (training images) and each generator's samples, raw and denoised, against
     the test images in the feature space of ``features``."""
     from fmnist_toolkit.engine.gan_eval import reference_features, sample_rows
-    from fmnist_toolkit.engine.sample import load_denoiser, load_generator
+    from fmnist_toolkit.engine.sample import load_denoiser, load_generator, truncation_label
 
     classifier_model = load_model(features, store=ctx.store, device=ctx.device)
     denoiser_name = ctx.models.get("denoiser")
@@ -413,14 +414,9 @@ def _distances(ctx: ReportContext, generators: list[str], features: str) -> list
             classifier_model, network, denoiser, ctx.samples, ctx.seed, reference
         ):
             what = "raw" if row.images == "raw samples" else f"denoised by {denoiser_name}"
-            label = f"{generator}{_at_truncation(network)}, {what}"
+            label = f"{generator}{truncation_label(network.truncation)}, {what}"
             measures.append(_distance(label, row, generator))
     return measures
-
-
-def _at_truncation(generator: Any) -> str:
-    """ " at truncation 0.7" for a generator drawn at a recorded noise scale, else ""."""
-    return "" if generator.truncation == 1 else f" at truncation {generator.truncation:g}"
 
 
 def _distance(what: str, row: Any, model: str) -> Measure:

@@ -111,13 +111,13 @@ def model_source(store: ModelStore, name: str) -> str:
 
 
 def load_generator(name: str, store: ModelStore, device: str | torch.device = "cpu") -> nn.Module:
-    hint = " (fmt gan sample needs a generator)"
+    hint = "a sample needs a generator"
     return load_model(name, store=store, device=device, kind="generator", hint=hint)
 
 
 def load_denoiser(name: str, store: ModelStore, device: str | torch.device = "cpu") -> nn.Module:
     """A denoiser or an autoencoder (any image-to-image model) by name or path."""
-    hint = " (--denoiser needs one)"
+    hint = "--denoiser needs one"
     return load_model(name, store=store, device=device, kind=DENOISER_KINDS, hint=hint)
 
 
@@ -260,8 +260,14 @@ def check_request(request: SampleRequest, out: str) -> str:
 
 
 def truncation_of(generator: nn.Module, requested: float | None) -> float:
-    """The noise scale to draw at: ``requested``, else the generator's own."""
+    """The noise scale to draw at: ``requested`` (checked), else the generator's own."""
+    check_truncation(requested)
     return generator.truncation if requested is None else requested
+
+
+def truncation_label(truncation: float) -> str:
+    """The suffix ' at truncation 0.7' for a generator's name when it is not drawn at 1."""
+    return "" if truncation == 1 else f" at truncation {truncation:g}"
 
 
 def check_truncation(truncation: float | None) -> None:
@@ -381,7 +387,10 @@ def write_samples(
             raw_all,
             final_all,
             nrow=request.nrow,
-            labels=(f"{generator_name}: raw samples", f"denoised by {denoiser_name}"),
+            labels=(
+                f"{generator_name}{truncation_label(truncation)}: raw samples",
+                f"denoised by {denoiser_name}",
+            ),
             suffix=image_format,
         )
     else:
