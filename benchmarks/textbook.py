@@ -210,7 +210,11 @@ def sample_call(count: int, denoise: bool, out: Path) -> None:
     import numpy as np
     from torchvision.utils import save_image
 
+    import json
+
     generator = load_bundled("gan-dcgan-cond", "generator")
+    config = json.loads((bundled("gan-dcgan-cond") / "config.json").read_text())
+    truncation = config.get("sampling", {}).get("truncation", 1.0)  # as the toolkit draws it
     denoiser = load_bundled("denoiser-unet", "denoiser") if denoise else None
     torch.manual_seed(0)
     chunks = []
@@ -218,7 +222,7 @@ def sample_call(count: int, denoise: bool, out: Path) -> None:
         for start in range(0, count, 1000):
             batch = min(1000, count - start)
             labels = torch.arange(start, start + batch) % 10
-            images = generator(torch.randn(batch, 100), labels) * 0.5 + 0.5
+            images = generator(torch.randn(batch, 100) * truncation, labels) * 0.5 + 0.5
             if denoiser is not None:
                 images = denoiser(images)
             chunks.append(images)
