@@ -207,10 +207,10 @@ def sample_call(count: int, denoise: bool, out: Path) -> None:
     """Images from the toolkit's default generator (the bundled class-conditional DCGAN,
     every class in turn) in batches of 1,000, optionally through its default denoiser (the
     bundled U-Net); a grid PNG by torchvision's save_image, or a .npy of uint8."""
+    import json
+
     import numpy as np
     from torchvision.utils import save_image
-
-    import json
 
     generator = load_bundled("gan-dcgan-cond", "generator")
     config = json.loads((bundled("gan-dcgan-cond") / "config.json").read_text())
