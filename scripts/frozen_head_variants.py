@@ -8,7 +8,8 @@ mirror). NOISE: Gaussian noise of this size added to the standardised codes in t
 WIDTH, DROPOUT: the head's two hidden layers (the report's: 256, no dropout). The rest is
 `fmt clf finetune --schedule onecycle --lr 3e-3 --label-smoothing 0.1 --mixup 0.2 --ema 0.999`
 re-written plainly (same split, batch 256, weight decay 1e-5); validation picks the epoch.
-Codes are cached in /tmp/exp/codes.pt. Results: docs/classifier.md.
+Codes are cached in /tmp/exp/codes.pt. With SAVE_LOG_PROBS=DIR the best epoch's log-probabilities
+on the validation and test codes go to DIR/lp-SEED.pt. Results: docs/classifier.md.
 """
 
 import os
@@ -128,6 +129,10 @@ for ep in range(epochs):
     v = acc(m, cva, mva, yva, mode == "tta")
     if v > best[0]:
         best = (v, ep, acc(m, cte, mte, yt, mode == "tta"), acc(m, cte, mte, yt, False))
+        if os.environ.get("SAVE_LOG_PROBS"):  # for scripts/frozen_head_ensemble.py
+            with torch.inference_mode():
+                log_probs = (m(s(cva)), m(s(cte)), yva, yt)
+            torch.save(log_probs, f"{os.environ['SAVE_LOG_PROBS']}/lp-{seed}.pt")
 print(
     mode,
     epochs,
