@@ -280,7 +280,7 @@ def test_ctrl_c_fails_the_running_trial_and_the_study_goes_on(
     )
     interrupted = wait_for_running_trial(storage, process)
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+    _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "run the same command to add more" in lines[0], err
@@ -292,7 +292,7 @@ def test_ctrl_c_fails_the_running_trial_and_the_study_goes_on(
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
         check=False,
     )
     assert again.returncode == 0, again.stderr
