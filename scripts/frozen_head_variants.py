@@ -4,7 +4,10 @@ Usage: python scripts/frozen_head_variants.py MODE EPOCHS [SEED] [NOISE] [WIDTH]
 
 MODE: plain (the codes of the training images), mirrored (plus the codes of their mirror
 images, computed once), tta (mirrored, and predictions averaged over each test image and its
-mirror). NOISE: Gaussian noise of this size added to the standardised codes in training.
+mirror), shifted (plus the codes of the images moved one pixel up, down, left and right,
+computed once; the result also gives the accuracies with predictions averaged over each image
+and its four shifts). NOISE: Gaussian noise of this size added to the standardised codes in
+training.
 WIDTH, DROPOUT: the head's two hidden layers (the report's: 256, no dropout). The rest is
 `fmt clf finetune --schedule onecycle --lr 3e-3 --label-smoothing 0.1 --mixup 0.2 --ema 0.999`
 re-written plainly (same split, batch 256, weight decay 1e-5); validation picks the epoch.
@@ -37,13 +40,16 @@ xt, yt = load_fashion_mnist("test", D)
 tr, va = split_indices(60000, 0.1, 0)
 
 
-def codes(x, flip=False):
+def codes(x, flip=False, shift=None):
     out = []
     with torch.inference_mode():
         for i in range(0, len(x), 2000):
             b = to_unit_float(x[i : i + 2000])
             if flip:
                 b = b.flip(-1)
+            if shift is not None:  # moved by (dy, dx) pixels, zero fill
+                dy, dx = shift
+                b = F.pad(b, (1, 1, 1, 1))[..., 1 + dy : 29 + dy, 1 + dx : 29 + dx]
             out.append(enc(b).float())
     return torch.cat(out)
 
@@ -59,8 +65,21 @@ else:
     torch.save((ctr, cva, cte, mtr, mva, mte), "/tmp/exp/codes.pt")
 print("codes", time.time() - t0, flush=True)
 ytr, yva = yi[tr], yi[va]
+if mode == "shifted":
+    SHIFTS = [(1, 0), (-1, 0), (0, 1), (0, -1)]
+    if os.path.exists("/tmp/exp/shift-codes.pt"):
+        str_, sva, ste = torch.load("/tmp/exp/shift-codes.pt")
+    else:
+        str_ = [codes(xi[tr], shift=sh) for sh in SHIFTS]
+        sva = [codes(xi[va], shift=sh) for sh in SHIFTS]
+        ste = [codes(xt, shift=sh) for sh in SHIFTS]
+        torch.save((str_, sva, ste), "/tmp/exp/shift-codes.pt")
+    print("shifted codes", time.time() - t0, flush=True)
 mean, std = ctr.mean(0), ctr.std(0)
-if mode != "plain":
+if mode == "shifted":
+    X = torch.cat([ctr, *str_])
+    Y = torch.cat([ytr] * 5)
+elif mode != "plain":
     X = torch.cat([ctr, mtr])
     Y = torch.cat([ytr, ytr])
 else:
@@ -104,6 +123,12 @@ def acc(model, c, m, y, tta):
         return (lp.argmax(1) == y).float().mean().item()
 
 
+def shift_tta_acc(model, c, shifted, y):
+    with torch.inference_mode():
+        lp = torch.logsumexp(torch.stack([model(s(x)) for x in (c, *shifted)]), 0)
+        return (lp.argmax(1) == y).float().mean().item()
+
+
 best = (0, None)
 for ep in range(epochs):
     ema.module.train()
@@ -129,6 +154,8 @@ for ep in range(epochs):
     v = acc(m, cva, mva, yva, mode == "tta")
     if v > best[0]:
         best = (v, ep, acc(m, cte, mte, yt, mode == "tta"), acc(m, cte, mte, yt, False))
+        if mode == "shifted":
+            shift_tta = (shift_tta_acc(m, cva, sva, yva), shift_tta_acc(m, cte, ste, yt))
         if os.environ.get("SAVE_LOG_PROBS"):  # for scripts/frozen_head_ensemble.py
             with torch.inference_mode():
                 log_probs = (m(s(cva)), m(s(cte)), yva, yt)
@@ -141,6 +168,11 @@ print(
     W,
     P,
     "best val {:.4f} ep {} test {:.4f} (no-tta {:.4f})".format(*best),
+    *(
+        ["averaged over shifts: val {:.4f} test {:.4f}".format(*shift_tta)]
+        if mode == "shifted"
+        else []
+    ),
     "time",
     time.time() - t0,
     flush=True,
