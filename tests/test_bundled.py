@@ -76,6 +76,22 @@ def test_bundled_model_is_used_when_the_user_has_none(cli, with_bundle: Path) ->
     assert (with_bundle / "ae-16" / WEIGHTS_FILE).is_file()
 
 
+def test_a_piped_listing_keeps_every_cell_whole(
+    cli, with_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`fmt models list | grep ...` or `> file`: no terminal width to fit, so nothing is cut."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    (entry,) = json.loads(cli("models", "list", "--json").stdout)
+    listed = cli("models", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "…" not in listed.stdout
+    (row,) = [line for line in listed.stdout.splitlines() if f" {entry['name']} " in line]
+    assert entry["kind"] in row and entry["created"][:10] in row
+
+    monkeypatch.setenv("COLUMNS", "40")  # a width asked for is still honoured
+    assert "…" in cli("models", "list").stdout
+
+
 def test_a_user_model_of_the_same_name_wins_and_listings_say_so(
     cli, with_bundle: Path, synthetic_data: Path
 ) -> None:

@@ -27,6 +27,7 @@ console = Console(stderr=True, highlight=False)
 results = Console(highlight=False)
 
 DEBUG_ENV = "FMT_DEBUG"
+PIPED_WIDTH = 10_000  # wider than any table the toolkit prints
 
 # Typer may bundle its own copy of click, so take click's UsageError from Typer itself.
 _ClickUsageError = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
@@ -75,8 +76,15 @@ def resume_hint(ctx: typer.Context, name: str) -> Iterator[None]:
 
 
 def print_result(renderable: Any) -> None:
-    """A result for people (a table, a line) on stdout; ``--json`` prints JSON instead."""
-    results.print(renderable, soft_wrap=isinstance(renderable, str))
+    """A result for people (a table, a line) on stdout; ``--json`` prints JSON instead.
+
+    Piped or redirected (``fmt models list | grep dcgan``, a bug report's ``fmt doctor >
+    doctor.txt``), rich would fit tables to 80 columns and cut their cells; a pipe has no width
+    to fit, so they keep their natural width unless ``COLUMNS`` says otherwise.
+    """
+    piped = not results.is_terminal and "COLUMNS" not in os.environ
+    out = Console(highlight=False, width=PIPED_WIDTH) if piped else results
+    out.print(renderable, soft_wrap=isinstance(renderable, str))
 
 
 def print_summary(title: str, summary: dict[str, Any]) -> None:
