@@ -263,10 +263,9 @@ def test_models_rm_of_a_bundled_model_says_read_only_without_asking(cli, monkeyp
 def test_models_list_never_cuts_a_name(cli, monkeypatch) -> None:
     import torch
 
-    from fmnist_toolkit.cli._render import results
     from fmnist_toolkit.storage import ModelStore
 
-    monkeypatch.setattr(results, "width", 80)
+    monkeypatch.setenv("COLUMNS", "80")  # a terminal 80 columns wide
     config = {
         "kind": "classifier",
         "model": {"architecture": "encoder-mlp", "params": {"encoder_architecture": "wide",

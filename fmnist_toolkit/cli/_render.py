@@ -82,8 +82,9 @@ def print_result(renderable: Any) -> None:
     doctor.txt``), rich would fit tables to 80 columns and cut their cells; a pipe has no width
     to fit, so they keep their natural width unless ``COLUMNS`` says otherwise.
     """
-    piped = not results.is_terminal and "COLUMNS" not in os.environ
-    out = Console(highlight=False, width=PIPED_WIDTH) if piped else results
+    out = results
+    if not results.is_terminal:  # read COLUMNS now: it may have changed since start-up
+        out = Console(highlight=False, width=None if "COLUMNS" in os.environ else PIPED_WIDTH)
     out.print(renderable, soft_wrap=isinstance(renderable, str))
 
 
