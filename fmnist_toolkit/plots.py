@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fmnist_toolkit.errors import OutputError
+from fmnist_toolkit.storage import write_file_atomically
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -25,9 +28,18 @@ class ScatterPanel:
 
 
 def save_figure(figure: Figure, path: Path, *, dpi: int = 150) -> Path:
-    """Write a figure (format from the extension), creating the folder; return the path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi, bbox_inches="tight")
+    """Write a figure (format from the extension, PNG without one), creating its folder, through
+    a temporary file, so that an interrupted run never leaves half an image; return the path."""
+    import matplotlib
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot write {path} ({error.strerror or error})") from None
+    kind = path.suffix.lstrip(".").lower() or matplotlib.rcParams["savefig.format"]
+    write_file_atomically(
+        path, lambda temporary: figure.savefig(temporary, format=kind, dpi=dpi, bbox_inches="tight")
+    )
     return path
 
 

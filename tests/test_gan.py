@@ -314,6 +314,7 @@ def test_bad_sample_inputs_are_one_line_and_leave_nothing(
         (["--n", 0], 2, "--n must be between 1 and 100,000"),
         (["--n", 100_001], 2, "--n must be between 1 and 100,000"),
         (["--nrow", -3], 2, "--nrow must be between 1 and 1000"),
+        (["--nrow", 0], 2, "--nrow must be between 1 and 1000"),
         (["--nrow", 10**6], 2, "--nrow must be between 1 and 1000"),
         (["--n", 20_000], 2, "unreadable"),
         (["--model", "nope"], 1, "nope"),
@@ -329,6 +330,11 @@ def test_bad_sample_inputs_are_one_line_and_leave_nothing(
     # images and JSON cannot share stdout: say so instead of dropping the JSON
     assert_one_line_error(sample(cli, "-", "--n", 4, "--json"), 2, "--json", "drop --json")
     assert_one_line_error(sample(cli, tmp_path / "missing" / "x.png"), 1, "does not exist")
+    assert not (tmp_path / "missing").exists()
+    if Path("/proc/self").is_dir():  # a folder that takes no new files, even from root
+        failed = sample(cli, "/proc/x.png")
+        assert_one_line_error(failed, 1, "cannot write /proc/x.png (")
+        assert ".x.png." not in failed.stderr  # the temporary file's name is ours, not theirs
     full = tmp_path / "full"
     full.mkdir()
     (full / "keep.txt").write_text("mine")

@@ -169,6 +169,11 @@ def test_unwritable_output(plot, tmp_path: Path) -> None:
     blocker.write_text("")
     result = plot("--model", "ae-2", "--view", "pca", "--out", blocker / "fig.png")
     assert_one_line_error(result, 1, str(blocker))
+    # A typo in a folder's name is an error, as for `fmt gan sample`, not a new folder.
+    missing = tmp_path / "no-such-folder" / "fig.png"
+    result = plot("--model", "ae-2", "--view", "pca", "--out", missing)
+    assert_one_line_error(result, 1, f"folder {missing.parent} does not exist")
+    assert not missing.parent.exists()
 
 
 def test_a_model_that_is_not_an_autoencoder(plot, trained_store: Path, tmp_path: Path) -> None:

@@ -383,7 +383,7 @@ def sample(
         raise UsageError("OUT - writes PNG bytes: pipe or redirect them (fmt gan sample - > x.png)")
     wanted = parse_classes(classes or [])
     count = n if n is not None else (PER_CLASS * len(wanted) if wanted else 64)
-    per_row = nrow or (max(count // len(wanted), 1) if wanted else 8)
+    per_row = nrow if nrow is not None else (max(count // len(wanted), 1) if wanted else 8)
     request = SampleRequest(
         count=count,
         seed=seed,

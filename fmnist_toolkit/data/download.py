@@ -7,7 +7,6 @@ import contextlib
 import http.client
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -24,7 +23,7 @@ from fmnist_toolkit.data.idx import (
 )
 from fmnist_toolkit.data.verify import _raw_files, check_file
 from fmnist_toolkit.errors import DataCorruptError, DataMissingError, DownloadError
-from fmnist_toolkit.storage import usual_mode
+from fmnist_toolkit.storage import temporary_beside, usual_mode
 
 if TYPE_CHECKING:
     pass
@@ -58,12 +57,6 @@ def _fetch_lock(folder: Path) -> Iterator[None]:
         raise DownloadError(
             f"another `fmt data fetch` is writing to {folder}; wait for it to finish"
         ) from None
-
-
-def _temporary_beside(final: Path) -> Path:
-    handle, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
-    os.close(handle)
-    return Path(name)
 
 
 def _publish(tmp_path: Path, final: Path, expected: DatasetFile) -> Path:
@@ -125,7 +118,7 @@ def _fetch_one(
     tried = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + archive.name
-        tmp_path = _temporary_beside(archive)
+        tmp_path = temporary_beside(archive, suffix=".part")
         try:
             try:
                 _download_to(url, tmp_path, name=archive.name, timeout=timeout, hook=hook)
@@ -174,7 +167,7 @@ def copy_dataset(
             if final.exists() and final.resolve() == path.resolve():
                 written.append(final)
                 continue
-            tmp_path = _temporary_beside(final)
+            tmp_path = temporary_beside(final, suffix=".part")
             try:
                 shutil.copyfile(path, tmp_path)
                 problem = check_file(tmp_path, expected)  # the copy, not only the source

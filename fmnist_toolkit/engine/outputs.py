@@ -25,15 +25,19 @@ def ensure_writable_folder(folder: Path, what: str = "") -> None:
 
 
 def ensure_writable_file(path: Path) -> Path:
-    """Create the folder of an output file if needed; the file must be writable, not a folder."""
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"{path}: cannot create its folder ({error.strerror})") from None
-    if not os.access(folder, os.W_OK) or path.is_dir():
-        raise OutputError(f"{path}: not writable")
+    """An output file goes into an existing, writable folder (as with a shell's ``>``: a typo in
+    a folder's name is an error, not a new folder) and must not be a folder itself."""
+    _check_parent(path, path.parent)
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; name a file")
     return path
+
+
+def _check_parent(out: Path | str, parent: Path) -> None:
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {out}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write {out}: folder {parent} is not writable")
 
 
 def check_sample_target(out: str, kind: str) -> None:
@@ -42,12 +46,9 @@ def check_sample_target(out: str, kind: str) -> None:
     if out == "-":
         return
     target = Path(out)
-    parent = target.parent if kind != "folder" or target.name else target
-    if not parent.is_dir():
-        raise OutputError(f"cannot write {out}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"cannot write {out}: folder {parent} is not writable")
-    if kind == "folder" and target.is_dir() and any(target.iterdir()):
+    if kind != "folder":
+        ensure_writable_file(target)
+        return
+    _check_parent(out, target.parent if target.name else target)
+    if target.is_dir() and any(target.iterdir()):
         raise OutputError(f"folder {out} is not empty; name a new or empty folder")
-    if kind != "folder" and target.is_dir():
-        raise OutputError(f"{out} is a folder; name a file")

@@ -14,7 +14,6 @@ import datetime
 import json
 import os
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from fmnist_toolkit.engine.defaults import (
 )
 from fmnist_toolkit.engine.outputs import ensure_writable_folder
 from fmnist_toolkit.errors import OutputError, ToolkitError
-from fmnist_toolkit.storage import ModelStore, StoredModel, usual_mode
+from fmnist_toolkit.storage import ModelStore, StoredModel, temporary_beside, usual_mode
 
 if TYPE_CHECKING:
     import torch
@@ -383,7 +382,7 @@ def write_report(
     torch_device = resolve_device(device)
     found = find_data(data_dir)
     chosen = {**report_models(store), **(models or {})}
-    temporary = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    temporary = temporary_beside(out, folder=True)
     try:
         (temporary / "figures").mkdir()
         ctx = ReportContext(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,12 @@ from fmnist_toolkit.engine.model_io import load_model
 from fmnist_toolkit.engine.outputs import check_sample_target
 from fmnist_toolkit.errors import UsageError
 from fmnist_toolkit.models.gan import MAX_TRUNCATION
-from fmnist_toolkit.storage import ModelStore, usual_mode, write_file_atomically
+from fmnist_toolkit.storage import (
+    ModelStore,
+    temporary_beside,
+    usual_mode,
+    write_file_atomically,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -434,8 +438,7 @@ def _write_folder(target: Path, batches: Iterator[tuple[torch.Tensor, torch.Tens
     """One PNG per image (00000.png, …) in a temporary folder renamed to ``target``."""
     from PIL import Image
 
-    parent = target.parent if target.name else target
-    temporary = Path(tempfile.mkdtemp(prefix=f".{target.name or 'samples'}.", dir=parent))
+    temporary = temporary_beside(target, folder=True)
     written = 0
     try:
         for raw, denoised in batches:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fmnist_toolkit.errors import ModelCorruptError, ModelNotFoundError
+from fmnist_toolkit.errors import ModelCorruptError, ModelNotFoundError, OutputError
 
 if TYPE_CHECKING:
     import torch
@@ -28,11 +28,26 @@ def usual_mode(path: Path, *, folder: bool) -> None:
     path.chmod((0o777 if folder else 0o666) & ~umask)
 
 
+def temporary_beside(target: Path, *, folder: bool = False, suffix: str = "") -> Path:
+    """A new, empty, private file (or ``folder``) beside ``target``, to be renamed into place
+    once written. If it cannot be made, the one-line error names ``target``, not the
+    temporary name that the user never asked for."""
+    parent = target.parent if target.name else target
+    prefix = f".{target.name or 'output'}."
+    try:
+        if folder:
+            return Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent))
+        handle, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
+    except OSError as error:
+        raise OutputError(f"cannot write {target} ({error.strerror or error})") from None
+    os.close(handle)
+    return Path(name)
+
+
 def write_file_atomically(target: Path, write: Callable[[Path], None]) -> None:
     """Write through a temporary file beside ``target`` (``write`` fills it), give it the usual
     permissions, then rename it into place; on any failure the temporary file is removed."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
+    temporary = temporary_beside(target)
     try:
         write(Path(temporary))
         usual_mode(Path(temporary), folder=False)
