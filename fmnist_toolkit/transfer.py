@@ -37,6 +37,7 @@ from fmnist_toolkit.storage import (
     WEIGHTS_FILE,
     ModelStore,
     sha256_hex,
+    write_file_atomically,
 )
 
 ARCHIVE_MANIFEST = "manifest.json"
@@ -80,23 +81,21 @@ def export_model(store: ModelStore, name: str, archive: Path) -> Path:
     archive = archive.expanduser()
     if archive.is_dir():
         raise OutputError(f"{archive} is a folder; give the path of the .zip to write")
-    temporary = archive.parent / f".{archive.name}.{os.getpid()}.tmp"
-    try:
-        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+    if archive.suffix.lower() != ".zip":
+        raise UsageError(f"{archive}: an export is a zip archive; give it a .zip name")
+
+    def pack(path: Path) -> None:
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
             for file, content in files.items():
                 # A fixed timestamp: the same model always packs into the same bytes.
                 member = zipfile.ZipInfo(file, date_time=(1980, 1, 1, 0, 0, 0))
                 member.compress_type = zipfile.ZIP_DEFLATED
                 bundle.writestr(member, content)
-        os.replace(temporary, archive)
+
+    try:
+        write_file_atomically(archive, pack)
     except OSError as error:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
         raise OutputError(f"cannot write {archive} ({error.strerror or error})") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
     return archive
 
 

@@ -234,6 +234,9 @@ def test_export_into_a_missing_folder(cli, tmp_path: Path, isolated_home: Path) 
 def test_export_onto_a_folder(cli, tmp_path: Path, isolated_home: Path) -> None:
     save_autoencoder(ModelStore(isolated_home), "ae")
     assert_one_line_error(cli("models", "export", "ae", tmp_path), 1, "is a folder")
+    # an export is a zip: a name that says otherwise is a usage error, and nothing is written
+    assert_one_line_error(cli("models", "export", "ae", tmp_path / "ae.tar"), 2, ".zip name")
+    assert not (tmp_path / "ae.tar").exists()
 
 
 def test_store_path_with_spaces_and_non_ascii(
