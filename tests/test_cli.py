@@ -297,6 +297,9 @@ def test_models_show_only_what_applies_and_durations(cli) -> None:
     shown = cli("models", "show", "gan-x").stdout
     assert "hidden_size" not in shown and "recipe.width" in shown
     assert "1 h 41 min" in shown and "6089.06" not in shown
+    # a folder copied or renamed by hand keeps its old name inside: the store's name is shown
+    ModelStore().save("gan-copy", {"x": torch.zeros(1)}, {**config, "name": "gan-x"})
+    assert json.loads(cli("models", "show", "gan-copy", "--json").stdout)["name"] == "gan-copy"
     assert [format_duration(s) for s in (12.34, 245, 6089.07)] == [
         "12.3 s",
         "4 min 05 s",

@@ -183,7 +183,8 @@ def show(name: NameArgument, json_output: JsonOption = False) -> None:
     config = store.read_config(name)
     if json_output:
         folder = store.require(name)
-        print_json({"name": name, "source": store.source(name), "path": str(folder), **config})
+        # The store's name wins over the one in config.json (a renamed or copied folder).
+        print_json({**config, "name": name, "source": store.source(name), "path": str(folder)})
         return
     table = Table(title=f"{name} ({config.get('kind', '?')})", show_header=False)
     table.add_column("key", style="bold")
