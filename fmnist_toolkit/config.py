@@ -23,6 +23,8 @@ GAN_ARCHITECTURES = ("mlp", "dcgan")
 # "bce": binary cross-entropy with the non-saturating generator loss (the report's);
 # "hinge": the hinge loss of SNGAN and BigGAN.
 GAN_LOSSES = ("bce", "hinge")
+# Recipe options that only one architecture reads (the other records but ignores them).
+GAN_ARCHITECTURE_ONLY = {"hidden_size": "mlp", "width": "dcgan"}
 NUM_CLASSES = 10  # what a class-conditional GAN is conditioned on
 
 

@@ -11,7 +11,7 @@ import re
 import shlex
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,13 @@ def model_label(name_or_path: str) -> str:
     if path.name in ("model.safetensors", "config.json"):
         path = path.parent
     return path.name or name_or_path
+
+
+def typed_options(ctx: typer.Context, names: Iterable[str]) -> list[str]:
+    """Which of the parameters ``names`` the user typed on the command line (not defaults)."""
+    # Compared by name: Typer may bundle its own click, with its own ParameterSource enum.
+    sources = {name: ctx.get_parameter_source(name) for name in names}
+    return [name for name, source in sources.items() if source and source.name == "COMMANDLINE"]
 
 
 def resume_command(ctx: typer.Context, name: str) -> str:

@@ -35,6 +35,7 @@ from fmnist_toolkit.cli._render import (
     print_result,
     print_summary,
     resume_hint,
+    typed_options,
 )
 from fmnist_toolkit.config import (
     AUTOENCODER_ARCHITECTURES,
@@ -80,9 +81,7 @@ _RECIPE_OPTIONS = (
 
 def _warn_ignored_on_resume(ctx: typer.Context) -> None:
     """--resume takes the recipe from the checkpoint; say so when the user typed recipe options."""
-    sources = {name: ctx.get_parameter_source(name) for name in _RECIPE_OPTIONS}
-    # Compared by name: Typer may bundle its own click, with its own ParameterSource enum.
-    given = [name for name, source in sources.items() if source and source.name == "COMMANDLINE"]
+    given = typed_options(ctx, _RECIPE_OPTIONS)
     if given:
         flags = ", ".join("--" + name.replace("_model", "").replace("_", "-") for name in given)
         print_note(f"--resume continues with the checkpoint's recipe; ignoring {flags}")

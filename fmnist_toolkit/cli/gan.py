@@ -31,8 +31,9 @@ from fmnist_toolkit.cli._render import (
     print_result,
     print_summary,
     resume_hint,
+    typed_options,
 )
-from fmnist_toolkit.config import GAN_ARCHITECTURES, GAN_LOSSES
+from fmnist_toolkit.config import GAN_ARCHITECTURE_ONLY, GAN_ARCHITECTURES, GAN_LOSSES
 
 TruncationOption = Annotated[
     float | None,
@@ -223,9 +224,17 @@ def train(
     from fmnist_toolkit.config import GanTrainConfig
     from fmnist_toolkit.engine.callbacks import ProgressCallback
     from fmnist_toolkit.engine.gan import train_gan
+    from fmnist_toolkit.errors import UsageError
 
     check_resume_or_restart(resume, restart)
     architecture = GanArchitecture(arch).value
+    for option in typed_options(ctx, GAN_ARCHITECTURE_ONLY):
+        if GAN_ARCHITECTURE_ONLY[option] != architecture:
+            flag = "--" + option.replace("_", "-")
+            raise UsageError(
+                f"{flag} is for --arch {GAN_ARCHITECTURE_ONLY[option]}; "
+                f"--arch {architecture} would ignore it"
+            )
     model_name = name or f"gan-{architecture}"
     config = GanTrainConfig.for_architecture(
         architecture,

@@ -10,6 +10,7 @@ import typer
 
 from fmnist_toolkit.cli._options import JsonOption
 from fmnist_toolkit.cli._render import console, format_duration, print_json, print_result
+from fmnist_toolkit.config import GAN_ARCHITECTURE_ONLY
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -36,11 +37,8 @@ def _summary(config: dict[str, Any]) -> str:
 
 # Recipe settings that only one architecture uses (config.py: "mlp only", "dcgan only"); a
 # model of another architecture carries the field's default, which means nothing for it.
-_ARCHITECTURE_ONLY = {"hidden_size": "mlp", "width": "dcgan"}
-
-
 def _applies(field: str, recipe: dict[str, Any]) -> bool:
-    only = _ARCHITECTURE_ONLY.get(field)
+    only = GAN_ARCHITECTURE_ONLY.get(field)
     return only is None or recipe.get("architecture") in (None, only)
 
 
