@@ -157,6 +157,23 @@ def test_default_output_names(plot, tmp_path: Path, monkeypatch: pytest.MonkeyPa
         (["--model", "ae-2", "--view", "tsne", "--perplexity", "0.5"], 2, "perplexity"),
         (["--model", "ae-2", "--view", "pixels"], 2, "--view"),
         (["--model", "ae-2", "--view", "all", "--out", "x.png"], 2, "must be a folder"),
+        (
+            [
+                "--model",
+                "ae-2",
+                "--view",
+                "walk",
+                "--to",
+                "bag",
+                "--from-index",
+                "0",
+                "--to-index",
+                "1",
+            ],
+            2,
+            "give one pair (drop --to or the indices)",
+        ),
+        (["--model", "ae-2", "--view", "pca", "--format", "svg"], 2, "--format is for --view all"),
     ],
 )
 def test_bad_input(plot, tmp_path: Path, monkeypatch, args, code, fragment) -> None:

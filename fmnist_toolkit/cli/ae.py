@@ -277,6 +277,7 @@ class FigureFormat(str, enum.Enum):
 
 @app.command("latent-plot")
 def latent_plot(
+    ctx: typer.Context,
     model: Annotated[
         str,
         typer.Option("--model", help="Autoencoder name in the store, or the path of its folder."),
@@ -343,7 +344,18 @@ def latent_plot(
     Example: fmt ae latent-plot --model ae-2 --view all --out figures/
     """
     from fmnist_toolkit.engine.latent import WalkSpec, class_index, plot_latent_views
+    from fmnist_toolkit.errors import UsageError
 
+    # Options that the chosen ones would silently override: say so rather than ignore them.
+    classes = typed_options(ctx, ("walk_from", "walk_to"))
+    if classes and (from_index is not None or to_index is not None):
+        flags = " and ".join("--" + name.removeprefix("walk_") for name in classes)
+        raise UsageError(
+            f"--from/--to walk between classes, --from-index/--to-index between test images: "
+            f"give one pair (drop {flags} or the indices)"
+        )
+    if view is not View.all and typed_options(ctx, ("figure_format",)):
+        raise UsageError("--format is for --view all; for one view the extension of --out picks it")
     walk = WalkSpec(
         from_class=class_index(walk_from),
         to_class=class_index(walk_to),
