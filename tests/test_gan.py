@@ -83,6 +83,9 @@ def test_train_saves_a_generator_and_plots(
         "--plots", plots, "--sample-every", 1, "--json",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+    # both architectures' options were given: the one this architecture ignores is named
+    ignored = "--width" if architecture == "mlp" else "--hidden-size"
+    assert f"note: --arch {architecture} ignores {ignored}" in result.stderr
     summary = json.loads(result.stdout)
     assert summary["name"] == f"gan-{architecture}" and summary["epochs"] == 2
     assert 0 < summary["d_real"] < 1 and 0 < summary["d_fake"] < 1

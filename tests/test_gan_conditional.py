@@ -172,11 +172,6 @@ def test_bad_new_options_are_usage_errors(cli, synthetic_data: Path) -> None:
         result = cli("gan", "train", "--data-dir", synthetic_data, *args)
         assert result.exit_code == 2, (args, result.output)
         assert "Traceback" not in result.output
-    # an option of the other architecture would be recorded and silently ignored: say so
-    for args, flag in ((["--arch", "dcgan", "--hidden-size", "10"], "--hidden-size"),
-                       (["--width", "10"], "--width")):  # fmt: skip
-        result = cli("gan", "train", "--data-dir", synthetic_data, *args)
-        assert_one_line_error(result, 2, f"{flag} is for --arch")
 
 
 class SlowEpochs(InterruptAfter):

@@ -28,6 +28,7 @@ from fmnist_toolkit.cli._render import (
     console,
     note_if_hiding_bundled,
     print_json,
+    print_note,
     print_result,
     print_summary,
     resume_hint,
@@ -224,17 +225,15 @@ def train(
     from fmnist_toolkit.config import GanTrainConfig
     from fmnist_toolkit.engine.callbacks import ProgressCallback
     from fmnist_toolkit.engine.gan import train_gan
-    from fmnist_toolkit.errors import UsageError
 
     check_resume_or_restart(resume, restart)
     architecture = GanArchitecture(arch).value
+    # A note, not an error: a script may pass both options to a loop over architectures.
     for option in typed_options(ctx, GAN_ARCHITECTURE_ONLY):
         if GAN_ARCHITECTURE_ONLY[option] != architecture:
             flag = "--" + option.replace("_", "-")
-            raise UsageError(
-                f"{flag} is for --arch {GAN_ARCHITECTURE_ONLY[option]}; "
-                f"--arch {architecture} would ignore it"
-            )
+            only = GAN_ARCHITECTURE_ONLY[option]
+            print_note(f"--arch {architecture} ignores {flag} (it is for --arch {only})")
     model_name = name or f"gan-{architecture}"
     config = GanTrainConfig.for_architecture(
         architecture,
