@@ -88,6 +88,8 @@ def test_a_piped_listing_keeps_every_cell_whole(
     (row,) = [line for line in listed.stdout.splitlines() if f" {entry['name']} " in line]
     assert entry["kind"] in row and entry["created"][:10] in row
 
+    monkeypatch.setenv("COLUMNS", "")  # set but empty (or not a number): no width asked for
+    assert "…" not in cli("models", "list").stdout
     monkeypatch.setenv("COLUMNS", "60")  # a width asked for is still honoured
     narrow = cli("models", "list").stdout
     assert max(len(line) for line in narrow.splitlines()) <= 60 and "…" in narrow

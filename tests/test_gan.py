@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -309,8 +310,12 @@ def test_same_seed_same_bytes(cli, with_gan_store: Path, tmp_path: Path) -> None
     assert outputs["a.png"] != outputs["c.png"]
 
 
+def refuse_a_new_file(*args: object, **kwargs: object) -> tuple[int, str]:
+    raise PermissionError(13, "Permission denied")
+
+
 def test_bad_sample_inputs_are_one_line_and_leave_nothing(
-    cli, with_gan_store: Path, tmp_path: Path
+    cli, with_gan_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "out.png"
     cases = [
@@ -334,10 +339,12 @@ def test_bad_sample_inputs_are_one_line_and_leave_nothing(
     assert_one_line_error(sample(cli, "-", "--n", 4, "--json"), 2, "--json", "drop --json")
     assert_one_line_error(sample(cli, tmp_path / "missing" / "x.png"), 1, "does not exist")
     assert not (tmp_path / "missing").exists()
-    if Path("/proc/self").is_dir():  # a folder that takes no new files, even from root
-        failed = sample(cli, "/proc/x.png")
-        assert_one_line_error(failed, 1, "cannot write /proc/x.png (")
-        assert ".x.png." not in failed.stderr  # the temporary file's name is ours, not theirs
+    with monkeypatch.context() as patched:  # a folder that takes no new files, even from root
+        patched.setattr(tempfile, "mkstemp", refuse_a_new_file)
+        failed = sample(cli, out)
+    assert_one_line_error(failed, 1, f"cannot write {out} (Permission denied)")
+    assert f".{out.name}." not in failed.stderr  # the temporary file's name is ours, not theirs
+    assert not out.exists()
     full = tmp_path / "full"
     full.mkdir()
     (full / "keep.txt").write_text("mine")

@@ -185,7 +185,7 @@ def test_unwritable_output(plot, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     result = plot("--model", "ae-2", "--view", "pca", "--out", blocker / "fig.png")
-    assert_one_line_error(result, 1, str(blocker))
+    assert_one_line_error(result, 1, f"{blocker} is a file, not a folder")
     # A typo in a folder's name is an error, as for `fmt gan sample`, not a new folder.
     missing = tmp_path / "no-such-folder" / "fig.png"
     result = plot("--model", "ae-2", "--view", "pca", "--out", missing)

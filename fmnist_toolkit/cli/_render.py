@@ -91,7 +91,8 @@ def print_result(renderable: Any) -> None:
     """
     out = results
     if not results.is_terminal:  # read COLUMNS now: it may have changed since start-up
-        out = Console(highlight=False, width=None if "COLUMNS" in os.environ else PIPED_WIDTH)
+        columns = os.environ.get("COLUMNS", "")
+        out = Console(highlight=False, width=int(columns) if columns.isdigit() else PIPED_WIDTH)
     out.print(renderable, soft_wrap=isinstance(renderable, str))
 
 

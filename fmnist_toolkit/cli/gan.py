@@ -229,7 +229,7 @@ def train(
     check_resume_or_restart(resume, restart)
     architecture = GanArchitecture(arch).value
     # A note, not an error: a script may pass both options to a loop over architectures.
-    for option in typed_options(ctx, GAN_ARCHITECTURE_ONLY):
+    for option in [] if resume else typed_options(ctx, GAN_ARCHITECTURE_ONLY):
         if GAN_ARCHITECTURE_ONLY[option] != architecture:
             flag = "--" + option.replace("_", "-")
             only = GAN_ARCHITECTURE_ONLY[option]

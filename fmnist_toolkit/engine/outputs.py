@@ -34,6 +34,8 @@ def ensure_writable_file(path: Path) -> Path:
 
 
 def _check_parent(out: Path | str, parent: Path) -> None:
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"cannot write {out}: {parent} is a file, not a folder")
     if not parent.is_dir():
         raise OutputError(f"cannot write {out}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
