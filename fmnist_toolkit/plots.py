@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fmnist_toolkit.errors import OutputError
-from fmnist_toolkit.storage import write_file_atomically
+from fmnist_toolkit.storage import cannot_write, write_file_atomically
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,7 +34,7 @@ def save_figure(figure: Figure, path: Path, *, dpi: int = 150) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise OutputError(f"cannot write {path} ({error.strerror or error})") from None
+        raise cannot_write(path, error) from None
     kind = path.suffix.lstrip(".").lower() or matplotlib.rcParams["savefig.format"]
     write_file_atomically(
         path, lambda temporary: figure.savefig(temporary, format=kind, dpi=dpi, bbox_inches="tight")

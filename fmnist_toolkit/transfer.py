@@ -92,10 +92,7 @@ def export_model(store: ModelStore, name: str, archive: Path) -> Path:
                 member.compress_type = zipfile.ZIP_DEFLATED
                 bundle.writestr(member, content)
 
-    try:
-        write_file_atomically(archive, pack)
-    except OSError as error:
-        raise OutputError(f"cannot write {archive} ({error.strerror or error})") from None
+    write_file_atomically(archive, pack)
     return archive
 
 

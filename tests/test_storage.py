@@ -244,3 +244,20 @@ def test_interrupted_runs_are_listed_and_removed_with_their_name(tmp_path: Path)
     save_autoencoder(store, "both")
     store.save_checkpoint("both", {"x": torch.zeros(1)}, state)
     assert len(store.remove("both")) == 2 and not store.has_checkpoint("both")
+
+
+def test_a_failed_write_names_the_target_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    from fmnist_toolkit.errors import OutputError
+    from fmnist_toolkit.storage import write_file_atomically
+
+    target = tmp_path / "out.png"
+
+    def disk_full(path: Path) -> None:
+        path.write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OutputError, match=r"^cannot write .*out\.png \(No space left on device\)$"):
+        write_file_atomically(target, disk_full)
+    assert list(tmp_path.iterdir()) == []
+    write_file_atomically(target, lambda path: path.write_bytes(b"whole"))
+    assert target.read_bytes() == b"whole" and list(tmp_path.iterdir()) == [target]

@@ -36,6 +36,7 @@ from fmnist_toolkit.errors import (
 from fmnist_toolkit.storage.files import (
     CONFIG_FILE,
     WEIGHTS_FILE,
+    cannot_write,
     read_bundle,
     read_config_file,
     sha256_hex,
@@ -54,6 +55,7 @@ __all__ = [
     "InterruptedRun",
     "ModelStore",
     "StoredModel",
+    "cannot_write",
     "read_bundle",
     "read_config_file",
     "sha256_hex",

@@ -28,6 +28,11 @@ def usual_mode(path: Path, *, folder: bool) -> None:
     path.chmod((0o777 if folder else 0o666) & ~umask)
 
 
+def cannot_write(target: Path, error: OSError) -> OutputError:
+    """The one-line error for an output that could not be written, naming the user's path."""
+    return OutputError(f"cannot write {target} ({error.strerror or error})")
+
+
 def temporary_beside(target: Path, *, folder: bool = False, suffix: str = "") -> Path:
     """A new, empty, private file (or ``folder``) beside ``target``, to be renamed into place
     once written. If it cannot be made, the one-line error names ``target``, not the
@@ -39,21 +44,24 @@ def temporary_beside(target: Path, *, folder: bool = False, suffix: str = "") ->
             return Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent))
         handle, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
     except OSError as error:
-        raise OutputError(f"cannot write {target} ({error.strerror or error})") from None
+        raise cannot_write(target, error) from None
     os.close(handle)
     return Path(name)
 
 
 def write_file_atomically(target: Path, write: Callable[[Path], None]) -> None:
     """Write through a temporary file beside ``target`` (``write`` fills it), give it the usual
-    permissions, then rename it into place; on any failure the temporary file is removed."""
+    permissions, then rename it into place; on any failure the temporary file is removed, and
+    an OSError (a full disk, say) becomes a one-line error naming ``target``."""
     temporary = temporary_beside(target)
     try:
-        write(Path(temporary))
-        usual_mode(Path(temporary), folder=False)
+        write(temporary)
+        usual_mode(temporary, folder=False)
         os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise cannot_write(target, error) from None
         raise
 
 
