@@ -81,6 +81,7 @@ class AutoencoderTrainConfig:
     schedule: str = "constant"  # any of SCHEDULES; lr is then the peak rate
     objective: str = "reconstruct"  # "denoise": corrupted images in, clean images as targets
     width: int = 16  # unet only: channels of its finest level
+    min_correction: float = 0.0  # unet only: smaller corrections are dropped when cleaning
     # --objective denoise only: generators whose samples join the training images as clean
     # ones (corrupted like the others, with themselves as target), so that the denoiser learns
     # to leave such samples as they are; clean_sample_count of each.
@@ -90,7 +91,9 @@ class AutoencoderTrainConfig:
     def model_spec(self) -> ModelSpec:
         if self.architecture in DENOISER_ARCHITECTURES:
             return ModelSpec(
-                kind="denoiser", architecture=self.architecture, params={"width": self.width}
+                kind="denoiser",
+                architecture=self.architecture,
+                params={"width": self.width, "min_correction": self.min_correction},
             )
         return ModelSpec(
             kind="autoencoder",

@@ -13,7 +13,7 @@ from fmnist_toolkit.engine import denoise
 from fmnist_toolkit.engine.ae import train_autoencoder
 from fmnist_toolkit.engine.denoise import CLEAN_SHARE, corrupt
 from fmnist_toolkit.engine.gan import train_gan
-from fmnist_toolkit.engine.model_io import best_autoencoder
+from fmnist_toolkit.engine.model_io import best_autoencoder, load_model
 from fmnist_toolkit.engine.sample import choose_denoiser, default_denoiser
 from fmnist_toolkit.models import build_model
 from fmnist_toolkit.storage import ModelStore
@@ -139,6 +139,34 @@ def test_unet_keeps_the_shape_and_range_and_is_small() -> None:
     assert sum(p.numel() for p in default.parameters()) * 4 < 1.5e6  # bytes of float32 weights
 
 
+def test_small_corrections_are_dropped_only_when_cleaning() -> None:
+    torch.manual_seed(0)
+    model = build_model("denoiser", "unet", width=4)
+    images = torch.rand(8, 1, 28, 28)
+    with torch.no_grad():
+        model.noise.bias.fill_(0.03)  # every pixel darkened by about 0.03, some by more
+        full = model.eval()(images)
+        model.min_correction = 0.05
+        thresholded = model(images)
+        training = model.train()(images)
+    correction = (images - full).abs()
+    small = correction <= 0.05
+    assert small.any() and (~small).any()
+    assert torch.equal(thresholded[small], images[small])  # small corrections: the input's pixel
+    assert torch.equal(thresholded[~small], full[~small])  # large ones: as without a threshold
+    assert not torch.equal(training, thresholded)  # training sees every correction
+
+
+def test_the_threshold_is_part_of_the_saved_model(synthetic_data: Path, tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "store")
+    train_autoencoder(
+        "dn", tiny_denoiser(epochs=1, min_correction=0.02), CPU, data_dir=synthetic_data,
+        store=store,
+    )  # fmt: skip
+    assert store.read_config("dn")["model"]["params"]["min_correction"] == 0.02
+    assert load_model("dn", store=store).min_correction == 0.02
+
+
 def test_unet_rejects_a_bad_width() -> None:
     from fmnist_toolkit.errors import ModelCorruptError
 
@@ -162,7 +190,10 @@ def test_denoising_run_records_clean_mse_and_resumes_exactly(
         reference.clean_mse is not None and reference.clean_mse < reference.history[0]["clean_mse"]
     )
     config = reference_store.read_config("dn")
-    assert config["kind"] == "denoiser" and config["model"]["params"] == {"width": 4}
+    assert config["kind"] == "denoiser" and config["model"]["params"] == {
+        "width": 4,
+        "min_correction": 0.0,
+    }
     assert config["metrics"]["clean_mse"] == reference.clean_mse
     assert config["recipe"]["objective"] == "denoise"
 
@@ -244,6 +275,9 @@ def test_cli_names_a_denoising_autoencoder_apart(cli, synthetic_data: Path) -> N
         (["--arch", "unet", "--objective", "denoise", "--width", "0"], 2, "--width"),
         (["--arch", "resnet", "--objective", "denoise"], 2, "--arch"),
         (["--latent-dim", "4", "--clean-samples", "gan-mlp"], 2, "--objective denoise"),
+        (["--latent-dim", "4", "--width", "8"], 2, "--width only applies to --arch unet"),
+        (["--arch", "wide", "--min-correction", "0.1"], 2, "--min-correction only applies"),
+        (["--arch", "unet", "--objective", "denoise", "--min-correction", "1"], 2, "--min-corr"),
     ],
 )
 def test_cli_refuses_bad_denoiser_recipes(

@@ -67,6 +67,7 @@ _RECIPE_OPTIONS = (
     "arch",
     "objective",
     "width",
+    "min_correction",
     "epochs",
     "batch_size",
     "optimizer",
@@ -130,6 +131,17 @@ def train(
             rich_help_panel=RECIPE,
         ),
     ] = 16,
+    min_correction: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.99,
+            help="--arch unet only: when cleaning, a pixel whose correction is at most this "
+            "much (of the 0-1 brightness) keeps its value, so that a good sample's fine "
+            "texture survives; training is the same whatever its value.",
+            rich_help_panel=RECIPE,
+        ),
+    ] = 0.0,
     clean_samples: Annotated[
         list[str] | None,
         typer.Option(
@@ -197,12 +209,19 @@ def train(
 
     objective = Objective(objective)
     architecture = AutoencoderArchitecture(arch).value
+    if architecture != "unet" and (unet_only := typed_options(ctx, ("width", "min_correction"))):
+        from fmnist_toolkit.errors import UsageError
+
+        flags = " and ".join("--" + option.replace("_", "-") for option in unet_only)
+        verb = "applies" if len(unet_only) == 1 else "apply"
+        raise UsageError(f"{flags} only {verb} to --arch unet, not --arch {architecture}")
     model_name = name or default_model_name(architecture, latent_dim, objective)
     config = AutoencoderTrainConfig(
         latent_dim=latent_dim,
         architecture=architecture,
         objective=objective.value,
         width=width,
+        min_correction=min_correction,
         clean_samples=tuple(clean_samples or ()),
         clean_sample_count=clean_sample_count,
         epochs=epochs,
