@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from typer.testing import CliRunner
 
 import fmnist_toolkit
 from fmnist_toolkit.config import AutoencoderTrainConfig, EngineConfig
@@ -275,6 +276,63 @@ def test_predict_bad_input(cli, home, synthetic_data, tmp_path: Path) -> None:
         cli("clf", "eval", "--model", "ae-4", "--data-dir", synthetic_data), 2, "not a classifier"
     )
     assert_one_line_error(cli("clf", "eval", "--model", "ghost"), 1, "no model named 'ghost'")
+
+
+def test_one_unreadable_picture_costs_the_others_nothing(
+    cli, home, synthetic_data, tmp_path: Path
+) -> None:
+    assert finetune(cli, synthetic_data, "--quiet").exit_code == 0
+    images, _ = load_fashion_mnist("test", synthetic_data)
+    good = [tmp_path / "a.png", tmp_path / "b.png"]
+    for index, path in enumerate(good):
+        _save_test_image(path, images[index], light_background=False, scale=2)
+    gone = tmp_path / "gone.png"
+    result = cli("clf", "predict", "--model", "clf-ae-4", good[0], gone, good[1])
+    assert result.exit_code == 1
+    assert [line.split(": ")[0] for line in result.stdout.splitlines()] == [str(p) for p in good]
+    assert result.stderr.strip() == f"error: {gone}: no such file"
+    as_json = cli("clf", "predict", "--model", "clf-ae-4", good[0], gone, good[1], "--json")
+    assert as_json.exit_code == 1
+    entries = json.loads(as_json.stdout)["predictions"]
+    keys = [sorted(entry) for entry in entries]
+    assert keys == [["image", "top"], ["error", "image"], ["image", "top"]]
+    assert entries[1]["error"] == f"{gone}: no such file"
+
+
+def test_predict_reads_a_picture_from_standard_input(cli, home, synthetic_data, tmp_path) -> None:
+    assert finetune(cli, synthetic_data, "--quiet").exit_code == 0
+    images, _ = load_fashion_mnist("test", synthetic_data)
+    path = tmp_path / "a.png"
+    _save_test_image(path, images[0], light_background=True, scale=3)
+    from_file = cli("clf", "predict", "--model", "clf-ae-4", path, "--json")
+    from fmnist_toolkit.cli import app
+
+    from_stdin = CliRunner().invoke(
+        app, ["clf", "predict", "--model", "clf-ae-4", "-", "--json"], input=path.read_bytes()
+    )
+    assert from_stdin.exit_code == 0, from_stdin.output
+    [answer] = json.loads(from_stdin.stdout)["predictions"]
+    assert answer["image"] == "-"
+    assert answer["top"] == json.loads(from_file.stdout)["predictions"][0]["top"]
+
+
+def test_pictures_too_large_folders_and_float_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fmnist_toolkit.errors import DataCorruptError
+
+    picture = np.zeros((64, 64), dtype=np.float32)
+    picture[16:48, 24:40] = 0.8  # a light garment, brightness in [0, 1]
+    Image.fromarray(picture, mode="F").save(tmp_path / "float.tif")
+    converted = image_like_fashion_mnist(tmp_path / "float.tif")
+    assert int(converted.max()) > 150  # not taken for 0-255 and read as blank
+    Image.fromarray((picture * 255).astype(np.uint8)).save(tmp_path / "big.png")
+    for limit in (3000, 1500):  # 4,096 pixels: Pillow's warning, then its refusal
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+        with pytest.raises(DataCorruptError, match="too large a picture"):
+            image_like_fashion_mnist(tmp_path / "big.png")
+    with pytest.raises(DataCorruptError, match="is a folder, not a picture"):
+        image_like_fashion_mnist(tmp_path)
 
 
 def test_light_and_dark_backgrounds_convert_alike(synthetic_data: Path, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from fmnist_toolkit.cli._render import (
     console,
     model_label,
     note_if_hiding_bundled,
+    print_error,
     print_json,
     print_result,
     resume_hint,
@@ -403,7 +404,11 @@ def probe(
 def predict(
     images: Annotated[
         list[Path],
-        typer.Argument(help="Image files (PNG, JPEG, ...), any size.", show_default=False),
+        typer.Argument(
+            help="Image files (PNG, JPEG, TIFF, WebP, ...), any size; - reads one from "
+            "standard input.",
+            show_default=False,
+        ),
     ],
     model: ModelOption = None,
     top: Annotated[int, typer.Option(min=1, max=10, help="How many classes to show.")] = 3,
@@ -412,15 +417,27 @@ def predict(
     """Classify your own pictures of clothes.
 
     Each picture is converted as Fashion-MNIST's were: grayscale, inverted when its background
-    is light, trimmed, longest side resized to 28 pixels, centred on a 28x28 canvas.
+    is light, trimmed, longest side resized to 28 pixels, centred on a 28x28 canvas. A picture
+    that cannot be read gets an error line on stderr (with --json, an "error" entry) and the
+    others their answers; the exit status is then 1.
+
+    Example: fmt clf predict shoe.jpg shirt.png --top 1
     """
+    import sys
+
     from fmnist_toolkit.engine.clf import predict_images
 
     model = _chosen_classifier(model, "to classify with")
-    predictions = predict_images(model, images, top=top)
+    predictions = predict_images(model, images, top=top, stdin=sys.stdin.buffer)
     if json_output:
         print_json({"model": model, "predictions": predictions})
-        return
     for prediction in predictions:
-        ranked = ", ".join(f"{row['class']} {row['probability']:.1%}" for row in prediction["top"])
-        typer.echo(f"{prediction['image']}: {ranked}")
+        if "error" in prediction:
+            print_error(prediction["error"])
+        elif not json_output:
+            ranked = ", ".join(
+                f"{row['class']} {row['probability']:.1%}" for row in prediction["top"]
+            )
+            typer.echo(f"{prediction['image']}: {ranked}")
+    if any("error" in prediction for prediction in predictions):
+        raise typer.Exit(1)

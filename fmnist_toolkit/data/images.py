@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from fmnist_toolkit.data.idx import IMAGE_SIZE
 from fmnist_toolkit.errors import DataCorruptError, DataMissingError
@@ -64,9 +64,6 @@ def cutout_batch(images: torch.Tensor, generator: torch.Generator, size: int) ->
     return images.masked_fill(inside.unsqueeze(1), 0.0)
 
 
-# --------------------------------------------------------------------------- user images
-
-
 def mixup(
     inputs: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, alpha: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,26 +82,49 @@ def mixup(
     )
 
 
-def image_like_fashion_mnist(path: str | os.PathLike[str]) -> torch.Tensor:
+# --------------------------------------------------------------------------- user images
+
+
+def image_like_fashion_mnist(
+    path: str | os.PathLike[str], content: BinaryIO | None = None
+) -> torch.Tensor:
     """A user's picture (PNG, JPEG, ... any size) as Fashion-MNIST makes its images: uint8 [28, 28].
 
     Following the data set's own conversion: grayscale; the garment made light on a dark
     background (inverted when the picture's border is light); the background trimmed; the longest
-    side resized to 28 pixels; the rest padded to 28x28 with the garment centred.
+    side resized to 28 pixels; the rest padded to 28x28 with the garment centred. ``content``,
+    when given, is read instead of the file (standard input); ``path`` then only names it.
     """
+    import warnings
+
     import numpy as np
     import torch
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     try:
-        with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened).convert("L")
+        # Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that; a picture that
+        # large is refused outright rather than decoded into gigabytes.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(content or path) as opened:
+                upright = ImageOps.exif_transpose(opened)
+                if upright.mode == "F":  # floating-point (TIFF): brightness 0-1 or 0-255
+                    pixels = np.nan_to_num(np.asarray(upright, dtype=np.float32))
+                    pixels = (pixels * 255 if pixels.max() <= 1 else pixels).clip(0, 255)
+                else:
+                    pixels = np.asarray(upright.convert("L"), dtype=np.float32)
     except FileNotFoundError:
         raise DataMissingError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataCorruptError(f"{path}: is a folder, not a picture") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        limit = Image.MAX_IMAGE_PIXELS or 0
+        raise DataCorruptError(
+            f"{path}: too large a picture (over {limit / 1e6:.0f} megapixels); shrink it first"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise DataCorruptError(f"{path}: not an image this tool can read ({error})") from None
-    pixels = np.asarray(image, dtype=np.float32)
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     if np.median(border) > 127:  # light background, as in photos: Fashion-MNIST is inverted
         pixels = 255.0 - pixels

@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from fmnist_toolkit.data import CLASS_NAMES, DeviceSplit
 from fmnist_toolkit.engine.device import resolve_device
 from fmnist_toolkit.engine.inference import predict_split
 from fmnist_toolkit.engine.model_io import load_model
+from fmnist_toolkit.errors import DataCorruptError, DataMissingError
 from fmnist_toolkit.storage import ModelStore
 
 if TYPE_CHECKING:
@@ -76,26 +77,36 @@ def predict_images(
     *,
     top: int = 3,
     store: ModelStore | None = None,
+    stdin: BinaryIO | None = None,
 ) -> list[dict[str, Any]]:
-    """The ``top`` classes and their probabilities for each of a user's pictures (CPU)."""
+    """The ``top`` classes and their probabilities for each of a user's pictures (CPU), in
+    order: ``{"image", "top"}``, or ``{"image", "error"}`` for a picture that cannot be read,
+    so that one bad file does not cost the others their answers. A path ``-`` is read from
+    ``stdin``."""
     import torch
 
     from fmnist_toolkit.data import image_like_fashion_mnist, to_unit_float
 
     model = load_model(name_or_path, store=store, kind="classifier")
-    pictures = torch.stack([image_like_fashion_mnist(path) for path in paths])
+    results: list[dict[str, Any]] = []
+    pictures = []
+    for path in paths:
+        try:
+            content = stdin if stdin is not None and str(path) == "-" else None
+            pictures.append(image_like_fashion_mnist(path, content))
+            results.append({"image": str(path)})
+        except (DataMissingError, DataCorruptError) as error:
+            results.append({"image": str(path), "error": str(error)})
+    if not pictures:
+        return results
     with torch.no_grad():
-        probabilities = model(to_unit_float(pictures)).exp()
-    results = []
-    for path, row in zip(paths, probabilities, strict=True):
-        values, classes = row.topk(top)
-        results.append(
-            {
-                "image": str(path),
-                "top": [
-                    {"class": CLASS_NAMES[int(c)], "index": int(c), "probability": float(v)}
-                    for v, c in zip(values, classes, strict=True)
-                ],
-            }
-        )
+        probabilities = iter(model(to_unit_float(torch.stack(pictures))).exp())
+    for result in results:
+        if "error" in result:
+            continue
+        values, classes = next(probabilities).topk(top)
+        result["top"] = [
+            {"class": CLASS_NAMES[int(c)], "index": int(c), "probability": float(v)}
+            for v, c in zip(values, classes, strict=True)
+        ]
     return results
