@@ -122,6 +122,41 @@ def test_train_best_saves_a_model_that_names_its_study(cli, synthetic_data: Path
     assert load_model("tuned").encode is not None
 
 
+def test_train_best_checks_its_name_first_and_resumes_after_ctrl_c(
+    cli, synthetic_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fmnist_toolkit.engine import tune as tune_engine
+    from fmnist_toolkit.storage import ModelStore
+    from tests.test_ae import InterruptAfter
+
+    bad = cli(*tune_args(synthetic_data, "my study", "--trials", 1, "--train-best"))
+    assert_one_line_error(bad, 2, "invalid model name 'ae-my study'")
+    never_ran = cli("ae", "tune", "--study", "my study", "--trials", "0")
+    assert_one_line_error(never_ran, 1, "no study named 'my study'")  # no trial was spent
+    alone = cli(*tune_args(synthetic_data, "tb", "--trials", 1, "--resume"))
+    assert_one_line_error(alone, 2, "--resume is for the --train-best run")
+
+    train = tune_engine.train_autoencoder
+
+    def interrupted(*args, **kwargs):
+        return train(*args, **{**kwargs, "callbacks": [InterruptAfter(1)]})
+
+    monkeypatch.setattr(tune_engine, "train_autoencoder", interrupted)
+    best = ("--train-best", "--best-epochs", 2, "-q")
+    stopped = cli(*tune_args(synthetic_data, "tb", "--trials", 1, *best))
+    assert stopped.exit_code == 130
+    resume = f"fmt ae train --name ae-tb --resume --data-dir {synthetic_data} --device cpu"
+    assert stopped.stderr.strip().endswith(f"resume with: {resume}")
+    monkeypatch.setattr(tune_engine, "train_autoencoder", train)
+
+    again = cli(*tune_args(synthetic_data, "tb", "--trials", 0, *best))
+    assert_one_line_error(again, 1, "continue it with --resume or discard it with --restart")
+    resumed = cli(*tune_args(synthetic_data, "tb", "--trials", 0, *best, "--resume", "--json"))
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout)["trained"]["epochs"] == 2
+    assert ModelStore().read_config("ae-tb")["provenance"]["tuning"]["study"] == "tb"
+
+
 def test_bad_inputs_are_one_line(cli, synthetic_data: Path, tmp_path: Path) -> None:
     created = cli(*tune_args(synthetic_data, "s", "--trials", 1, "-q"))
     assert created.exit_code == 0, created.output
@@ -140,6 +175,9 @@ def test_bad_inputs_are_one_line(cli, synthetic_data: Path, tmp_path: Path) -> N
     assert_one_line_error(no_driver, 1, "fmnist-toolkit[mysql]")
     garbage = cli("ae", "tune", "--study", "x", "--storage", "nonsense://")
     assert_one_line_error(garbage, 1, "cannot open storage nonsense://")
+    for in_memory in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):
+        lost = cli(*tune_args(synthetic_data, "m", "--trials", 1, "--storage", in_memory))
+        assert_one_line_error(lost, 1, "in-memory SQLite database is lost")
     assert_one_line_error(cli(*tune_args(synthetic_data, "v", "--val-fraction", 1.5)), 2, "0 and 1")
     empty = cli("ae", "tune", "--study", "empty", "--trials", "0", "--train-best")
     assert_one_line_error(empty, 1, "no study named 'empty'")
@@ -264,14 +302,17 @@ def test_killed_worker_trial_is_failed_and_retried(synthetic_data: Path, tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("jobs", [1, 2])
 def test_ctrl_c_fails_the_running_trial_and_the_study_goes_on(
-    synthetic_data: Path, tmp_path: Path
+    jobs: int, synthetic_data: Path, tmp_path: Path
 ) -> None:
+    """The SIGINT goes to the command's process alone, as a supervisor's kill -INT would: with
+    --jobs 2 it must reach the workers too."""
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     env = worker_env(tmp_path)
     args = tune_args(synthetic_data, "shared", "--storage", storage, "--no-prune", "--epochs", LONG)
     process = subprocess.Popen(
-        fmt_command(*args, "--trials", 3),
+        fmt_command(*args, "--trials", 3, "--jobs", jobs),
         env=env,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         stdout=subprocess.PIPE,
@@ -284,8 +325,11 @@ def test_ctrl_c_fails_the_running_trial_and_the_study_goes_on(
     assert process.returncode == 130, err
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "run the same command to add more" in lines[0], err
+    assert "keeps 0 complete trials" in lines[0]
     assert "Traceback" not in err
-    assert load_study(storage, "shared").trials[interrupted].state.name == "FAIL"
+    trials = load_study(storage, "shared").trials
+    assert trials[interrupted].state.name == "FAIL"
+    assert [trial.state.name for trial in trials] == ["FAIL"] * jobs  # no worker went on
 
     again = subprocess.run(
         fmt_command(*args, "--trials", 1, "--json", "-q"),
@@ -296,7 +340,7 @@ def test_ctrl_c_fails_the_running_trial_and_the_study_goes_on(
         check=False,
     )
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["counts"] == {"fail": 1, "complete": 1}
+    assert json.loads(again.stdout)["counts"] == {"fail": jobs, "complete": 1}
 
 
 def test_schedule_search_samples_every_schedule_and_lr_up_to_1e_2() -> None:

@@ -54,10 +54,11 @@ def typed_options(ctx: typer.Context, names: Iterable[str]) -> list[str]:
     return [name for name, source in sources.items() if source and source.name == "COMMANDLINE"]
 
 
-def resume_command(ctx: typer.Context, name: str) -> str:
+def resume_command(ctx: typer.Context, name: str, command_path: str | None = None) -> str:
     """The command that resumes this run: the recipe comes from the checkpoint, so only where
-    the data, device and plots are (as given on this command line) need repeating."""
-    words = [*ctx.command_path.split(), "--name", name, "--resume"]
+    the data, device and plots are (as given on this command line) need repeating.
+    ``command_path`` names another command that resumes it (default: this one)."""
+    words = [*(command_path or ctx.command_path).split(), "--name", name, "--resume"]
     for option, parameter in (
         ("--data-dir", "data_dir"),
         ("--device", "device"),
@@ -70,13 +71,13 @@ def resume_command(ctx: typer.Context, name: str) -> str:
 
 
 @contextlib.contextmanager
-def resume_hint(ctx: typer.Context, name: str) -> Iterator[None]:
+def resume_hint(ctx: typer.Context, name: str, command_path: str | None = None) -> Iterator[None]:
     """Ctrl-C during training: add the command that resumes it to the one-line message."""
     try:
         yield
     except TrainingInterrupted as interrupted:
         raise TrainingInterrupted(
-            f"{interrupted}; resume with: {resume_command(ctx, name)}",
+            f"{interrupted}; resume with: {resume_command(ctx, name, command_path)}",
             model_name=interrupted.model_name,
             completed_epochs=interrupted.completed_epochs,
         ) from None

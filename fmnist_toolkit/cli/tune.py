@@ -17,10 +17,11 @@ from fmnist_toolkit.cli._options import (
     PrecisionOption,
     QuietOption,
     SeedOption,
+    check_resume_or_restart,
     choices,
     engine_config,
 )
-from fmnist_toolkit.cli._render import console, print_json
+from fmnist_toolkit.cli._render import console, note_if_hiding_bundled, print_json, resume_hint
 from fmnist_toolkit.config import SEARCH_DIMENSIONS
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ def _render(report: StudyReport) -> None:
 
 
 def tune(
+    ctx: typer.Context,
     study: Annotated[
         str,
         typer.Option(
@@ -209,6 +211,23 @@ def tune(
             rich_help_panel=BEST,
         ),
     ] = None,
+    resume_best: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="--train-best only: continue its interrupted run (as fmt ae train --name "
+            "NAME --resume does).",
+            rich_help_panel=BEST,
+        ),
+    ] = False,
+    restart_best: Annotated[
+        bool,
+        typer.Option(
+            "--restart",
+            help="--train-best only: discard its interrupted run and start it over.",
+            rich_help_panel=BEST,
+        ),
+    ] = False,
     jobs: Annotated[
         int | None,
         typer.Option(
@@ -246,6 +265,8 @@ def tune(
     from fmnist_toolkit.engine.callbacks import ProgressCallback
     from fmnist_toolkit.engine.tune import run_study
     from fmnist_toolkit.engine.tune import train_best as train_best_recipe
+    from fmnist_toolkit.errors import UsageError
+    from fmnist_toolkit.storage import validate_name
 
     tune_config = TuneConfig(
         study=study,
@@ -259,6 +280,13 @@ def tune(
         search=tuple(sorted({SearchDimension(item).value for item in search or ()})),
     )
     engine = engine_config(device, precision, cuda_graphs, compile_model=compile_model)
+    check_resume_or_restart(resume_best, restart_best)
+    model_name = name or f"ae-{study}"
+    if train_best:  # before the search: a bad name must not cost hours of trials
+        validate_name(model_name)
+    elif resume_best or restart_best or name:
+        flag = "--resume" if resume_best else "--restart" if restart_best else "--name"
+        raise UsageError(f"{flag} is for the --train-best run: add --train-best")
 
     def epoch_callbacks(number: int) -> list[ProgressCallback]:
         # A bar per trial on a terminal; in logs the one line per finished trial is enough.
@@ -281,17 +309,22 @@ def tune(
         jobs=jobs,
     )
     if train_best:
-        model_name = name or f"ae-{study}"
-        report.trained = train_best_recipe(
-            report,
-            tune_config,
-            engine,
-            name=model_name,
-            epochs=best_epochs,
-            data_dir=data_dir,
-            plots_dir=plots,
-            callbacks=[ProgressCallback(console, label=model_name, quiet=quiet)],
-        )
+        # The run checkpoints like fmt ae train's, which resumes it with the study recorded.
+        resumer = ctx.command_path.rsplit(" ", 1)[0] + " train"
+        with resume_hint(ctx, model_name, command_path=resumer):
+            report.trained = train_best_recipe(
+                report,
+                tune_config,
+                engine,
+                name=model_name,
+                epochs=best_epochs,
+                data_dir=data_dir,
+                plots_dir=plots,
+                callbacks=[ProgressCallback(console, label=model_name, quiet=quiet)],
+                resume=resume_best,
+                restart=restart_best,
+            )
+        note_if_hiding_bundled(model_name)
     if json_output:
         trained = report.trained
         print_json(

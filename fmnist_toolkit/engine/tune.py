@@ -48,7 +48,12 @@ from fmnist_toolkit.engine.tune_storage import (
     quiet_optuna,
     shown_url,
 )
-from fmnist_toolkit.engine.tune_workers import default_jobs, optimize_in_processes, tuning_worker
+from fmnist_toolkit.engine.tune_workers import (
+    default_jobs,
+    kept_trials,
+    optimize_in_processes,
+    tuning_worker,
+)
 from fmnist_toolkit.errors import StudyNotFoundError, TuningInterrupted, UsageError
 from fmnist_toolkit.storage import ModelStore
 
@@ -307,10 +312,9 @@ def _optimize(
             gc_after_trial=False,
         )
     except KeyboardInterrupt:
-        finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
         raise TuningInterrupted(
-            f"interrupted; the running trial was recorded as failed and study {tune.study!r} "
-            f"keeps its {len(finished)} finished trials; run the same command to add more"
+            "interrupted; the running trial was recorded as failed and "
+            f"{kept_trials(study, tune.study)}; run the same command to add more"
         ) from None
     after = study.get_trials(deepcopy=False)
     return study, len([trial for trial in after if trial.number not in before])
@@ -364,9 +368,12 @@ def train_best(
     store: ModelStore | None = None,
     plots_dir: Path | None = None,
     callbacks: Sequence[Callback] = (),
+    resume: bool = False,
+    restart: bool = False,
 ) -> AutoencoderTrainResult:
     """Train the best trial's recipe on the whole training set for ``epochs`` and save it
-    like ``fmt ae train``, recording the study and trial in the model's config."""
+    like ``fmt ae train``, recording the study and trial in the model's config; ``resume``
+    and ``restart`` as for :func:`train_autoencoder`."""
     best = report.best
     if best is None:
         raise StudyNotFoundError(
@@ -392,4 +399,6 @@ def train_best(
         plots_dir=plots_dir,
         callbacks=callbacks,
         provenance={"tuning": provenance},
+        resume=resume,
+        restart=restart,
     )

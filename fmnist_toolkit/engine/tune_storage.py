@@ -47,6 +47,13 @@ def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT) -> BaseStorage
     """
     import optuna
 
+    if _in_memory_sqlite(url):
+        # Optuna's heartbeat thread opens its own connection, which gets an empty database;
+        # and the study would vanish with the process. Refuse rather than lose it.
+        raise StudyStorageError(
+            f"cannot use storage {url}: an in-memory SQLite database is lost when the run "
+            "ends; name a file, e.g. sqlite:///studies.sqlite3"
+        )
     try:
         if url.startswith(JOURNAL_PREFIX):
             from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
@@ -76,6 +83,19 @@ def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT) -> BaseStorage
     except Exception as error:  # SQLAlchemy, the driver or the file system: all one line
         reason = " ".join(str(error).split("\n")[0].split()) or type(error).__name__
         raise StudyStorageError(f"cannot open storage {shown_url(url)}: {reason}") from None
+
+
+def _in_memory_sqlite(url: str) -> bool:
+    """sqlite://, sqlite:/// and sqlite:///:memory: (SQLAlchemy's spellings of no file)."""
+    if not url.startswith("sqlite"):
+        return False
+    try:
+        from sqlalchemy.engine import make_url
+
+        database = make_url(url).database
+    except Exception:  # unparsable: opening it says why
+        return False
+    return database in (None, "", ":memory:") or database.startswith("file::memory:")
 
 
 def _open_rdb_storage(

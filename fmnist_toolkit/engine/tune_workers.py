@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 # --------------------------------------------------------------------------- parallel trials
 
+WORKER_STOP_SECONDS = 3  # after a Ctrl-C, before the workers that did not stop are sent one
 GPU_JOBS = 4  # trials at once on one GPU: each is launch-bound, far from filling it
 
 
@@ -89,13 +91,19 @@ def optimize_in_processes(
             elif on_trial_end is not None:
                 on_trial_end(*message)
     except KeyboardInterrupt:
-        # The workers got the same Ctrl-C: each records its running trial as failed.
+        # A Ctrl-C reaches the workers too (one process group): each records its running trial
+        # as failed and stops. A SIGINT sent to this process alone (a supervisor's kill -INT)
+        # does not: pass it on to those still running a moment later.
+        for worker in workers:
+            worker.join(timeout=WORKER_STOP_SECONDS)
+        for worker in workers:
+            if worker.is_alive() and worker.pid is not None:
+                os.kill(worker.pid, signal.SIGINT)
         for worker in workers:
             worker.join(timeout=60)
-        finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
         raise TuningInterrupted(
-            f"interrupted; the running trials were recorded as failed and study {tune.study!r} "
-            f"keeps its {len(finished)} finished trials; run the same command to add more"
+            "interrupted; the running trials were recorded as failed and "
+            f"{kept_trials(study, tune.study)}; run the same command to add more"
         ) from None
     for worker in workers:
         worker.join()
@@ -140,3 +148,16 @@ def tuning_worker(
         messages.put(str(error))
     finally:
         messages.put(None)
+
+
+def kept_trials(study: optuna.Study, name: str) -> str:
+    """What an interrupted study keeps, e.g. "study 's' keeps 3 complete trials (1 pruned)"."""
+    import optuna
+
+    states = optuna.trial.TrialState
+    complete = len(study.get_trials(deepcopy=False, states=(states.COMPLETE,)))
+    pruned = len(study.get_trials(deepcopy=False, states=(states.PRUNED,)))
+    plural = "" if complete == 1 else "s"
+    return f"study {name!r} keeps {complete} complete trial{plural}" + (
+        f" ({pruned} pruned)" if pruned else ""
+    )
