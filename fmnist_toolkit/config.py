@@ -19,6 +19,9 @@ DENOISER_ARCHITECTURES = ("unet",)
 # The model registry's architectures by family, named here so that the CLI's choices need no
 # torch import; tests/test_cli.py keeps them equal to the registry.
 AUTOENCODER_ARCHITECTURES = ("seed", "wide", "residual")
+# The kinds a saved model's config names (the registry's, less the discriminator, which is
+# saved with its generator).
+MODEL_KINDS = ("autoencoder", "classifier", "denoiser", "generator")
 GAN_ARCHITECTURES = ("mlp", "dcgan")
 # "bce": binary cross-entropy with the non-saturating generator loss (the report's);
 # "hinge": the hinge loss of SNGAN and BigGAN.

@@ -24,8 +24,11 @@ def test_list_filters_by_kind_and_shows_sizes(cli, isolated_home: Path) -> None:
     store = ModelStore(isolated_home)
     save_autoencoder(store, "ae")
     store.save("clf", {"w": torch.zeros(3)}, {"kind": "classifier"})
+    store.save("dn", {"w": torch.zeros(3)}, {"kind": "denoiser"})
     listing = json.loads(cli("models", "list", "--kind", "classifier", "--json").stdout)
     assert [entry["name"] for entry in listing] == ["clf"]
+    listing = json.loads(cli("models", "list", "--kind", "denoiser", "--json").stdout)
+    assert [entry["name"] for entry in listing] == ["dn"]
     sizes = {
         entry["name"]: entry["size"] for entry in json.loads(cli("models", "list", "--json").stdout)
     }

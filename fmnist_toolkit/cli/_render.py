@@ -98,7 +98,7 @@ def print_result(renderable: Any) -> None:
 
 
 def print_summary(title: str, summary: dict[str, Any]) -> None:
-    """A training run's summary as a two-column table on stderr (``--json`` prints the dict).
+    """A training run's summary as a two-column table on stdout (``--json`` prints the dict).
 
     Losses and errors keep six decimals; a list of plots is shown as its count and folder.
     """
@@ -115,7 +115,7 @@ def print_summary(title: str, summary: dict[str, Any]) -> None:
         elif isinstance(value, float) and key != "seconds":
             value = f"{value:.6f}"
         table.add_row(key, str(value))
-    console.print(table)
+    print_result(table)
 
 
 def print_note(message: str) -> None:

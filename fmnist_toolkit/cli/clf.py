@@ -284,8 +284,8 @@ def finetune(
     if json_output:
         print_json(summary)
         return
-    console.print(_metrics_rows(result.test.per_class))
-    console.print(
+    print_result(_metrics_rows(result.test.per_class))
+    print_result(
         f"[bold]{result.name}[/]: test accuracy [bold]{result.test.accuracy:.2%}[/] "
         f"(validation {result.val_accuracy:.2%}, best epoch {result.best_epoch}/{result.epochs}) "
         f"saved in {result.path}"

@@ -10,7 +10,7 @@ import typer
 
 from fmnist_toolkit.cli._options import JsonOption
 from fmnist_toolkit.cli._render import console, format_duration, print_json, print_result
-from fmnist_toolkit.config import GAN_ARCHITECTURE_ONLY
+from fmnist_toolkit.config import GAN_ARCHITECTURE_ONLY, MODEL_KINDS
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -73,14 +73,11 @@ def _size(size: int) -> str:
     return f"{size} B"
 
 
-KINDS = ("autoencoder", "classifier", "generator")
-
-
 @app.command("list")
 def list_models(
     kind: Annotated[
         str | None,
-        typer.Option("--kind", help=f"Only models of this kind: {', '.join(KINDS)}."),
+        typer.Option("--kind", help=f"Only models of this kind: {', '.join(MODEL_KINDS)}."),
     ] = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -91,8 +88,8 @@ def list_models(
     from fmnist_toolkit.storage import ModelStore
     from fmnist_toolkit.transfer import folder_size
 
-    if kind is not None and kind not in KINDS:
-        raise UsageError(f"unknown --kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if kind is not None and kind not in MODEL_KINDS:
+        raise UsageError(f"unknown --kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
     store = ModelStore()
     models = [model for model in store.list() if kind is None or model.kind == kind]
     interrupted = [run for run in store.interrupted() if kind is None or run.kind == kind]
@@ -343,6 +340,6 @@ def prune(
         return
     verb = "Would remove" if dry_run else "Removed"
     for candidate in removed:
-        console.print(f"{verb} {candidate.reason} {candidate.path}", soft_wrap=True)
+        print_result(f"{verb} {candidate.reason} {candidate.path}")
     total = sum(candidate.size for candidate in removed)
-    console.print(f"{verb} {len(removed)} folder(s), {_size(total)}.")
+    print_result(f"{verb} {len(removed)} folder(s), {_size(total)}.")

@@ -21,7 +21,13 @@ from fmnist_toolkit.cli._options import (
     choices,
     engine_config,
 )
-from fmnist_toolkit.cli._render import console, note_if_hiding_bundled, print_json, resume_hint
+from fmnist_toolkit.cli._render import (
+    console,
+    note_if_hiding_bundled,
+    print_json,
+    print_result,
+    resume_hint,
+)
 from fmnist_toolkit.config import SEARCH_DIMENSIONS
 
 if TYPE_CHECKING:
@@ -80,23 +86,21 @@ def _render(report: StudyReport) -> None:
             _format_params(row.params),
             style=style,
         )
-    console.print(table)
+    print_result(table)
     counts = ", ".join(f"{count} {state}" for state, count in sorted(report.counts().items()))
-    console.print(f"{len(report.trials)} trials ({counts}); {report.trials_run} run now")
+    print_result(f"{len(report.trials)} trials ({counts}); {report.trials_run} run now")
     if report.best is not None:
-        console.print(
+        print_result(
             f"[bold]best[/bold]: trial {report.best.number}, validation MSE "
             f"{report.best.value:.6f}: {_format_params(report.best.params)}",
-            soft_wrap=True,
         )
     for path in report.plots:
-        console.print(f"plot: {path}", soft_wrap=True)
+        print_result(f"plot: {path}")
     if report.trained is not None:
         trained = report.trained
-        console.print(
+        print_result(
             f"[bold]trained[/bold] {trained.name}: test MSE {trained.test_mse:.6f} after "
             f"{trained.epochs} epochs ({trained.seconds:.0f}s) → {trained.path}",
-            soft_wrap=True,
         )
 
 

@@ -25,8 +25,10 @@ class Diagnosis:
     cpu: dict[str, Any]
     store: str
     data_dir: str
-    data: str  # "verified", "not fetched" or the first problem
+    data_dir_from: str  # "--data-dir", "FMT_DATA_DIR" or "default"
+    data: str  # "verified", "not fetched" or every file's problem
     bundled: dict[str, str]  # name -> "verified" or its problem
+    bundled_setting: str | None = None  # FMT_BUNDLED_MODELS, when set
     problems: list[str] = field(default_factory=list)
 
 
@@ -63,11 +65,14 @@ def cpu_features(cpuinfo: Path = CPUINFO) -> dict[str, Any]:
     }
 
 
-def devices() -> list[dict[str, Any]]:
-    """Every device --device can name here, with what auto picks first."""
+def devices(problems: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every device --device can name here, with what auto picks (``auto``) and what commands
+    use without --device (``default``: FMT_DEVICE's, else auto's). An FMT_DEVICE that names no
+    device here is added to ``problems``."""
     import torch
 
-    from fmnist_toolkit.engine.device import resolve_device
+    from fmnist_toolkit.engine.device import DEVICE_ENV, resolve_device
+    from fmnist_toolkit.errors import ToolkitError
 
     found: list[dict[str, Any]] = [{"device": "cpu", "name": "CPU"}]
     for index in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
@@ -83,27 +88,41 @@ def devices() -> list[dict[str, Any]]:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         found.append({"device": "mps", "name": "Apple MPS"})
     auto = str(resolve_device("auto"))
+    default = auto
+    setting = os.environ.get(DEVICE_ENV, "").strip()
+    if setting:
+        try:
+            default = str(resolve_device(setting))
+        except ToolkitError as error:
+            default = ""
+            if problems is not None:
+                problems.append(f"{DEVICE_ENV}={setting}: {error}")
     for entry in found:
         entry["auto"] = entry["device"] in (auto, f"{auto}:0")
+        entry["default"] = entry["device"] in (default, f"{default}:0")
     return found
 
 
 def diagnose(data_dir: str | os.PathLike[str] | None = None) -> Diagnosis:
     """Everything ``fmt doctor`` reports; reading the data and bundled models, writing nothing."""
-    from fmnist_toolkit.data import resolve_data_dir, verify_dataset
-    from fmnist_toolkit.storage import ModelStore
+    from fmnist_toolkit.data import DATA_DIR_ENV, resolve_data_dir, verify_dataset
+    from fmnist_toolkit.storage import BUNDLED_ENV, ModelStore
 
     store = ModelStore()
     folder = resolve_data_dir(data_dir)
+    if data_dir is not None and str(data_dir) != "":
+        data_dir_from = "--data-dir"
+    else:
+        data_dir_from = DATA_DIR_ENV if os.environ.get(DATA_DIR_ENV) else "default"
     checks = verify_dataset(folder)
-    problems = []
+    problems: list[str] = []
+    found = devices(problems)
     if all(check.path is None for check in checks):
         data = "not fetched (fmt data fetch)"
     elif all(check.ok for check in checks):
         data = "verified"
     else:
-        bad = next(check for check in checks if not check.ok)
-        data = f"{bad.name}: {bad.problem}"
+        data = "; ".join(f"{check.name}: {check.problem}" for check in checks if not check.ok)
         problems.append(f"data: {data}")
     bundled = {}
     for name, problem in store.check_bundled().items():
@@ -112,11 +131,13 @@ def diagnose(data_dir: str | os.PathLike[str] | None = None) -> Diagnosis:
             problems.append(problem)
     return Diagnosis(
         versions=package_versions(),
-        devices=devices(),
+        devices=found,
         cpu=cpu_features(),
         store=str(store.root),
         data_dir=str(folder),
+        data_dir_from=data_dir_from,
         data=data,
         bundled=bundled,
+        bundled_setting=os.environ.get(BUNDLED_ENV) or None,
         problems=problems,
     )
