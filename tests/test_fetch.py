@@ -227,7 +227,10 @@ def test_cli_verify_and_path(cli, synthetic_data: Path, tmp_path: Path) -> None:
     assert "t10k-labels-idx1-ubyte.gz" in human.stdout
     assert human.stderr.startswith("error: ") and "Fashion-MNIST in" not in human.stderr
     missing = cli("data", "verify", "--data-dir", tmp_path / "nothing")
-    assert missing.exit_code == 1 and "fmt data fetch" in missing.stderr
+    # the hint fills the folder in use, not the default one
+    assert missing.exit_code == 1
+    assert f"run `fmt data fetch --data-dir {tmp_path / 'nothing'}`" in missing.stderr
+    assert f"run `fmt data fetch --data-dir {synthetic_data}` to download" in result.stderr
     where = cli("data", "path", "--data-dir", tmp_path)
     assert where.exit_code == 0 and where.stdout.strip() == str(tmp_path)
 

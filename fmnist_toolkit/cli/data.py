@@ -97,7 +97,7 @@ def verify(data_dir: DataDirOption = None, json_output: JsonOption = False) -> N
     """Check the four files by the MD5 of their decompressed content (exit 1 on any problem)."""
     from rich.table import Table
 
-    from fmnist_toolkit.data import resolve_data_dir, verify_dataset
+    from fmnist_toolkit.data import fetch_command, resolve_data_dir, verify_dataset
     from fmnist_toolkit.errors import DataCorruptError, DataMissingError
 
     folder = resolve_data_dir(data_dir)
@@ -129,13 +129,14 @@ def verify(data_dir: DataDirOption = None, json_output: JsonOption = False) -> N
     bad = [check for check in checks if not check.ok]
     if all(check.path is None for check in checks):
         raise DataMissingError(
-            f"Fashion-MNIST not found in {folder}; run `fmt data fetch` or pass --data-dir DIR"
+            f"Fashion-MNIST not found in {folder}; run `{fetch_command(folder)}`, or pass "
+            "--data-dir with the folder that has the files"
         )
     if bad:
         first = bad[0]
         where = first.path or f"{first.name} in {folder}"
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        hint = "; run `fmt data fetch` to download what is missing or bad"
+        hint = f"; run `{fetch_command(folder)}` to download what is missing or bad"
         raise DataCorruptError(f"{where}: {first.problem}{more}{hint}")
 
 

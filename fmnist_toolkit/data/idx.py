@@ -91,6 +91,16 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     return default_data_dir()
 
 
+def fetch_command(data_dir: Path) -> str:
+    """The command that downloads the data into ``data_dir``: a hint that fills the folder
+    the user is using, not the default one."""
+    import shlex
+
+    if data_dir == resolve_data_dir():
+        return "fmt data fetch"
+    return f"fmt data fetch --data-dir {shlex.quote(str(data_dir))}"
+
+
 def _candidates(data_dir: Path, name: str) -> list[Path]:
     folders = (data_dir, data_dir / "FashionMNIST" / "raw")
     return [folder / (name + suffix) for folder in folders for suffix in ("", ".gz")]
@@ -103,8 +113,8 @@ def find_file(data_dir: Path, name: str) -> Path | None:
 
 def _missing_message(data_dir: Path, name: str) -> str:
     return (
-        f"Fashion-MNIST not found: no {name}[.gz] in {data_dir}; "
-        "run `fmt data fetch` or pass --data-dir DIR"
+        f"Fashion-MNIST not found: no {name}[.gz] in {data_dir}; run `{fetch_command(data_dir)}`, "
+        "or pass --data-dir with the folder that has the files"
     )
 
 

@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from fmnist_toolkit._version import __version__
 from fmnist_toolkit.config import AutoencoderTrainConfig, config_from_dict
-from fmnist_toolkit.data import SPLIT_FILES, DeviceSplit, find_file, resolve_data_dir
+from fmnist_toolkit.data import (
+    SPLIT_FILES,
+    DeviceSplit,
+    fetch_command,
+    find_file,
+    resolve_data_dir,
+)
 from fmnist_toolkit.engine.defaults import (
     best_autoencoder,
     best_classifier,
@@ -49,7 +55,6 @@ REPORT_NUMBERS: dict[str, float] = {
 # Its best tuning trial, the recipe of `fmt ae train`'s defaults (batch 256, 60 epochs).
 REPORT_BEST_TRIAL: dict[str, Any] = {"optimizer": "adam", "lr": 0.00099, "weight_decay": 3.5237e-5}
 REPORT_RECIPE = "Adam, lr 0.00099, weight decay 3.5237e-5, batch 256, 60 epochs"
-DATA_COMMAND = "fmt data fetch (or pass --data-dir DIR)"
 MARKER_FILE = "report.json"  # marks a folder as an fmt report: a later run may replace it
 FIGURE_DPI = 110
 
@@ -240,6 +245,7 @@ class ReportContext:
     figures: Path  # the temporary OUT's figures/
     data_dir: Path | None  # None: no data here
     device: torch.device
+    fetch_data: str = "fmt data fetch"  # the command that gets the data where it was looked for
     seed: int = 0
     study: str = "report"
     storage: str | None = None
@@ -256,7 +262,7 @@ class ReportContext:
     def has_data(self, section: Section, what: str) -> bool:
         """Whether the data is here; if not, ``what`` is listed as skipped in ``section``."""
         if self.data_dir is None:
-            section.skipped.append(Skipped(what, "needs Fashion-MNIST", DATA_COMMAND))
+            section.skipped.append(Skipped(what, "needs Fashion-MNIST", self.fetch_data))
         return self.data_dir is not None
 
     def model(self, section: Section, role: str, what: str, command: str) -> str | None:
@@ -391,6 +397,7 @@ def write_report(
             figures=temporary / "figures",
             data_dir=found,
             device=torch_device,
+            fetch_data=fetch_command(resolve_data_dir(data_dir)),
             seed=seed,
             study=study,
             storage=storage,
