@@ -36,6 +36,7 @@ from fmnist_toolkit.storage import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     ModelStore,
+    cannot_write,
     sha256_hex,
     write_file_atomically,
 )
@@ -157,7 +158,13 @@ def read_archive(archive: Path) -> tuple[dict[str, bytes], dict]:
         manifest = json.loads(contents.pop(ARCHIVE_MANIFEST))
     except ValueError as error:
         raise ModelCorruptError(f"{label}: its {ARCHIVE_MANIFEST} is not JSON") from error
-    hashes = manifest.get("sha256") if isinstance(manifest, dict) else None
+    kind = manifest.get("format") if isinstance(manifest, dict) else None
+    if kind != ARCHIVE_FORMAT:
+        raise ModelCorruptError(
+            f"{label}: not a model archive this version reads (format {kind!r}, "
+            f"expected {ARCHIVE_FORMAT!r})"
+        )
+    hashes = manifest.get("sha256")
     if not isinstance(hashes, dict):
         raise ModelCorruptError(f"{label}: its {ARCHIVE_MANIFEST} lists no SHA-256")
     for file, content in contents.items():
@@ -203,12 +210,12 @@ def install(store: ModelStore, folder: Path, name: str) -> Path:
 
     tensors = load((folder / WEIGHTS_FILE).read_bytes())
     config = json.loads((folder / CONFIG_FILE).read_text())
+    if "name" in config:  # the store's name, not the exporter's
+        config["name"] = name
     try:
         return store.save(name, tensors, config)
     except OSError as error:
-        raise OutputError(
-            f"cannot write {store.model_dir(name)} ({error.strerror or error})"
-        ) from None
+        raise cannot_write(store.model_dir(name), error) from None
 
 
 # ----------------------------------------------------------------- prune

@@ -26,7 +26,7 @@ import torch
 from fmnist_toolkit.errors import ToolkitError
 from fmnist_toolkit.models import build_model
 from fmnist_toolkit.storage import CONFIG_FILE, WEIGHTS_FILE, ModelStore, sha256_hex
-from fmnist_toolkit.transfer import ARCHIVE_MANIFEST, MAX_MEMBER_BYTES, export_model
+from fmnist_toolkit.transfer import ARCHIVE_FORMAT, ARCHIVE_MANIFEST, MAX_MEMBER_BYTES, export_model
 from tests.test_cli import assert_one_line_error
 from tests.test_storage import autoencoder_config, save_autoencoder
 
@@ -99,7 +99,8 @@ def archive_from(path: Path, members: dict[str, bytes], *, manifest: bool = True
             bundle.writestr(name, content)
         if manifest:
             hashes = {name: sha256_hex(content) for name, content in members.items()}
-            bundle.writestr(ARCHIVE_MANIFEST, json.dumps({"name": "evil", "sha256": hashes}))
+            manifest = {"format": ARCHIVE_FORMAT, "name": "evil", "sha256": hashes}
+            bundle.writestr(ARCHIVE_MANIFEST, json.dumps(manifest))
     return path
 
 
@@ -332,7 +333,9 @@ def test_full_disk_during_export(tmp_path: Path) -> None:
 # =========================================================================== hostile files
 def test_round_trip_between_two_stores(cli, tmp_path: Path, monkeypatch) -> None:
     store_a, store_b = tmp_path / "a", tmp_path / "b"
-    original = save_autoencoder(ModelStore(store_a), "ae", metrics={"test_mse": 0.25})
+    original = build_model("autoencoder", "seed", latent_dim=4)
+    config = autoencoder_config(4, name="ae", metrics={"test_mse": 0.25})
+    ModelStore(store_a).save("ae", original.state_dict(), config)
     archive = tmp_path / "ae.zip"
     monkeypatch.setenv("FMT_HOME", str(store_a))
     exported = cli("models", "export", "ae", archive, "--json")
@@ -352,6 +355,7 @@ def test_round_trip_between_two_stores(cli, tmp_path: Path, monkeypatch) -> None
     assert_one_line_error(again, 2, "already exists", "--name")
     assert cli("models", "import", archive, "--name", "ae-copy").exit_code == 0
     assert stored_models(store_b) == ["ae", "ae-copy"]
+    assert ModelStore(store_b).read_config("ae-copy")["name"] == "ae-copy"
 
 
 def test_export_is_reproducible(tmp_path: Path) -> None:
@@ -435,6 +439,14 @@ def _hostile(tmp_path: Path, case: str) -> Path:
         archive_from(path, {WEIGHTS_FILE: good[WEIGHTS_FILE]})
     elif case == "no-manifest":
         archive_from(path, good, manifest=False)
+    elif case == "other-format":
+        archive_from(path, good)
+        with zipfile.ZipFile(path) as bundle:
+            members = {name: bundle.read(name) for name in bundle.namelist()}
+        manifest = {**json.loads(members[ARCHIVE_MANIFEST]), "format": "other/9"}
+        archive_from(
+            path, {**good, ARCHIVE_MANIFEST: json.dumps(manifest).encode()}, manifest=False
+        )
     elif case == "config-not-object":
         archive_from(path, {**good, CONFIG_FILE: b"[1, 2, 3]"})
     else:  # pragma: no cover
@@ -458,6 +470,7 @@ HOSTILE = [
     "truncated-weights",
     "missing-member",
     "no-manifest",
+    "other-format",
     "config-not-object",
 ]
 
