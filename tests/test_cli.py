@@ -131,6 +131,27 @@ def test_every_group_lists_its_commands(cli) -> None:
         assert all(command in result.stdout for command in commands), (group, result.stdout)
 
 
+def test_every_command_teaches_with_an_example(cli) -> None:
+    import typer
+
+    from fmnist_toolkit.cli import app
+
+    def leaves(command, path):
+        subcommands = getattr(command, "commands", None)
+        if not subcommands:
+            yield path
+            return
+        for name, sub in subcommands.items():
+            yield from leaves(sub, [*path, name])
+
+    commands = list(leaves(typer.main.get_command(app), []))
+    assert len(commands) >= 20
+    for path in commands:
+        result = cli(*path, "--help")
+        assert result.exit_code == 0, path
+        assert "Example" in result.stdout, f"fmt {' '.join(path)} --help has no example"
+
+
 def test_unwritable_plots_folder_is_one_line(cli, synthetic_data: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

@@ -299,7 +299,10 @@ def evaluate(
     device: DeviceOption = "auto",
     json_output: JsonOption = False,
 ) -> None:
-    """Re-measure a saved classifier on the 10,000 test images."""
+    """Re-measure a saved classifier on the 10,000 test images.
+
+    Example: fmt clf eval --model clf-ae-wide-16-ft --json
+    """
     from fmnist_toolkit.engine.clf import evaluate_classifier
 
     model = _chosen_classifier(model, "to measure")

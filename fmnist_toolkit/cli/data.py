@@ -77,6 +77,8 @@ def fetch(
 
     Files already present and correct are kept, so running it again touches no network.
     Every file is checked by the MD5 of its decompressed content before it takes its name.
+
+    Examples: fmt data fetch; fmt data fetch --from ~/Downloads/fashion-mnist
     """
     from fmnist_toolkit.data import copy_dataset, fetch_dataset, resolve_data_dir
 
@@ -94,7 +96,10 @@ def fetch(
 
 @app.command()
 def verify(data_dir: DataDirOption = None, json_output: JsonOption = False) -> None:
-    """Check the four files by the MD5 of their decompressed content (exit 1 on any problem)."""
+    """Check the four files by the MD5 of their decompressed content (exit 1 on any problem).
+
+    Example: fmt data verify --data-dir ~/datasets/fashion-mnist
+    """
     from rich.table import Table
 
     from fmnist_toolkit.data import fetch_command, resolve_data_dir, verify_dataset
@@ -142,7 +147,10 @@ def verify(data_dir: DataDirOption = None, json_output: JsonOption = False) -> N
 
 @app.command()
 def path(data_dir: DataDirOption = None) -> None:
-    """Print the data folder in use (--data-dir, else FMT_DATA_DIR, else the per-user folder)."""
+    """Print the data folder in use (--data-dir, else FMT_DATA_DIR, else the per-user folder).
+
+    Example: ls "$(fmt data path)"
+    """
     from fmnist_toolkit.data import resolve_data_dir
 
     typer.echo(str(resolve_data_dir(data_dir)))

@@ -81,7 +81,10 @@ def list_models(
     ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Every saved model with its kind, architecture, metrics, size on disk and folder."""
+    """Every saved model with its kind, architecture, metrics, size on disk and folder.
+
+    Example: fmt models list --kind classifier
+    """
     from rich.table import Table
 
     from fmnist_toolkit.errors import UsageError
@@ -169,7 +172,10 @@ def list_models(
 
 @app.command()
 def show(name: NameArgument, json_output: JsonOption = False) -> None:
-    """A model's config: architecture, recipe, metrics and per-epoch history."""
+    """A model's config: architecture, recipe, metrics and per-epoch history.
+
+    Example: fmt models show ae-16 --json
+    """
     from rich.table import Table
 
     from fmnist_toolkit.storage import ModelStore
@@ -207,7 +213,10 @@ def show(name: NameArgument, json_output: JsonOption = False) -> None:
 
 @app.command()
 def path(name: NameArgument) -> None:
-    """Print a model's folder (holding model.safetensors and config.json)."""
+    """Print a model's folder (holding model.safetensors and config.json).
+
+    Example: ls "$(fmt models path ae-16)"
+    """
     from fmnist_toolkit.storage import ModelStore
 
     typer.echo(str(ModelStore().require(name)))
@@ -219,7 +228,10 @@ def rm(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a saved model, and the checkpoint of an interrupted run of that name (asks first
-    unless --yes)."""
+    unless --yes).
+
+    Example: fmt models rm my-ae --yes
+    """
     from fmnist_toolkit.errors import UsageError
     from fmnist_toolkit.storage import ModelStore
 
@@ -246,7 +258,10 @@ def export(
     json_output: JsonOption = False,
 ) -> None:
     """Pack a model (yours or a bundled one) into one zip: model.safetensors, config.json and a
-    manifest with their SHA-256; `fmt models import` reads it on another machine."""
+    manifest with their SHA-256; `fmt models import` reads it on another machine.
+
+    Example: fmt models export ae-16 ae-16.zip
+    """
     from fmnist_toolkit.storage import ModelStore
     from fmnist_toolkit.transfer import export_model
 
@@ -268,7 +283,10 @@ def import_(
 ) -> None:
     """Add a model from a zip, after checking it: only the expected files (never a pickle), no
     paths outside the model, sizes within reason, SHA-256s as its manifest says, and weights
-    that load into the architecture its config names. On any failure nothing is stored."""
+    that load into the architecture its config names. On any failure nothing is stored.
+
+    Example: fmt models import ae-16.zip --name ae-16-from-lab
+    """
     from fmnist_toolkit.engine.model_io import load_model
     from fmnist_toolkit.errors import ModelCorruptError
     from fmnist_toolkit.storage import ModelStore, validate_name
@@ -308,7 +326,10 @@ def prune(
     json_output: JsonOption = False,
 ) -> None:
     """Delete stale checkpoints of interrupted runs and the temporary folders a crashed save
-    left in the store (asks first unless --yes; --dry-run only lists)."""
+    left in the store (asks first unless --yes; --dry-run only lists).
+
+    Example: fmt models prune --older-than 7 --dry-run
+    """
     from fmnist_toolkit.errors import UsageError
     from fmnist_toolkit.storage import ModelStore
     from fmnist_toolkit.transfer import prune as prune_store
