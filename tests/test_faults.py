@@ -609,7 +609,9 @@ def _wait_for_line(process: subprocess.Popen, prefix: str, seconds: float = 120)
     pytest.fail(f"never saw {prefix!r}: {''.join(seen[-20:])}")
 
 
-def _interrupt(arguments: list[object], env: dict[str, str], prefix: str):
+def _interrupt(
+    arguments: list[object], env: dict[str, str], prefix: str, sent: int = signal.SIGINT
+):
     process = subprocess.Popen(
         fmt(*arguments),
         env=env,
@@ -619,10 +621,10 @@ def _interrupt(arguments: list[object], env: dict[str, str], prefix: str):
         text=True,
     )
     _wait_for_line(process, prefix)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sent)
     stdout, rest = process.communicate(timeout=60)
     result = subprocess.CompletedProcess(process.args, process.returncode, stdout, rest)
-    assert_process_error(result, 130)
+    assert_process_error(result, 130 if sent == signal.SIGINT else 128 + sent)
     assert_json_or_nothing(stdout)
     return result
 
@@ -656,6 +658,19 @@ def test_sigint_during_ae_train_leaves_the_model_and_resumes(
     summary = json.loads(resumed.stdout)
     assert summary["epochs"] == epochs and summary["resumed_from_epoch"] >= 3
     assert not (tmp_path / "home" / ".checkpoints" / "run").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_stops_training_like_ctrl_c(synthetic_data: Path, tmp_path: Path) -> None:
+    """A scheduler's stop (SIGTERM): the checkpoint is kept, the resume command printed,
+    exit 143."""
+    env = subprocess_env(tmp_path / "home")
+    common = ["ae", "train", "--data-dir", synthetic_data, "--device", "cpu"]
+    common += ["--latent-dim", "4", "--batch-size", "64", "--name", "run", "--epochs", 200]
+    stopped = _interrupt(common, env, "run epoch 2/", sent=signal.SIGTERM)
+    assert "resume with: " in stopped.stderr
+    listing = json.loads(run_fmt("models", "list", "--json", env=env).stdout)
+    assert [(e["name"], e["source"]) for e in listing] == [("run", "interrupted")]
 
 
 @pytest.mark.slow

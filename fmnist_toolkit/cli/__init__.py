@@ -68,13 +68,36 @@ def main() -> None:
     app()
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's or a supervisor's stop) taken as a Ctrl-C: a training run keeps
+    its checkpoint and prints the command that resumes it."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    global _terminated
+    _terminated = True
+    raise _Terminated
+
+
+_terminated = False
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what every interruption exits with below the app
+TERMINATED_EXIT = 143  # 128 + SIGTERM
+
+
 def run() -> None:
     """Console-script entry point of ``fmt`` and ``fmnist-toolkit`` (and ``python -m``): the
-    app in a process of its own, which :func:`_exit` may end directly."""
+    app in a process of its own, which :func:`_exit` may end directly. SIGTERM stops it the
+    way Ctrl-C does (checkpoint kept, resume command printed), exiting 143."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         main()
     except SystemExit as request:
-        _exit(request.code)
+        code = request.code
+        if _terminated and code == INTERRUPTED_EXIT:
+            code = TERMINATED_EXIT
+        _exit(code)
     _exit(0)
 
 
