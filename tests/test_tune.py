@@ -62,7 +62,7 @@ def test_tune_adds_trials_resumes_and_shows(cli, synthetic_data: Path, tmp_path:
     assert json.loads(shown.stdout)["trials_run"] == 0
     assert len(json.loads(shown.stdout)["trials"]) == 5
     table = cli("ae", "tune", "--study", "s", "--trials", "0")
-    assert table.exit_code == 0 and "best: trial" in table.stderr
+    assert table.exit_code == 0 and "best: trial" in table.stdout  # the study: a result
 
 
 def test_same_seed_gives_the_same_study(cli, synthetic_data: Path) -> None:
