@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from fmnist_toolkit.storage import ModelStore
@@ -36,6 +38,25 @@ def test_list_filters_by_kind_and_shows_sizes(cli, isolated_home: Path) -> None:
     table = cli("models", "list")
     assert table.exit_code == 0 and "size" in table.stdout and " kB" in table.stdout
     assert "No generator models" in cli("models", "list", "--kind", "generator").stderr
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_list_fits_the_terminal(cli, isolated_home: Path, monkeypatch, width: int) -> None:
+    from rich.console import Console
+
+    from fmnist_toolkit.cli import _render
+
+    store = ModelStore(isolated_home)
+    save_autoencoder(store, "autoencoder-with-a-long-name", metrics={"test_mse": 0.0123})
+    store.save("clf", {"w": torch.zeros(3)}, {"kind": "classifier"})
+    terminal = Console(width=width, force_terminal=True, no_color=True, highlight=False)
+    monkeypatch.setattr(_render, "results", terminal)
+    with terminal.capture() as captured:
+        assert cli("models", "list").exit_code == 0
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", captured.get()).splitlines()  # no styles
+    assert lines and all(len(line) <= width for line in lines)
+    assert any("autoencoder-with-a-long-name" in line and "0.01230" in line for line in lines)
+    assert ("architecture" in captured.get()) == (width > 140)  # narrow: the scanned columns
 
 
 def test_prune_stale_checkpoints_and_leftovers(cli, isolated_home: Path) -> None:

@@ -97,6 +97,12 @@ def print_result(renderable: Any) -> None:
     out.print(renderable, soft_wrap=isinstance(renderable, str))
 
 
+def terminal_width() -> int | None:
+    """The width of the terminal results are printed on; None when they are piped (a pipe
+    takes a table at its natural width, see :func:`print_result`)."""
+    return results.width if results.is_terminal else None
+
+
 def print_summary(title: str, summary: dict[str, Any]) -> None:
     """A training run's summary as a two-column table on stdout (``--json`` prints the dict).
 

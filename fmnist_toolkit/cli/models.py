@@ -9,7 +9,14 @@ from typing import Annotated, Any
 import typer
 
 from fmnist_toolkit.cli._options import JsonOption
-from fmnist_toolkit.cli._render import console, format_duration, print_json, print_result
+from fmnist_toolkit.cli._render import (
+    console,
+    format_duration,
+    print_json,
+    print_note,
+    print_result,
+    terminal_width,
+)
 from fmnist_toolkit.config import GAN_ARCHITECTURE_ONLY, MODEL_KINDS
 
 app = typer.Typer(
@@ -28,11 +35,22 @@ def _section(config: dict[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _summary(config: dict[str, Any]) -> str:
-    metrics = _section(config, "metrics")
-    return "  ".join(
-        f"{key} {value:.5f}" for key, value in metrics.items() if isinstance(value, int | float)
-    )
+def _summary(config: dict[str, Any], *, headline_only: bool = False) -> str:
+    """The model's metrics; ``headline_only``: its first test metric alone (or first metric)."""
+    metrics = {
+        key: value
+        for key, value in _section(config, "metrics").items()
+        if isinstance(value, int | float)
+    }
+    if headline_only and metrics:
+        key = next((key for key in metrics if key.startswith("test_")), next(iter(metrics)))
+        metrics = {key: metrics[key]}
+    return "  ".join(f"{key} {value:.5f}" for key, value in metrics.items())
+
+
+# Below this terminal width `fmt models list` keeps the columns people scan (name, kind,
+# source, the headline metric, size): seven columns in 80 cut every cell to "autoe…".
+WIDE_LISTING = 140
 
 
 # Recipe settings that only one architecture uses (config.py: "mlp only", "dcgan only"); a
@@ -86,6 +104,7 @@ def list_models(
     Example: fmt models list --kind classifier
     """
     from rich.table import Table
+    from rich.text import Text
 
     from fmnist_toolkit.errors import UsageError
     from fmnist_toolkit.storage import ModelStore
@@ -137,36 +156,67 @@ def list_models(
             return
         console.print(f"No models in {store.root} yet; train one with `fmt ae train`.")
         return
-    table = Table(title=f"Models in {store.root}")
-    # A name is what people copy into the next command: never cut it ("clf-ae-wid…").
-    longest = max(len(entry.name) for entry in [*models, *interrupted])
-    table.add_column("name", no_wrap=True, overflow="fold", min_width=longest)
-    table.add_column("kind")
-    table.add_column("source", no_wrap=True)  # "interrupted, epoch 2/5" reads as one phrase
-    for column in ("architecture", "metrics", "size", "created"):
-        table.add_column(column, justify="right" if column == "size" else "left")
+    width = terminal_width()
+    narrow = width is not None and width < WIDE_LISTING
+    rows = []  # name, kind, source, architecture, metrics, size, created
     for model in models:
         spec = _section(model.config, "model")
         params = ", ".join(f"{key}={value}" for key, value in _section(spec, "params").items())
-        table.add_row(
-            model.name,
-            model.kind,
-            _source_label(model, models),
-            f"{spec.get('architecture', '?')} ({params})" if params else spec.get("architecture"),
-            _summary(model.config),
-            _size(sizes[model.path]),
-            str(model.config.get("created", ""))[:16].replace("T", " "),
+        architecture = str(spec.get("architecture", "?"))
+        rows.append(
+            (
+                model.name,
+                model.kind,
+                _source_label(model, models),
+                f"{architecture} ({params})" if params else architecture,
+                _summary(model.config, headline_only=narrow),
+                _size(sizes[model.path]),
+                str(model.config.get("created", ""))[:16].replace("T", " "),
+            )
         )
     for run in interrupted:
-        table.add_row(
-            run.name,
-            run.kind,
-            _epochs_done(run),
-            _section(run.state, "model").get("architecture", "?"),
-            "train again with --resume",
-            _size(sizes[run.path]),
-            "",
+        architecture = str(_section(run.state, "model").get("architecture", "?"))
+        rows.append(
+            (
+                run.name,
+                run.kind,
+                _epochs_done(run),
+                architecture,
+                "train again with --resume",
+                _size(sizes[run.path]),
+                "",
+            )
         )
+    headers = ("name", "kind", "source", "architecture", "metrics", "size", "created")
+    if narrow:
+        # Seven boxed columns in 80 cut every cell ("autoe…"); plain aligned columns of the
+        # five that people scan fit, like ls -l.
+        kept = (0, 1, 2, 4, 5)
+        table_rows = [[row[index] for index in kept] for row in [headers, *rows]]
+        widths = [max(len(row[column]) for row in table_rows) for column in range(len(kept))]
+        lines = [
+            "  ".join(
+                cell.rjust(widths[column]) if kept[column] == 5 else cell.ljust(widths[column])
+                for column, cell in enumerate(row)
+            ).rstrip()
+            for row in table_rows
+        ]
+        print_result(Text("\n".join(lines[:1]), style="bold"))
+        print_result(Text("\n".join(lines[1:])))
+        print_note(
+            f"in {store.root}; architectures, every metric, dates: a wider terminal or --json"
+        )
+        return
+    table = Table(title=f"Models in {store.root}")
+    # A name is what people copy into the next command: never cut it ("clf-ae-wid…").
+    longest = max(len(row[0]) for row in rows)
+    table.add_column("name", no_wrap=True, overflow="fold", min_width=longest)
+    table.add_column("kind")
+    table.add_column("source", no_wrap=True)  # "interrupted, epoch 2/5" reads as one phrase
+    for column in headers[3:]:
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for row in rows:
+        table.add_row(*row)
     print_result(table)
 
 
