@@ -152,6 +152,13 @@ def test_every_command_teaches_with_an_example(cli) -> None:
         assert "Example" in result.stdout, f"fmt {' '.join(path)} --help has no example"
 
 
+def test_a_name_twin_in_case_is_refused_before_training(cli, synthetic_data: Path) -> None:
+    assert train(cli, synthetic_data, "--epochs", "1", "--quiet").exit_code == 0  # ae-4
+    twin = train(cli, synthetic_data, "--epochs", "1", "--name", "AE-4")
+    assert_one_line_error(twin, 2, "differs from the existing 'ae-4' only in case")
+    assert "epoch" not in twin.stderr
+
+
 def test_unwritable_plots_folder_is_one_line(cli, synthetic_data: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

@@ -39,7 +39,23 @@ def test_valid_names(name: str) -> None:
     assert validate_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "..", "a/b", "../x", ".hidden", "a..b", "sp ace", "x" * 101])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "..",
+        "a/b",
+        "../x",
+        ".hidden",
+        "a..b",
+        "sp ace",
+        "x" * 101,
+        "CON",
+        "nul.txt",
+        "com1",
+        "x.",
+    ],
+)
 def test_invalid_names(name: str) -> None:
     with pytest.raises(InvalidNameError):
         validate_name(name)
@@ -261,3 +277,14 @@ def test_a_failed_write_names_the_target_and_leaves_no_temporary_file(tmp_path: 
     assert list(tmp_path.iterdir()) == []
     write_file_atomically(target, lambda path: path.write_bytes(b"whole"))
     assert target.read_bytes() == b"whole" and list(tmp_path.iterdir()) == [target]
+
+
+def test_a_new_name_may_not_differ_from_an_existing_one_in_case_alone(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path, bundled=None)
+    save_autoencoder(store, "ae-2-copy")
+    store.save_checkpoint("half-done", {"x": torch.zeros(1)}, {"kind": "autoencoder", "epoch": 1})
+    assert store.check_new_name("ae-2-copy") == "ae-2-copy"  # itself: replacing is allowed
+    assert store.check_new_name("ae-3") == "ae-3"
+    for twin, existing in (("AE-2-COPY", "ae-2-copy"), ("Half-Done", "half-done")):
+        with pytest.raises(InvalidNameError, match=f"existing '{existing}' only in case"):
+            store.check_new_name(twin)

@@ -346,7 +346,7 @@ def import_(
     target = validate_name(name) if name is not None else archive_name(archive)
     if target is None:
         raise ModelCorruptError(f"{archive}: its manifest names no model; pass --name")
-    validate_name(target)
+    store.check_new_name(target)
     with unpacked(archive) as folder:
         try:  # the weights must fit the architecture the config names, as a load checks
             load_model(folder, device="cpu")

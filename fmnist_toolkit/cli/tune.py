@@ -270,7 +270,7 @@ def tune(
     from fmnist_toolkit.engine.tune import run_study
     from fmnist_toolkit.engine.tune import train_best as train_best_recipe
     from fmnist_toolkit.errors import UsageError
-    from fmnist_toolkit.storage import validate_name
+    from fmnist_toolkit.storage import ModelStore
 
     tune_config = TuneConfig(
         study=study,
@@ -287,7 +287,7 @@ def tune(
     check_resume_or_restart(resume_best, restart_best)
     model_name = name or f"ae-{study}"
     if train_best:  # before the search: a bad name must not cost hours of trials
-        validate_name(model_name)
+        ModelStore().check_new_name(model_name)
     elif resume_best or restart_best or name:
         flag = "--resume" if resume_best else "--restart" if restart_best else "--name"
         raise UsageError(f"{flag} is for the --train-best run: add --train-best")

@@ -35,7 +35,7 @@ from fmnist_toolkit.engine.device import check_precision, describe_device
 from fmnist_toolkit.engine.loop import Callback, LoopState
 from fmnist_toolkit.engine.outputs import ensure_writable_folder
 from fmnist_toolkit.errors import TrainingInterrupted
-from fmnist_toolkit.storage import ModelStore, validate_name
+from fmnist_toolkit.storage import ModelStore
 
 if TYPE_CHECKING:
     import torch
@@ -104,7 +104,7 @@ class TrainingRun:
         run lock of ``name``; resume its interrupted run, or refuse to discard one without
         ``restart``."""
         store = store or ModelStore()
-        validate_name(name)
+        store.check_new_name(name)
         check_precision(engine.precision)
         if plots_dir is not None:
             ensure_writable_folder(plots_dir, "--plots")

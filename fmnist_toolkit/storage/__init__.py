@@ -98,12 +98,25 @@ def default_store_root() -> Path:
     return Path(platformdirs.user_cache_dir("fmnist-toolkit", appauthor=False))
 
 
+# Names Windows keeps for devices, with any extension ("con.txt" too): a folder of such a
+# name cannot be made there, so an exported model of that name could not be imported.
+_WINDOWS_DEVICES = {"con", "prn", "aux", "nul"} | {
+    f"{port}{n}" for port in ("com", "lpt") for n in range(1, 10)
+}
+
+
 def validate_name(name: str) -> str:
-    """A model name: letters, digits and ``-_.``, starting with a letter or digit, no ``..``."""
+    """A model name: letters, digits and ``-_.``, starting with a letter or digit, no ``..``,
+    and a folder name on every system (no trailing dot, no Windows device name)."""
     if not _NAME_PATTERN.fullmatch(name) or ".." in name:
         raise InvalidNameError(
             f"invalid model name {name!r}: use letters, digits, '-', '_' and '.', "
             "starting with a letter or digit, without '..' (at most 100 characters)"
+        )
+    if name.endswith(".") or name.split(".")[0].lower() in _WINDOWS_DEVICES:
+        raise InvalidNameError(
+            f"invalid model name {name!r}: Windows cannot make a folder of that name "
+            "(a device name, or a dot at the end); pick another"
         )
     return name
 
@@ -309,6 +322,22 @@ class ModelStore:
     def exists(self, name: str) -> bool:
         """Whether a model ``name`` is saved (by the user, or bundled)."""
         return (self.model_dir(name) / CONFIG_FILE).is_file() or self._bundled_dir(name) is not None
+
+    def check_new_name(self, name: str) -> str:
+        """``name``, valid and unlike any model or interrupted run of this store in case alone:
+        on macOS and Windows "AE-2" and "ae-2" are one folder, so the second would replace the
+        first there."""
+        validate_name(name)
+        names = [model.name for model in self.list()] + [run.name for run in self.interrupted()]
+        twin = next(
+            (other for other in names if other != name and other.lower() == name.lower()), None
+        )
+        if twin is not None:
+            raise InvalidNameError(
+                f"model name {name!r} differs from the existing {twin!r} only in case, which "
+                "macOS and Windows do not tell apart; pick another name"
+            )
+        return name
 
     def require(self, name: str) -> Path:
         """The directory of an existing model (the user's first, then a bundled one), or a
