@@ -314,6 +314,8 @@ def test_predict_reads_a_picture_from_standard_input(cli, home, synthetic_data, 
     [answer] = json.loads(from_stdin.stdout)["predictions"]
     assert answer["image"] == "-"
     assert answer["top"] == json.loads(from_file.stdout)["predictions"][0]["top"]
+    twice = cli("clf", "predict", "--model", "clf-ae-4", "-", "-", input="x")
+    assert_one_line_error(twice, 2, "- (standard input) can be given once")
 
 
 def test_pictures_too_large_folders_and_float_images(

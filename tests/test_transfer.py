@@ -59,6 +59,16 @@ def test_list_fits_the_terminal(cli, isolated_home: Path, monkeypatch, width: in
     assert ("architecture" in captured.get()) == (width > 140)  # narrow: the scanned columns
 
 
+def test_list_piped_with_columns_fits_them(cli, isolated_home: Path, monkeypatch) -> None:
+    save_autoencoder(ModelStore(isolated_home), "ae", metrics={"test_mse": 0.0123})
+    monkeypatch.setenv("COLUMNS", "80")
+    piped = cli("models", "list").stdout
+    assert "architecture" not in piped and "0.01230" in piped
+    assert all(len(line) <= 80 for line in piped.splitlines())
+    monkeypatch.delenv("COLUMNS")
+    assert "architecture" in cli("models", "list").stdout  # a pipe: the natural width
+
+
 def test_prune_stale_checkpoints_and_leftovers(cli, isolated_home: Path) -> None:
     store = ModelStore(isolated_home)
     store.save_checkpoint("old-run", {"w": torch.zeros(3)}, {"kind": "autoencoder", "epoch": 1})

@@ -149,8 +149,10 @@ def test_train_best_checks_its_name_first_and_resumes_after_ctrl_c(
     assert stopped.stderr.strip().endswith(f"resume with: {resume}")
     monkeypatch.setattr(tune_engine, "train_autoencoder", train)
 
-    again = cli(*tune_args(synthetic_data, "tb", "--trials", 0, *best))
+    again = cli(*tune_args(synthetic_data, "tb", "--trials", 1, *best))
     assert_one_line_error(again, 1, "continue it with --resume or discard it with --restart")
+    shown = json.loads(cli("ae", "tune", "--study", "tb", "--trials", "0", "--json").stdout)
+    assert len(shown["trials"]) == 1  # refused before its trial, not after
     resumed = cli(*tune_args(synthetic_data, "tb", "--trials", 0, *best, "--resume", "--json"))
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout)["trained"]["epochs"] == 2
@@ -254,7 +256,10 @@ def test_two_workers_share_one_postgresql_study(
     check_shared_study(postgres_url, 6)
 
 
-def wait_for_running_trial(storage: str, process: subprocess.Popen, seconds: float = 120) -> int:
+def wait_for_running_trial(
+    storage: str, process: subprocess.Popen, seconds: float = 120, count: int = 1
+) -> int:
+    """The number of the first running trial, once ``count`` trials report epochs."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()[1]
@@ -262,8 +267,9 @@ def wait_for_running_trial(storage: str, process: subprocess.Popen, seconds: flo
             running = [t for t in load_study(storage, "shared").trials if t.state.name == "RUNNING"]
         except KeyError:  # the study is not created yet
             running = []
-        if running and running[0].intermediate_values:
-            return running[0].number
+        reporting = [trial for trial in running if trial.intermediate_values]
+        if len(reporting) >= count:
+            return reporting[0].number
         time.sleep(0.2)
     raise AssertionError("no trial started running")
 
@@ -319,7 +325,7 @@ def test_ctrl_c_fails_the_running_trial_and_the_study_goes_on(
         stderr=subprocess.PIPE,
         text=True,
     )
-    interrupted = wait_for_running_trial(storage, process)
+    interrupted = wait_for_running_trial(storage, process, count=jobs)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err

@@ -75,6 +75,8 @@ class _Terminated(KeyboardInterrupt):
 
 def _on_sigterm(signum: int, frame: object) -> None:
     global _terminated
+    if _terminated:  # a second one must not cut short the handling of the first
+        return
     _terminated = True
     raise _Terminated
 
@@ -91,14 +93,17 @@ def run() -> None:
     import signal
 
     signal.signal(signal.SIGTERM, _on_sigterm)
+    code: int | str | None = 0
     try:
         main()
     except SystemExit as request:
         code = request.code
-        if _terminated and code == INTERRUPTED_EXIT:
-            code = TERMINATED_EXIT
-        _exit(code)
-    _exit(0)
+    finally:
+        # The command is over: a SIGTERM now ends the process as usual, not inside the exit.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if _terminated and code == INTERRUPTED_EXIT:
+        code = TERMINATED_EXIT
+    _exit(code)
 
 
 def _exit(code: int | str | None) -> None:

@@ -92,15 +92,17 @@ def print_result(renderable: Any) -> None:
     """
     out = results
     if not results.is_terminal:  # read COLUMNS now: it may have changed since start-up
-        columns = os.environ.get("COLUMNS", "")
-        out = Console(highlight=False, width=int(columns) if columns.isdigit() else PIPED_WIDTH)
+        out = Console(highlight=False, width=terminal_width() or PIPED_WIDTH)
     out.print(renderable, soft_wrap=isinstance(renderable, str))
 
 
 def terminal_width() -> int | None:
-    """The width of the terminal results are printed on; None when they are piped (a pipe
-    takes a table at its natural width, see :func:`print_result`)."""
-    return results.width if results.is_terminal else None
+    """The width results are printed at: the terminal's, or a piped output's ``COLUMNS``;
+    None for a pipe without it (a table keeps its natural width, as in :func:`print_result`)."""
+    if results.is_terminal:
+        return results.width
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() else None
 
 
 def print_summary(title: str, summary: dict[str, Any]) -> None:

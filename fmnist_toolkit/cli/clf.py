@@ -406,7 +406,7 @@ def probe(
 @app.command()
 def predict(
     images: Annotated[
-        list[Path],
+        list[str],
         typer.Argument(
             help="Image files (PNG, JPEG, TIFF, WebP, ...), any size; - reads one from "
             "standard input.",
@@ -429,9 +429,17 @@ def predict(
     import sys
 
     from fmnist_toolkit.engine.clf import predict_images
+    from fmnist_toolkit.errors import UsageError
 
+    stdin = None
+    if "-" in images:
+        if images.count("-") > 1:
+            raise UsageError("- (standard input) can be given once")
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("- reads a picture from standard input: pipe or redirect one")
+        stdin = sys.stdin.buffer
     model = _chosen_classifier(model, "to classify with")
-    predictions = predict_images(model, images, top=top, stdin=sys.stdin.buffer)
+    predictions = predict_images(model, images, top=top, stdin=stdin)
     if json_output:
         print_json({"model": model, "predictions": predictions})
     for prediction in predictions:

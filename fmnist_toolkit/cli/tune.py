@@ -267,6 +267,7 @@ def tune(
     """
     from fmnist_toolkit.config import TuneConfig
     from fmnist_toolkit.engine.callbacks import ProgressCallback
+    from fmnist_toolkit.engine.checkpoint import check_resumable
     from fmnist_toolkit.engine.tune import run_study
     from fmnist_toolkit.engine.tune import train_best as train_best_recipe
     from fmnist_toolkit.errors import UsageError
@@ -287,7 +288,9 @@ def tune(
     check_resume_or_restart(resume_best, restart_best)
     model_name = name or f"ae-{study}"
     if train_best:  # before the search: a bad name must not cost hours of trials
-        ModelStore().check_new_name(model_name)
+        store = ModelStore()
+        store.check_new_name(model_name)
+        check_resumable(store, model_name, resume=resume_best, restart=restart_best)
     elif resume_best or restart_best or name:
         flag = "--resume" if resume_best else "--restart" if restart_best else "--name"
         raise UsageError(f"{flag} is for the --train-best run: add --train-best")

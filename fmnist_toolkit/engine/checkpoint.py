@@ -120,26 +120,28 @@ def restore_model(
     model.load_state_dict(weights)
 
 
-def checkpoint_to_resume(
-    store: ModelStore, name: str, *, resume: bool, restart: bool
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
-    """The interrupted run's checkpoint with ``resume``; None for a fresh run.
-
-    A fresh run never silently discards an interrupted one: without ``restart`` it refuses.
-    """
-    if resume:
-        if not store.has_checkpoint(name):
-            raise CheckpointMissingError(
-                f"no interrupted run named {name!r} to resume; start one without --resume"
-            )
-        return store.load_checkpoint(name)
-    if store.has_checkpoint(name) and not restart:
+def check_resumable(store: ModelStore, name: str, *, resume: bool, restart: bool) -> None:
+    """Refuse ``resume`` without an interrupted run of ``name``, and a fresh run that would
+    silently discard one (neither ``resume`` nor ``restart``)."""
+    if resume and not store.has_checkpoint(name):
+        raise CheckpointMissingError(
+            f"no interrupted run named {name!r} to resume; start one without --resume"
+        )
+    if not (resume or restart) and store.has_checkpoint(name):
         done = store.read_checkpoint_state(name).get("epoch", "?")
         raise UnfinishedRunError(
             f"an interrupted run of {name!r} is saved ({done} epochs done); continue it with "
             "--resume or discard it with --restart"
         )
-    return None
+
+
+def checkpoint_to_resume(
+    store: ModelStore, name: str, *, resume: bool, restart: bool
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """The interrupted run's checkpoint with ``resume``; None for a fresh run (after
+    :func:`check_resumable`)."""
+    check_resumable(store, name, resume=resume, restart=restart)
+    return store.load_checkpoint(name) if resume else None
 
 
 def settings_from_checkpoint(

@@ -81,8 +81,8 @@ def predict_images(
 ) -> list[dict[str, Any]]:
     """The ``top`` classes and their probabilities for each of a user's pictures (CPU), in
     order: ``{"image", "top"}``, or ``{"image", "error"}`` for a picture that cannot be read,
-    so that one bad file does not cost the others their answers. A path ``-`` is read from
-    ``stdin``."""
+    so that one bad file does not cost the others their answers. A path given as the string
+    ``"-"`` is read from ``stdin``."""
     import torch
 
     from fmnist_toolkit.data import image_like_fashion_mnist, to_unit_float
@@ -92,7 +92,7 @@ def predict_images(
     pictures = []
     for path in paths:
         try:
-            content = stdin if stdin is not None and str(path) == "-" else None
+            content = stdin if stdin is not None and path == "-" else None
             pictures.append(image_like_fashion_mnist(path, content))
             results.append({"image": str(path)})
         except (DataMissingError, DataCorruptError) as error:

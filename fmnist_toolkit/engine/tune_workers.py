@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ from fmnist_toolkit.config import EngineConfig, TuneConfig
 from fmnist_toolkit.data import dataset_sha256
 from fmnist_toolkit.engine.device import resolve_device
 from fmnist_toolkit.engine.tune_storage import open_storage, quiet_optuna
-from fmnist_toolkit.errors import StudyStorageError, TuningInterrupted
+from fmnist_toolkit.errors import StudyStorageError, ToolkitError, TuningInterrupted
 
 if TYPE_CHECKING:
     import optuna
@@ -94,9 +95,10 @@ def optimize_in_processes(
         # A Ctrl-C reaches the workers too (one process group): each records its running trial
         # as failed and stops. A SIGINT sent to this process alone (a supervisor's kill -INT)
         # does not: pass it on to those still running a moment later.
+        deadline = time.monotonic() + WORKER_STOP_SECONDS
         for worker in workers:
-            worker.join(timeout=WORKER_STOP_SECONDS)
-        for worker in workers:
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        for worker in workers:  # a worker already stopping ignores it (_stop_once)
             if worker.is_alive() and worker.pid is not None:
                 os.kill(worker.pid, signal.SIGINT)
         for worker in workers:
@@ -124,14 +126,18 @@ def tuning_worker(
     threads: int,
 ) -> None:
     """One worker process of :func:`optimize_in_processes`: its share of the trials, each
-    trial's end sent back as (row, best); an error as its one-line message; None when done."""
-    import torch
+    trial's end sent back as (row, best); an error as its one-line message; None when done.
 
-    from fmnist_toolkit.engine.tune import _optimize  # the study's loop, shared with run_study
-    from fmnist_toolkit.errors import ToolkitError
-
-    torch.set_num_threads(threads)
+    SIGINT and SIGTERM (a Ctrl-C, or a stop sent to the whole process group) fail the running
+    trial once; a second signal while it is being recorded is ignored."""
+    signal.signal(signal.SIGINT, _stop_once)
+    signal.signal(signal.SIGTERM, _stop_once)
     try:
+        import torch
+
+        from fmnist_toolkit.engine.tune import _optimize  # the study's loop, as run_study's
+
+        torch.set_num_threads(threads)
         with quiet_optuna():
             storage = open_storage(url, heartbeat=heartbeat)
             _optimize(
@@ -148,6 +154,14 @@ def tuning_worker(
         messages.put(str(error))
     finally:
         messages.put(None)
+
+
+def _stop_once(signum: int, frame: object) -> None:
+    """A worker's first SIGINT or SIGTERM stops it; later ones must not interrupt the
+    recording of its failed trial."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def kept_trials(study: optuna.Study, name: str) -> str:

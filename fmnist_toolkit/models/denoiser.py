@@ -64,5 +64,5 @@ class UNetDenoiser(nn.Module):
         cleaned = cleaned.clamp(0, 1)
         if self.min_correction:
             kept = (images - cleaned).abs() <= self.min_correction
-            cleaned = torch.where(kept, images, cleaned)
+            cleaned = torch.where(kept, images, cleaned).clamp(0, 1)
         return cleaned

@@ -106,17 +106,11 @@ _WINDOWS_DEVICES = {"con", "prn", "aux", "nul"} | {
 
 
 def validate_name(name: str) -> str:
-    """A model name: letters, digits and ``-_.``, starting with a letter or digit, no ``..``,
-    and a folder name on every system (no trailing dot, no Windows device name)."""
+    """A model name: letters, digits and ``-_.``, starting with a letter or digit, no ``..``."""
     if not _NAME_PATTERN.fullmatch(name) or ".." in name:
         raise InvalidNameError(
             f"invalid model name {name!r}: use letters, digits, '-', '_' and '.', "
             "starting with a letter or digit, without '..' (at most 100 characters)"
-        )
-    if name.endswith(".") or name.split(".")[0].lower() in _WINDOWS_DEVICES:
-        raise InvalidNameError(
-            f"invalid model name {name!r}: Windows cannot make a folder of that name "
-            "(a device name, or a dot at the end); pick another"
         )
     return name
 
@@ -324,20 +318,39 @@ class ModelStore:
         return (self.model_dir(name) / CONFIG_FILE).is_file() or self._bundled_dir(name) is not None
 
     def check_new_name(self, name: str) -> str:
-        """``name``, valid and unlike any model or interrupted run of this store in case alone:
-        on macOS and Windows "AE-2" and "ae-2" are one folder, so the second would replace the
-        first there."""
+        """``name``, fit for a model about to be made: valid, and, unless a model or an
+        interrupted run of exactly that name is already here (replacing or resuming it is
+        fine), a folder name on every system: no Windows device name, no trailing dot, and
+        unlike every other model of this store in case alone (macOS and Windows take "AE-2"
+        and "ae-2" for one folder, so the second would replace the first there)."""
         validate_name(name)
-        names = [model.name for model in self.list()] + [run.name for run in self.interrupted()]
-        twin = next(
-            (other for other in names if other != name and other.lower() == name.lower()), None
-        )
+        names = self._names()
+        if name in names:
+            return name
+        if name.endswith(".") or name.split(".")[0].lower() in _WINDOWS_DEVICES:
+            raise InvalidNameError(
+                f"invalid model name {name!r}: Windows cannot make a folder of that name "
+                "(a device name, or a dot at the end); pick another"
+            )
+        twin = next((other for other in sorted(names) if other.lower() == name.lower()), None)
         if twin is not None:
             raise InvalidNameError(
                 f"model name {name!r} differs from the existing {twin!r} only in case, which "
                 "macOS and Windows do not tell apart; pick another name"
             )
         return name
+
+    def _names(self) -> set[str]:
+        """Names of the saved, interrupted and bundled models, from folder names alone."""
+        names = set(self.bundled_manifest())
+        for parent in (self.root, self.root / _CHECKPOINTS):
+            if parent.is_dir():
+                names |= {
+                    folder.name
+                    for folder in parent.iterdir()
+                    if (folder / CONFIG_FILE).is_file() and _NAME_PATTERN.fullmatch(folder.name)
+                }
+        return names
 
     def require(self, name: str) -> Path:
         """The directory of an existing model (the user's first, then a bundled one), or a
