@@ -90,9 +90,10 @@ def test_a_piped_listing_keeps_every_cell_whole(
 
     monkeypatch.setenv("COLUMNS", "")  # set but empty (or not a number): no width asked for
     assert "…" not in cli("models", "list").stdout
-    monkeypatch.setenv("COLUMNS", "60")  # a width asked for is still honoured
+    monkeypatch.setenv("COLUMNS", "60")  # a width asked for is honoured by fewer columns
     narrow = cli("models", "list").stdout
-    assert max(len(line) for line in narrow.splitlines()) <= 60 and "…" in narrow
+    assert max(len(line) for line in narrow.splitlines()) <= 60 and "…" not in narrow
+    assert any(line.startswith(f"{entry['name']} ") for line in narrow.splitlines())
 
 
 def test_a_user_model_of_the_same_name_wins_and_listings_say_so(

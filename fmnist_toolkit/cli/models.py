@@ -191,9 +191,19 @@ def list_models(
     if narrow:
         # Seven boxed columns in 80 cut every cell ("autoe…"); plain aligned columns of the
         # five that people scan fit, like ls -l.
-        kept = (0, 1, 2, 4, 5)
-        table_rows = [[row[index] for index in kept] for row in [headers, *rows]]
-        widths = [max(len(row[column]) for row in table_rows) for column in range(len(kept))]
+        kept = [0, 1, 2, 4, 5]
+        everything = [headers, *rows]
+
+        def widths_of(columns: list[int]) -> list[int]:
+            return [max(len(row[index]) for row in everything) for index in columns]
+
+        for spare in (2, 5, 1):  # narrower still: source, then size, then kind go
+            columns = widths_of(kept)
+            if width is None or sum(columns) + 2 * (len(columns) - 1) <= width:
+                break
+            kept.remove(spare)
+        table_rows = [[row[index] for index in kept] for row in everything]
+        widths = widths_of(kept)
         lines = [
             "  ".join(
                 cell.rjust(widths[column]) if kept[column] == 5 else cell.ljust(widths[column])

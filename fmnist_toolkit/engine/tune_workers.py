@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from fmnist_toolkit.config import EngineConfig, TuneConfig
 from fmnist_toolkit.data import dataset_sha256
 from fmnist_toolkit.engine.device import resolve_device
+from fmnist_toolkit.engine.loop import Callback, LoopState
 from fmnist_toolkit.engine.tune_storage import open_storage, quiet_optuna
 from fmnist_toolkit.errors import StudyStorageError, ToolkitError, TuningInterrupted
 
@@ -98,7 +99,7 @@ def optimize_in_processes(
         deadline = time.monotonic() + WORKER_STOP_SECONDS
         for worker in workers:
             worker.join(timeout=max(0.0, deadline - time.monotonic()))
-        for worker in workers:  # a worker already stopping ignores it (_stop_once)
+        for worker in workers:  # one already stopping only hears it again (_ask_to_stop)
             if worker.is_alive() and worker.pid is not None:
                 os.kill(worker.pid, signal.SIGINT)
         for worker in workers:
@@ -128,10 +129,11 @@ def tuning_worker(
     """One worker process of :func:`optimize_in_processes`: its share of the trials, each
     trial's end sent back as (row, best); an error as its one-line message; None when done.
 
-    SIGINT and SIGTERM (a Ctrl-C, or a stop sent to the whole process group) fail the running
-    trial once; a second signal while it is being recorded is ignored."""
-    signal.signal(signal.SIGINT, _stop_once)
-    signal.signal(signal.SIGTERM, _stop_once)
+    SIGINT and SIGTERM (a Ctrl-C, or a stop sent to the whole process group) stop it at the
+    end of the running batch, which fails the running trial: never in the middle of a write to
+    the study's storage, which would leave the trial RUNNING and print a traceback."""
+    signal.signal(signal.SIGINT, _ask_to_stop)
+    signal.signal(signal.SIGTERM, _ask_to_stop)
     try:
         import torch
 
@@ -145,7 +147,7 @@ def tuning_worker(
                 engine,
                 storage,
                 data_dir,
-                lambda number: (),
+                lambda number: (_StopWhenAsked(),),
                 lambda row, best: messages.put((row, best)),
             )
     except (KeyboardInterrupt, TuningInterrupted):
@@ -156,12 +158,20 @@ def tuning_worker(
         messages.put(None)
 
 
-def _stop_once(signum: int, frame: object) -> None:
-    """A worker's first SIGINT or SIGTERM stops it; later ones must not interrupt the
-    recording of its failed trial."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
+_stop_asked = False  # set by a worker's SIGINT or SIGTERM, acted on at a batch's end
+
+
+def _ask_to_stop(signum: int, frame: object) -> None:
+    global _stop_asked
+    _stop_asked = True
+
+
+class _StopWhenAsked(Callback):
+    """Raises the worker's interruption where it is safe: between two training batches."""
+
+    def on_batch_end(self, state: LoopState) -> None:
+        if _stop_asked:
+            raise KeyboardInterrupt
 
 
 def kept_trials(study: optuna.Study, name: str) -> str:
