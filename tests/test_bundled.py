@@ -119,6 +119,16 @@ def test_a_user_model_of_the_same_name_wins_and_listings_say_so(
     assert store.source("ae-16") == "bundled"
 
 
+def test_a_model_of_another_kind_may_not_take_a_bundled_name(
+    cli, with_bundle: Path, synthetic_data: Path
+) -> None:
+    """A generator named ae-16 would hide the autoencoder that latent-plot defaults to."""
+    clash = cli("gan", "train", "--arch", "mlp", "--hidden-size", "8", "--latent-size", "4",
+                "--epochs", "1", "--name", "ae-16", "--data-dir", synthetic_data)  # fmt: skip
+    assert_one_line_error(clash, 2, "'ae-16' is the name of a bundled autoencoder")
+    assert ModelStore().source("ae-16") == "bundled"
+
+
 def test_a_tampered_bundled_model_is_refused(bundle: Path, tmp_path: Path) -> None:
     import shutil
 

@@ -395,7 +395,8 @@ def test_eval_reports_floor_samples_and_modes(
     assert report["generator"] == "gan-mlp" and report["denoiser"] == "ae-better"
     rows = {row["images"]: row for row in report["rows"]}
     assert set(rows) == {"train images (floor)", "raw samples", "denoised samples"}
-    assert rows["raw samples"]["n"] == 300 and rows["train images (floor)"]["n"] == 128
+    # the floor at the samples' N, capped by the 256 synthetic training images
+    assert rows["raw samples"]["n"] == 300 and rows["train images (floor)"]["n"] == 256
     for row in rows.values():
         assert sum(row["class_histogram"].values()) == row["n"]
         assert 0 <= row["class_entropy"] <= np.log(10) + 1e-9

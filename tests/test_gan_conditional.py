@@ -286,10 +286,25 @@ def test_eval_of_a_conditional_generator_reports_per_class_shares(
     assert all(0 <= share <= 1 for share in raw["class_shares"].values())
     assert raw["mean_class_share"] == pytest.approx(sum(raw["class_shares"].values()) / 10)
     assert rows["train images (floor)"]["class_shares"] is None
+    assert rows["train images (floor)"]["n"] == raw["n"] == 200  # the floor at the same N
+    uneven = cli("gan", "eval", "--model", "gan-cond", "--features", "clf", "--n", 7)
+    assert_one_line_error(uneven, 2, "--n 7 does not split evenly over the 10 classes")
     human = cli("gan", "eval", "--model", "gan-cond", *args)
     assert human.exit_code == 0 and "mean" in human.stdout and "Sneaker" in human.stdout
     plain = cli("gan", "eval", "--model", "gan-dcgan", *args, "--json")
     assert all(row["class_shares"] is None for row in json.loads(plain.stdout)["rows"])
+
+
+def test_npz_of_a_conditional_generator_holds_the_labels(
+    cli, with_store: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "classes.npz"
+    assert (
+        cli("gan", "sample", "--model", "gan-cond", "--class", "all", "--n", 20, out).exit_code == 0
+    )
+    with np.load(out) as arrays:
+        assert arrays["images"].shape == (20, 28, 28)
+        assert np.bincount(arrays["labels"], minlength=10).tolist() == [2] * 10
 
 
 def test_load_model_of_a_conditional_generator(with_store: Path) -> None:

@@ -341,9 +341,9 @@ def sample(
     denoiser: Annotated[
         str | None,
         typer.Option(
-            help="Denoiser or autoencoder for --denoise. Default: the model trained to denoise "
-            "with the lowest test MSE (denoiser-unet), else the latent-16 autoencoder with the "
-            "lowest test MSE.",
+            help="Denoiser or autoencoder for --denoise (giving it implies --denoise). Default: "
+            "the model trained to denoise with the lowest test MSE (denoiser-unet), else the "
+            "latent-16 autoencoder with the lowest test MSE.",
             show_default=False,
             rich_help_panel=DENOISE,
         ),
@@ -458,7 +458,8 @@ def evaluate(
     denoiser: Annotated[
         str | None,
         typer.Option(
-            help="Denoiser or autoencoder for --denoise (default: as in fmt gan sample).",
+            help="Denoiser or autoencoder for --denoise, which it implies (default: as in fmt "
+            "gan sample).",
             show_default=False,
             rich_help_panel=DENOISE,
         ),
@@ -472,11 +473,12 @@ def evaluate(
     """Measure sample quality: Fréchet distance to the 10,000 test images.
 
     Features are the 128 activations before a toolkit classifier's last layer. Beside the
-    samples' distance: 10,000 training images' (the floor: what real images score), and each
-    set's predicted-class histogram and its entropy (mode coverage: ln 10 = 2.303 when all ten
-    classes are equally common). The distance grows as N shrinks: compare at equal N.
-    A class-conditional generator draws every class equally often, and a second table gives,
-    per class, the share of its samples the classifier assigns to it.
+    samples' distance: that of as many training images (the floor: what real images score at
+    that N), and each set's predicted-class histogram and its entropy (mode coverage: ln 10 =
+    2.303 when all ten classes are equally common). The distance grows as N shrinks: compare
+    at equal N. A class-conditional generator draws every class equally often (--n a multiple
+    of 10), and a second table gives, per class, the share of its samples the classifier
+    assigns to it.
 
     Example: fmt gan eval --model gan-dcgan --denoise
     """

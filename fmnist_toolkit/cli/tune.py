@@ -289,7 +289,7 @@ def tune(
     model_name = name or f"ae-{study}"
     if train_best:  # before the search: a bad name must not cost hours of trials
         store = ModelStore()
-        store.check_new_name(model_name)
+        store.check_new_name(model_name, kind="autoencoder")
         check_resumable(store, model_name, resume=resume_best, restart=restart_best)
     elif resume_best or restart_best or name:
         flag = "--resume" if resume_best else "--restart" if restart_best else "--name"

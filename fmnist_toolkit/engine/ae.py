@@ -292,7 +292,13 @@ def train_autoencoder(
     ``provenance`` (e.g. the tuning study the recipe came from) is recorded in the config.
     """
     with TrainingRun.exclusive(
-        store, name, resume=resume, restart=restart, engine=engine, plots_dir=plots_dir
+        store,
+        name,
+        resume=resume,
+        restart=restart,
+        engine=engine,
+        plots_dir=plots_dir,
+        kind=config.model_spec().kind,
     ) as run:
         config, engine = run.settings(AutoencoderTrainConfig, config, engine)
         check_train_config(config)

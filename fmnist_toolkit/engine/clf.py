@@ -416,7 +416,13 @@ def train_classifier(
     unfinished run of ``name`` is never discarded silently (pass ``resume`` or ``restart``).
     """
     with TrainingRun.exclusive(
-        store, name, resume=resume, restart=restart, engine=engine, plots_dir=plots_dir
+        store,
+        name,
+        resume=resume,
+        restart=restart,
+        engine=engine,
+        plots_dir=plots_dir,
+        kind="classifier",
     ) as run:
         config, engine = run.settings(ClassifierTrainConfig, config, engine)
         check_classifier_config(config)

@@ -372,7 +372,13 @@ def train_gan(
     if snapshot_every is not None and snapshot_every < 1:
         raise UsageError("--snapshot-every must be at least 1")
     with TrainingRun.exclusive(
-        store, name, resume=resume, restart=restart, engine=engine, plots_dir=plots_dir
+        store,
+        name,
+        resume=resume,
+        restart=restart,
+        engine=engine,
+        plots_dir=plots_dir,
+        kind="generator",
     ) as run:
         config, engine = run.settings(GanTrainConfig, config, engine)
         check_gan_config(config)

@@ -141,7 +141,7 @@ def evaluate_generator(
     device: str = "cpu",
 ) -> QualityReport:
     """Fréchet distances to the 10,000 test images: ``count`` samples (raw, and denoised when
-    asked) drawn at ``truncation`` (default: the generator's own), and 10,000 training images
+    asked) drawn at ``truncation`` (default: the generator's own), and as many training images
     as the floor; plus each set's predicted-class mix. The networks run on ``device``; the
     statistics are computed on the CPU in float64."""
 
@@ -163,7 +163,13 @@ def evaluate_generator(
     )
     denoiser_name, denoiser = choose_denoiser(store, denoise, denoiser_name, compute)
 
-    reference, floor = reference_features(classifier, data_dir, seed)
+    classes = getattr(generator, "num_classes", 0)
+    if classes and count % classes:
+        raise UsageError(
+            f"--n {count} does not split evenly over the {classes} classes of a conditional "
+            f"generator: use a multiple of {classes}"
+        )
+    reference, floor = reference_features(classifier, data_dir, seed, count)
     truncation = truncation_of(generator, truncation)
     samples = sample_rows(classifier, generator, denoiser, count, seed, reference, truncation)
     return QualityReport(
@@ -177,18 +183,17 @@ def evaluate_generator(
 
 
 def reference_features(
-    classifier: nn.Module, data_dir: str | os.PathLike[str] | None, seed: int
+    classifier: nn.Module, data_dir: str | os.PathLike[str] | None, seed: int, count: int
 ) -> tuple[np.ndarray, QualityRow]:
-    """Features of the 10,000 test images (what samples are compared with), and the row of as
-    many training images drawn by ``seed``: the floor any generator can reach."""
+    """Features of the 10,000 test images (what samples are compared with), and the row of
+    ``count`` training images drawn by ``seed``: the floor any generator can reach with as
+    many samples (the distance grows as N shrinks, so the floor is taken at the samples' N)."""
     import torch
 
     cpu = torch.device("cpu")
     test = DeviceSplit.load("test", data_dir, cpu)
     train = DeviceSplit.load("train", data_dir, cpu)
-    floor_index = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[
-        : len(test)
-    ]
+    floor_index = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:count]
     with torch.no_grad():
         reference = _features_and_classes(classifier, to_unit_float(test.images))[0].numpy()
         train_features, train_classes = _features_and_classes(

@@ -329,7 +329,8 @@ def _device_line(device: torch.device, described: str) -> str:
 
     if device.type != "cpu":
         return described
-    return f"{described}, {torch.get_num_threads()} threads of {os.cpu_count()} cores"
+    threads = torch.get_num_threads()
+    return f"{described}, {threads} thread{'' if threads == 1 else 's'} of {os.cpu_count()} cores"
 
 
 def _versions() -> dict[str, str]:

@@ -145,7 +145,7 @@ def tuning(ctx: ReportContext, section: Section) -> None:
         "1e-4 … 1e-3 and weight decay 1e-5 … 1e-3, and kept the best trial's recipe "
         f"({REPORT_RECIPE})."
     )
-    command = f"fmt ae tune --study {ctx.study} --trials 20 (or fmt report --retrain)"
+    command = f"fmt ae tune --study {ctx.study} --trials 20, or fmt report --retrain"
     what = f"the search's figures (study {ctx.study!r})"
     default_file = ctx.store.root / "studies.sqlite3"
     if ctx.storage is None and not default_file.is_file():
@@ -406,7 +406,7 @@ def _distances(ctx: ReportContext, generators: list[str], features: str) -> list
     classifier_model = load_model(features, store=ctx.store, device=ctx.device)
     denoiser_name = ctx.models.get("denoiser")
     denoiser = load_denoiser(denoiser_name, ctx.store, ctx.device) if denoiser_name else None
-    reference, floor = reference_features(classifier_model, ctx.data_dir, ctx.seed)
+    reference, floor = reference_features(classifier_model, ctx.data_dir, ctx.seed, ctx.samples)
     measures = [_distance("training images (the floor)", floor, "")]
     for generator in generators:
         network = load_generator(generator, ctx.store, ctx.device)

@@ -99,12 +99,13 @@ class TrainingRun:
         restart: bool,
         engine: EngineConfig,
         plots_dir: Path | None = None,
+        kind: str | None = None,
     ) -> Iterator[TrainingRun]:
-        """Check the name, the precision and the plots folder before any data is read; hold the
-        run lock of ``name``; resume its interrupted run, or refuse to discard one without
-        ``restart``."""
+        """Check the name (for a model of ``kind``), the precision and the plots folder before
+        any data is read; hold the run lock of ``name``; resume its interrupted run, or refuse
+        to discard one without ``restart``."""
         store = store or ModelStore()
-        store.check_new_name(name)
+        store.check_new_name(name, kind=kind)
         check_precision(engine.precision)
         if plots_dir is not None:
             ensure_writable_folder(plots_dir, "--plots")

@@ -377,6 +377,8 @@ def write_samples(
         return result
     if kind in ("npz", "npy"):
         arrays = _collect_arrays(batches, request.count, with_raw=denoiser is not None)
+        if labels is not None:  # a conditional generator's classes, one per image
+            arrays["labels"] = labels.numpy().astype("uint8")
         write_file_atomically(Path(out), lambda path: _save_arrays(path, arrays, kind))
         return result
 
@@ -424,7 +426,8 @@ def _collect_arrays(
 
 
 def _save_arrays(path: Path, arrays: dict[str, Any], kind: str) -> None:
-    """.npy: the images; .npz: ``images`` (denoised when asked) and ``raw`` with --denoise."""
+    """.npy: the images; .npz: ``images`` (denoised when asked), ``raw`` with --denoise and
+    ``labels`` (class indices) from a conditional generator."""
     import numpy as np
 
     with path.open("wb") as handle:  # a handle: numpy would append a suffix to a bare path

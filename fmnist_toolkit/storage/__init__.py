@@ -317,13 +317,21 @@ class ModelStore:
         """Whether a model ``name`` is saved (by the user, or bundled)."""
         return (self.model_dir(name) / CONFIG_FILE).is_file() or self._bundled_dir(name) is not None
 
-    def check_new_name(self, name: str) -> str:
-        """``name``, fit for a model about to be made: valid, and, unless a model or an
-        interrupted run of exactly that name is already here (replacing or resuming it is
-        fine), a folder name on every system: no Windows device name, no trailing dot, and
-        unlike every other model of this store in case alone (macOS and Windows take "AE-2"
-        and "ae-2" for one folder, so the second would replace the first there)."""
+    def check_new_name(self, name: str, *, kind: str | None = None) -> str:
+        """``name``, fit for a model (of ``kind``, when given) about to be made: valid; not a
+        bundled model's name unless of the same kind (a generator named ``ae-16`` would hide
+        the autoencoder that commands default to); and, unless a model or an interrupted run
+        of exactly that name is already here (replacing or resuming it is fine), a folder name
+        on every system: no Windows device name, no trailing dot, and unlike every other model
+        of this store in case alone (macOS and Windows take "AE-2" and "ae-2" for one folder,
+        so the second would replace the first there)."""
         validate_name(name)
+        bundled_kind = self.bundled_manifest().get(name, {}).get("kind")
+        if kind is not None and bundled_kind is not None and bundled_kind != kind:
+            raise InvalidNameError(
+                f"{name!r} is the name of a bundled {bundled_kind}: a {kind} of that name would "
+                f"hide it from the commands that use it; pick another name"
+            )
         names = self._names()
         if name in names:
             return name
