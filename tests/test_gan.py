@@ -266,6 +266,16 @@ def test_sample_grid_with_denoise_names_its_models(cli, with_gan_store: Path, tm
     assert raw.read_bytes() != out.read_bytes()  # denoising changed the images
 
 
+def test_sampling_reports_each_batch(with_gan_store: Path, tmp_path: Path) -> None:
+    """What the progress bar of a long `fmt gan sample` is moved on by."""
+    from fmnist_toolkit.engine.sample import SampleRequest, write_samples
+
+    done: list[int] = []
+    request = SampleRequest(count=2500)
+    write_samples(request, str(tmp_path / "s.npy"), generator_name="gan-mlp", on_batch=done.append)
+    assert done == [1000, 1000, 500]
+
+
 def test_every_output_format(cli, with_gan_store: Path, tmp_path: Path) -> None:
     jpg = tmp_path / "grid.jpg"
     assert sample(cli, jpg, "--n", 10, "--nrow", 5, "--model", "gan-mlp").exit_code == 0

@@ -11,7 +11,7 @@ import re
 import shlex
 import sys
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,23 @@ def terminal_width() -> int | None:
         return results.width
     columns = os.environ.get("COLUMNS", "")
     return int(columns) if columns.isdigit() else None
+
+
+@contextlib.contextmanager
+def count_progress(
+    label: str, total: int, *, quiet: bool = False
+) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr for ``total`` items of long work, moved on by the callable it
+    yields; nothing off a terminal (logs) or with ``quiet``."""
+    if quiet or not console.is_terminal:
+        yield lambda done: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    columns = (f"[bold]{label}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda done: progress.advance(task, done)
 
 
 def print_summary(title: str, summary: dict[str, Any]) -> None:

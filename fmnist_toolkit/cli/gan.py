@@ -26,6 +26,7 @@ from fmnist_toolkit.cli._options import (
 )
 from fmnist_toolkit.cli._render import (
     console,
+    count_progress,
     note_if_hiding_bundled,
     print_json,
     print_note,
@@ -360,6 +361,7 @@ def sample(
     device: DeviceOption = "auto",
     seed: NoiseSeedOption = 0,
     json_output: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Draw new images from a trained generator.
 
@@ -375,6 +377,7 @@ def sample(
     from fmnist_toolkit.data import CLASS_NAMES
     from fmnist_toolkit.engine.sample import (
         PER_CLASS,
+        SAMPLE_BATCH,
         SampleRequest,
         parse_classes,
         truncation_label,
@@ -401,9 +404,16 @@ def sample(
         classes=wanted,
         truncation=truncation,
     )
-    result = write_samples(
-        request, out, generator_name=model, denoiser_name=denoiser, device=device
-    )
+    # A bar only where there is more than one batch to wait for.
+    with count_progress("sampling", count, quiet=quiet or count <= SAMPLE_BATCH) as advance:
+        result = write_samples(
+            request,
+            out,
+            generator_name=model,
+            denoiser_name=denoiser,
+            device=device,
+            on_batch=advance,
+        )
     if result.png_bytes is not None:
         sys.stdout.buffer.write(result.png_bytes)
         sys.stdout.flush()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -341,9 +341,11 @@ def write_samples(
     denoiser_name: str | None = None,
     store: ModelStore | None = None,
     device: str = "cpu",
+    on_batch: Callable[[int], None] | None = None,
 ) -> SampleResult:
     """Generate ``request.count`` images on ``device`` (auto, cpu, cuda[:N], mps) and write them
-    to OUT (see :func:`output_format`)."""
+    to OUT (see :func:`output_format`); ``on_batch`` is told each batch's image count once
+    the batch is made (a progress bar)."""
     import torch
 
     from fmnist_toolkit.engine.device import resolve_device
@@ -357,6 +359,8 @@ def write_samples(
     denoiser_name, denoiser = choose_denoiser(store, request.denoise, denoiser_name, compute)
     truncation = truncation_of(generator, request.truncation)
     batches = sample_batches(generator, denoiser, request.count, request.seed, labels, truncation)
+    if on_batch is not None:
+        batches = _reported(batches, on_batch)
     result = SampleResult(
         out=out,
         format=kind,
@@ -406,6 +410,14 @@ def write_samples(
     else:
         write_file_atomically(Path(out), lambda path: path.write_bytes(content))
     return result
+
+
+def _reported(
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor | None]], on_batch: Callable[[int], None]
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    for raw, denoised in batches:
+        yield raw, denoised
+        on_batch(raw.shape[0])
 
 
 def _collect_arrays(
