@@ -105,7 +105,7 @@ def devices(problems: list[str] | None = None) -> list[dict[str, Any]]:
 
 def diagnose(data_dir: str | os.PathLike[str] | None = None) -> Diagnosis:
     """Everything ``fmt doctor`` reports; reading the data and bundled models, writing nothing."""
-    from fmnist_toolkit.data import DATA_DIR_ENV, resolve_data_dir, verify_dataset
+    from fmnist_toolkit.data import DATA_DIR_ENV, fetch_command, resolve_data_dir, verify_dataset
     from fmnist_toolkit.storage import BUNDLED_ENV, ModelStore
 
     store = ModelStore()
@@ -118,7 +118,7 @@ def diagnose(data_dir: str | os.PathLike[str] | None = None) -> Diagnosis:
     problems: list[str] = []
     found = devices(problems)
     if all(check.path is None for check in checks):
-        data = "not fetched (fmt data fetch)"
+        data = f"not fetched ({fetch_command(folder)})"
     elif all(check.ok for check in checks):
         data = "verified"
     else:
