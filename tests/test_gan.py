@@ -211,6 +211,26 @@ def test_dcgan_has_its_own_defaults(cli, synthetic_data: Path) -> None:
     assert recipe["lr"] == 1e-4 and recipe["ema"] == 0.0
 
 
+def test_a_run_ended_by_its_time_budget_says_so(
+    cli, synthetic_data: Path, isolated_home: Path
+) -> None:
+    """The first epoch always runs; a budget it overruns ends the run there, and the summary
+    and a note say so instead of looking like a finished recipe."""
+    common = ["--latent-size", 8, "--hidden-size", 16, "--data-dir", synthetic_data, "-q"]
+    common += ["--device", "cpu"]
+    args = ["gan", "train", "--epochs", 3, "--time-budget", "0.001", *common]
+    result = cli(*args, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["epochs"] == 1
+    assert summary["stopped_by_time_budget"] == {"seconds": 0.001, "epochs": 1}
+    result = cli(*args, "--name", "g2")
+    assert result.exit_code == 0, result.output
+    assert "note: --time-budget 0.001 s ended the run after 1 of 3 epochs" in result.stderr
+    finished = cli("gan", "train", "--epochs", 1, *common, "--json", "--name", "g3")
+    assert "stopped_by_time_budget" not in json.loads(finished.stdout)
+
+
 def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(
     cli, synthetic_data: Path, isolated_home: Path
 ) -> None:

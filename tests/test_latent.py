@@ -83,6 +83,43 @@ def test_a_wider_latent_skips_scatter_in_all(plot, tmp_path: Path) -> None:
     assert untrained["projection"] == "pca"
 
 
+@pytest.mark.parametrize("quiet", [False, True])
+def test_progress_names_each_view_as_it_is_drawn(
+    plot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quiet: bool
+) -> None:
+    """t-SNE takes minutes on 10,000 codes: the spinner says which view is at work, and -q
+    silences it."""
+    import contextlib
+
+    import fmnist_toolkit.cli._render as render
+
+    shown: list[str] = []
+
+    @contextlib.contextmanager
+    def recording_status(text: str, **_: object):
+        shown.append(text)
+
+        class Status:
+            def update(self, text: str) -> None:
+                shown.append(text)
+
+        yield Status()
+
+    monkeypatch.setattr(render.console, "status", recording_status)
+    args = ["--model", "ae-4", "--out", tmp_path / "figs"]
+    result = plot(*args, *(["-q"] if quiet else []))
+    assert result.exit_code == 0, result.stderr
+    if quiet:
+        assert shown == []
+        return
+    assert shown[0] == "Encoding the test set…"
+    assert [re.sub(r" \(t-SNE.*\)", "", text) for text in shown[1:]] == [
+        f"Drawing the {view} view, {index} of 4…"
+        for index, view in enumerate(["untrained", "walk", "pca", "tsne"], start=1)
+    ]
+    assert "a minute or two" in shown[-1]
+
+
 @pytest.mark.parametrize(
     ("view", "name", "magic"),
     [

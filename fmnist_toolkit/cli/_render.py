@@ -106,6 +106,17 @@ def terminal_width() -> int | None:
 
 
 @contextlib.contextmanager
+def spinner(text: str, *, quiet: bool = False) -> Iterator[Callable[[str], None]]:
+    """A spinner on stderr with ``text`` while short-to-medium work runs; the callable it
+    yields changes the text (say which stage is at work). Nothing with ``quiet``."""
+    if quiet:
+        yield lambda text: None
+        return
+    with console.status(text, spinner="dots") as status:
+        yield lambda text: status.update(text)
+
+
+@contextlib.contextmanager
 def count_progress(
     label: str, total: int, *, quiet: bool = False
 ) -> Iterator[Callable[[int], None]]:

@@ -35,6 +35,7 @@ from fmnist_toolkit.cli._render import (
     print_result,
     print_summary,
     resume_hint,
+    spinner,
     typed_options,
 )
 from fmnist_toolkit.config import (
@@ -354,6 +355,7 @@ def latent_plot(
     data_dir: DataDirOption = None,
     device: DeviceOption = "auto",
     json_output: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Figures of an autoencoder's latent space on the 10,000 test images.
 
@@ -385,7 +387,12 @@ def latent_plot(
     label = model_label(model)
     if out is None:
         out = Path(f"{label}-latent") if view is View.all else Path(f"{label}-{view.value}.png")
-    with console.status("Encoding the test set and drawing…", spinner="dots"):
+    with spinner("Encoding the test set…", quiet=quiet) as show:
+
+        def on_view(name: str, index: int, count: int) -> None:
+            slow = " (t-SNE: a minute or two on a laptop CPU)" if name == "tsne" else ""
+            show(f"Drawing the {name} view, {index + 1} of {count}{slow}…")
+
         results = plot_latent_views(
             model,
             [view.value],
@@ -396,6 +403,7 @@ def latent_plot(
             walk=walk,
             dpi=dpi,
             figure_format=FigureFormat(figure_format).value,
+            on_view=on_view,
         )
     rows = [
         {

@@ -31,6 +31,7 @@ from fmnist_toolkit.cli._render import (
     print_json,
     print_result,
     resume_hint,
+    spinner,
 )
 
 app = typer.Typer(
@@ -347,6 +348,7 @@ def probe(
     device: DeviceOption = "auto",
     seed: SeedOption = 0,
     json_output: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Linear probe: a logistic regression on an encoder's frozen codes, beside one on PCA.
 
@@ -362,7 +364,7 @@ def probe(
     from fmnist_toolkit.storage import ModelStore
 
     encoders = encoder or latent_autoencoders(ModelStore())
-    with console.status("Encoding and fitting the probes…", spinner="dots"):
+    with spinner("Encoding and fitting the probes…", quiet=quiet):
         results = linear_probes(
             encoders,
             pca_components=pca or None,

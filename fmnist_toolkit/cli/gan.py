@@ -33,6 +33,7 @@ from fmnist_toolkit.cli._render import (
     print_result,
     print_summary,
     resume_hint,
+    spinner,
     typed_options,
 )
 from fmnist_toolkit.config import GAN_ARCHITECTURE_ONLY, GAN_ARCHITECTURES, GAN_LOSSES
@@ -279,7 +280,14 @@ def train(
         "resumed_from_epoch": result.resumed_from_epoch,
         "plots": [str(path) for path in result.plots],
     }
+    if result.stopped_by_time_budget is not None:
+        summary["stopped_by_time_budget"] = result.stopped_by_time_budget
     note_if_hiding_bundled(result.name)
+    if result.stopped_by_time_budget is not None and not json_output:
+        print_note(
+            f"--time-budget {time_budget:g} s ended the run after {result.epochs} of "
+            f"{config.epochs} epochs; the model is saved as it stood"
+        )
     if json_output:
         print_json(summary)
         return
@@ -479,6 +487,7 @@ def evaluate(
     device: DeviceOption = "auto",
     seed: NoiseSeedOption = 0,
     json_output: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Measure sample quality: Fréchet distance to the 10,000 test images.
 
@@ -494,7 +503,7 @@ def evaluate(
     """
     from fmnist_toolkit.engine.gan_eval import evaluate_generator
 
-    with console.status("Sampling and measuring…", spinner="dots"):
+    with spinner("Sampling and measuring…", quiet=quiet):
         report = evaluate_generator(
             generator_name=model,
             features_name=features,

@@ -86,6 +86,8 @@ class GanTrainResult:
     resumed_from_epoch: int = 0
     plots: list[Path] = field(default_factory=list)
     history: list[dict[str, float]] = field(default_factory=list)
+    # {"seconds": budget, "epochs": epochs trained} when --time-budget ended the run early.
+    stopped_by_time_budget: dict[str, float] | None = None
 
 
 def check_gan_config(config: GanTrainConfig) -> None:
@@ -443,6 +445,7 @@ def train_gan(
         resumed_from_epoch=run.resumed_from,
         plots=plots,
         history=state.history,
+        stopped_by_time_budget=results.get("stopped_by_time_budget"),
     )
 
 

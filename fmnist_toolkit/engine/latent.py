@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -362,9 +362,12 @@ def plot_latent_views(
     dpi: int = 150,
     figure_format: str = "png",
     store: ModelStore | None = None,
+    on_view: Callable[[str, int, int], None] | None = None,
 ) -> list[ViewResult]:
     """Write figures of the latent space: one view to the file ``out``, or with ``views=["all"]``
-    every view the model supports to ``out/<model>-<view>.<figure_format>``."""
+    every view the model supports to ``out/<model>-<view>.<figure_format>``.
+
+    ``on_view(view, index, count)`` is called before each view is drawn (for progress)."""
     every = list(views) == ["all"]
     unknown = [view for view in views if view not in VIEWS and not every]
     if unknown:
@@ -376,23 +379,18 @@ def plot_latent_views(
     if perplexity < 1:  # the upper bound depends on the number of points, checked later
         raise UsageError("--perplexity must be at least 1")
     space = open_latent_space(name_or_path, data_dir=data_dir, device=device, store=store)
-    chosen = supported_views(space) if every else list(views)
+    chosen = supported_views(space) if every else list(views[:1])  # one view: one file
     # Check every view's options before drawing any, so a bad one never leaves half the set.
     if "walk" in chosen:
         check_walk(space, walk or WalkSpec())
     if "tsne" in chosen:
         check_perplexity(perplexity, len(space.codes))
-    if not every:
-        return [draw_view(space, views[0], out, perplexity=perplexity, walk=walk, dpi=dpi)]
-    ensure_writable_folder(out)
-    return [
-        draw_view(
-            space,
-            view,
-            figure_path(out / f"{space.name}-{view}.{figure_format}"),
-            perplexity=perplexity,
-            walk=walk,
-            dpi=dpi,
-        )
-        for view in chosen
-    ]
+    if every:
+        ensure_writable_folder(out)
+    drawn = []
+    for index, view in enumerate(chosen):
+        if on_view is not None:
+            on_view(view, index, len(chosen))
+        path = figure_path(out / f"{space.name}-{view}.{figure_format}") if every else out
+        drawn.append(draw_view(space, view, path, perplexity=perplexity, walk=walk, dpi=dpi))
+    return drawn
