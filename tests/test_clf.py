@@ -126,6 +126,14 @@ def test_default_encoder_is_the_best_latent_16_autoencoder(
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["encoder"] == "ae-better" and summary["name"] == "clf-ae-better"
+    # A model whose metric is NaN (saved before divergence stopped runs) is nobody's best.
+    from fmnist_toolkit.engine.defaults import latent_autoencoders
+
+    config_path = ModelStore().model_dir("ae-better") / "config.json"
+    config = json.loads(config_path.read_text())
+    config["metrics"]["test_mse"] = float("nan")
+    config_path.write_text(json.dumps(config))
+    assert latent_autoencoders(ModelStore()) == ["ae-worse"]
 
 
 def test_no_encoder_in_the_store_is_one_line(cli, synthetic_data: Path) -> None:
@@ -245,7 +253,7 @@ def test_pictures_are_converted_like_fashion_mnist(tmp_path: Path) -> None:
     ("args", "code", "fragment"),
     [
         (["--encoder", "nobody"], 1, "no model named 'nobody'"),
-        (["--encoder", "clf-ae-4"], 2, "--encoder takes an autoencoder"),
+        (["--encoder", "clf-ae-4"], 2, "not an autoencoder (--encoder takes an autoencoder;"),
         (["--val-fraction", "1.5"], 2, "--val-fraction"),
         (["--lr", "-1"], 2, "learning rate"),
         (["--epochs", "0"], 2, "--epochs"),

@@ -397,6 +397,19 @@ def test_doctor_checks_the_device_and_bundled_settings(cli, monkeypatch) -> None
     assert hidden.exit_code == 0 and "FMT_BUNDLED_MODELS=0" in hidden.stdout
 
 
+def test_doctor_finds_a_store_that_cannot_hold_models(cli, tmp_path: Path, monkeypatch) -> None:
+    """FMT_HOME on a file: training would fail with "Not a directory: .../.locks/run"."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("FMT_HOME", str(blocker / "store"))
+    result = cli("doctor", "--json")
+    assert result.exit_code == 1
+    problems = json.loads(result.stdout)["problems"]
+    assert f"store: FMT_HOME={blocker / 'store'}: {blocker} is a file, not a folder" in problems
+    monkeypatch.setenv("FMT_HOME", str(tmp_path / "new" / "store"))  # made on first save
+    assert json.loads(cli("doctor", "--json").stdout)["problems"] == []
+
+
 def test_cpu_bf16_comes_from_the_cpu_flags(tmp_path: Path) -> None:
     from fmnist_toolkit.engine.doctor import cpu_features
 

@@ -29,8 +29,12 @@ def test_unknown_device_is_a_usage_error(spec: str) -> None:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_cuda_without_cuda_is_a_clear_error() -> None:
-    with pytest.raises(DeviceUnavailableError, match="--device cpu"):
+def test_cuda_without_cuda_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FMT_DEVICE", raising=False)
+    with pytest.raises(DeviceUnavailableError, match=r"; use --device cpu$"):
+        resolve_device("cuda:1")
+    monkeypatch.setenv("FMT_DEVICE", "cuda:1")  # from the environment: say where it came from
+    with pytest.raises(DeviceUnavailableError, match=r"; unset FMT_DEVICE or use --device cpu$"):
         resolve_device("cuda:1")
 
 

@@ -490,8 +490,11 @@ def test_hostile_archive_is_refused(cli, tmp_path: Path, isolated_home: Path, ca
 
 
 @pytest.mark.parametrize("damage", ["truncated", "wrong-shapes", "unknown-architecture", "pickle"])
-def test_hostile_model_folder_in_the_store(cli, isolated_home: Path, damage: str) -> None:
-    """A damaged model in the store: loading it is one line; listing still works."""
+def test_hostile_model_folder_in_the_store(
+    cli, isolated_home: Path, tmp_path: Path, damage: str
+) -> None:
+    """A damaged model in the store: loading or exporting it is one line; listing still
+    works."""
     import fmnist_toolkit
 
     store = ModelStore(isolated_home)
@@ -515,6 +518,9 @@ def test_hostile_model_folder_in_the_store(cli, isolated_home: Path, damage: str
         fmnist_toolkit.load_model("victim")
     listing = cli("models", "list", "--json")
     assert listing.exit_code == 0 and json.loads(listing.stdout)[0]["name"] == "victim"
+    exported = cli("models", "export", "victim", tmp_path / "victim.zip")
+    assert_one_line_error(exported, 1, "victim")
+    assert not (tmp_path / "victim.zip").exists()
 
 
 # =========================================================================== data files
@@ -1005,3 +1011,71 @@ def test_piped_json_survives_the_fast_exit(tmp_path: Path) -> None:
     assert process.returncode == 0, process.stderr
     assert json.loads(process.stdout)["n"] == 4
     assert out.stat().st_size > 0
+
+
+def test_closed_standard_streams_are_one_line_errors(tmp_path: Path) -> None:
+    """Started with stdout or stdin closed (`fmt ... >&-`, `<&-`), Python leaves None where
+    the stream was: a command must say so in one line, not raise AttributeError on None."""
+    env = {**subprocess_env(tmp_path / "home"), "FMT_BUNDLED_MODELS": "1"}
+
+    def run_closed(descriptor: int, *args: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            fmt(*args), env=env, capture_output=True, text=True,
+            timeout=120, check=False, preexec_fn=lambda: os.close(descriptor),
+        )  # fmt: skip
+
+    for args in (("models", "list", "--json"), ("data", "path")):
+        process = run_closed(1, *args)
+        assert process.returncode == 1, (args, process.stderr)
+        assert process.stderr.strip() == "error: cannot write to standard output: it is closed"
+    process = run_closed(0, "models", "rm", "ae-16")  # asks for confirmation on a terminal
+    assert process.returncode != 0 and "Traceback" not in process.stderr
+    assert len(process.stderr.strip().splitlines()) == 1, process.stderr
+
+
+def test_a_diverged_autoencoder_is_not_saved(cli, synthetic_data: Path, isolated_home) -> None:
+    """NaN losses end the run with one line, exit 1; the model is not saved (it would pass for
+    a trained one and be picked as the best by its NaN test MSE) and the checkpoint before
+    the divergence is kept."""
+    result = cli(
+        "ae", "train", "--data-dir", synthetic_data, "--epochs", 2, "--batch-size", 32,
+        "--lr", "1e308", "--device", "cpu", "-q",
+    )  # fmt: skip
+    assert_one_line_error(result, 1, "training diverged at epoch 1", "--restart")
+    store = ModelStore()
+    assert not store.exists("ae-16")
+    assert store.read_checkpoint_state("ae-16")["epoch"] == 0
+
+
+def test_json_never_holds_nan() -> None:
+    from fmnist_toolkit.cli._render import print_json
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        print_json({"test_mse": float("nan"), "history": [{"loss": float("inf")}, {"loss": 1.5}]})
+    expected = {"test_mse": None, "history": [{"loss": None}, {"loss": 1.5}]}
+    assert json.loads(out.getvalue()) == expected
+
+
+def test_a_full_disk_at_the_save_keeps_the_checkpoint_and_says_how_to_go_on(
+    cli, synthetic_data: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    args = ["ae", "train", "--data-dir", synthetic_data, "--epochs", 2, "--batch-size", 32]
+    args += ["--latent-dim", 4, "--device", "cpu", "-q"]
+    with monkeypatch.context() as patch:
+        patch.setattr(ModelStore, "save", disk_full)
+        result = cli(*args)
+    assert_one_line_error(
+        result, 1, "cannot save the model of 'ae-4' in", "(No space left on device)",
+        "the checkpoint of epoch 2 is kept", "--resume",
+    )  # fmt: skip
+    store = ModelStore()
+    assert not store.exists("ae-4") and store.read_checkpoint_state("ae-4")["epoch"] == 2
+    resumed = cli(*args, "--resume")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert store.exists("ae-4") and not store.has_checkpoint("ae-4")

@@ -194,6 +194,7 @@ def test_default_output_names(plot, tmp_path: Path, monkeypatch: pytest.MonkeyPa
         (["--model", "ae-2", "--view", "tsne", "--perplexity", "0.5"], 2, "perplexity"),
         (["--model", "ae-2", "--view", "pixels"], 2, "--view"),
         (["--model", "ae-2", "--view", "all", "--out", "x.png"], 2, "must be a folder"),
+        (["--model", "ae-2", "--view", "pca", "--out", "."], 2, ". is a folder: name a figure"),
         (
             [
                 "--model",

@@ -293,3 +293,19 @@ def test_a_new_name_may_not_differ_from_an_existing_one_in_case_alone(tmp_path: 
     save_autoencoder(store, "Ae-2-copy")
     assert store.check_new_name("aux") == "aux" and validate_name("aux") == "aux"
     assert store.check_new_name("Ae-2-copy") == "Ae-2-copy"
+
+
+def test_a_new_name_may_not_take_a_store_file_or_another_kind_of_model(tmp_path: Path) -> None:
+    """`fmt ae train --name studies.sqlite3` moved the tuning studies to the trash, and a
+    classifier trained under an autoencoder's name silently replaced it."""
+    store = ModelStore(tmp_path, bundled=None)
+    store.studies_path.write_bytes(b"SQLite format 3\x00")
+    (tmp_path / "half-copied").mkdir()  # a folder without a config: not a model
+    for taken in ("studies.sqlite3", "studies.sqlite3-wal", "half-copied"):
+        with pytest.raises(InvalidNameError, match="is not a model"):
+            store.check_new_name(taken, kind="autoencoder")
+    save_autoencoder(store, "mix")
+    assert store.check_new_name("mix", kind="autoencoder") == "mix"  # retraining replaces it
+    with pytest.raises(InvalidNameError, match=r"'mix' is already your autoencoder: a classifier"):
+        store.check_new_name("mix", kind="classifier")
+    assert store.studies_path.read_bytes().startswith(b"SQLite")

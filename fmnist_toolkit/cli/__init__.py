@@ -12,7 +12,7 @@ import typer
 
 from fmnist_toolkit._version import __version__
 from fmnist_toolkit.cli import ae, clf, data, doctor, gan, models, report, tune
-from fmnist_toolkit.cli._render import ToolkitGroup
+from fmnist_toolkit.cli._render import ToolkitGroup, stand_in_for_closed_streams
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -93,6 +93,7 @@ def run() -> None:
     import signal
 
     signal.signal(signal.SIGTERM, _on_sigterm)
+    stand_in_for_closed_streams()
     code: int | str | None = 0
     try:
         main()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import io
 import json
+import math
 import os
 import re
 import shlex
@@ -33,9 +35,52 @@ PIPED_WIDTH = 10_000  # wider than any table the toolkit prints
 _ClickUsageError = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
 
 
+class ClosedStream(io.TextIOBase):
+    """Stands in for a standard stream the process was started without (``fmt ... >&-``), where
+    Python leaves ``None``: using it is a one-line error, not an AttributeError on None."""
+
+    def __init__(self, name: str) -> None:
+        self.stream_name = name
+
+    @property
+    def buffer(self) -> ClosedStream:  # binary writes (PNG bytes to '-') fail the same way
+        return self
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: Any) -> int:
+        raise ToolkitError(f"cannot write to {self.stream_name}: it is closed")
+
+    def read(self, size: int | None = -1) -> Any:
+        raise ToolkitError(f"cannot read {self.stream_name}: it is closed")
+
+    readline = read
+
+
+def stand_in_for_closed_streams() -> None:
+    """Give a closed standard input or output its :class:`ClosedStream` (called at start-up)."""
+    if sys.stdin is None:
+        sys.stdin = ClosedStream("standard input")
+    if sys.stdout is None:
+        sys.stdout = ClosedStream("standard output")
+
+
+def _finite_or_none(value: Any) -> Any:
+    """NaN and infinities as None: JSON has no such numbers, and strict parsers reject them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_none(item) for item in value]
+    return value
+
+
 def print_json(payload: Any) -> None:
-    """Exactly one JSON document on stdout."""
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    """Exactly one JSON document on stdout (a non-finite number as null)."""
+    text = json.dumps(_finite_or_none(payload), indent=2, default=str, allow_nan=False)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 

@@ -322,10 +322,15 @@ def export(
 
     Example: fmt models export ae-16 ae-16.zip
     """
+    from fmnist_toolkit.engine.model_io import load_model
     from fmnist_toolkit.storage import ModelStore
     from fmnist_toolkit.transfer import export_model
 
-    written = export_model(ModelStore(), name, archive)
+    store = ModelStore()
+    # What import will check (weights against their SHA-256, the config's architecture),
+    # checked here: a damaged model is refused now, not on the machine it was carried to.
+    load_model(name, store=store, device="cpu")
+    written = export_model(store, name, archive)
     if json_output:
         print_json({"name": name, "archive": str(written), "size": written.stat().st_size})
         return

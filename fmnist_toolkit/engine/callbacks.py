@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fmnist_toolkit.engine.loop import Callback, LoopState
+from fmnist_toolkit.errors import TrainingDiverged
 
 if TYPE_CHECKING:
     import torch
@@ -101,6 +102,23 @@ Checkpoint = tuple[dict[str, "torch.Tensor"], dict[str, Any]]
 """A checkpoint's tensors and its JSON state."""
 
 CHECKPOINT_EVERY_SECONDS = 10.0
+
+
+class StopOnDivergence(Callback):
+    """Ends training at the first epoch with a metric that is not finite, before that epoch is
+    checkpointed or saved: a NaN model would pass for a trained one (and NaN is not JSON)."""
+
+    def __init__(self, checkpoints: CheckpointCallback) -> None:
+        self.checkpoints = checkpoints
+
+    def on_epoch_end(self, state: LoopState) -> None:
+        bad = [key for key, value in state.last.items() if not math.isfinite(value)]
+        if bad:
+            raise TrainingDiverged(
+                f"training diverged at epoch {state.epoch} ({bad[0]} is "
+                f"{state.last[bad[0]]}); the checkpoint of epoch {self.checkpoints.saved_epoch} is "
+                "kept: resume it with --resume, or start again with a lower --lr and --restart"
+            )
 
 
 class CheckpointCallback(Callback):

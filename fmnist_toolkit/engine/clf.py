@@ -427,7 +427,7 @@ def train_classifier(
         config, engine = run.settings(ClassifierTrainConfig, config, engine)
         check_classifier_config(config)
         encoder_tensors, encoder_config, encoder_label, encoder_spec = read_model_of_kind(
-            config.encoder, "autoencoder", store, hint="; --encoder takes an autoencoder"
+            config.encoder, "autoencoder", store, hint="--encoder takes an autoencoder"
         )
         latent_dim = encoder_spec.params.get("latent_dim")
         if not isinstance(latent_dim, int) or latent_dim < 1:

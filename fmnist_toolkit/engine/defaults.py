@@ -4,6 +4,7 @@ generator."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fmnist_toolkit.errors import ModelNotFoundError
@@ -16,20 +17,30 @@ DEFAULT_GENERATORS = ("gan-dcgan-cond", "gan-dcgan", "gan-mlp")
 DEFAULT_CONDITIONAL_GENERATOR = "gan-dcgan-cond"
 
 
+def finite_metric(config: dict[str, Any], key: str) -> float | None:
+    """A saved model's metric as a number, or None when it has none or it is not finite (a
+    model that diverged before its run could stop it is never anyone's best)."""
+    try:
+        value = float(config.get("metrics", {}).get(key))
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
 def latent_autoencoders(store: ModelStore, latent_dim: int = 16) -> list[str]:
     """The store's latent-``latent_dim`` autoencoders trained to reconstruct, lowest test MSE
     first."""
     candidates = []
     for model in store.available():
         params = model.config.get("model", {}).get("params", {})
-        test_mse = model.config.get("metrics", {}).get("test_mse")
+        test_mse = finite_metric(model.config, "test_mse")
         if (
             model.kind == "autoencoder"
             and params.get("latent_dim") == latent_dim
-            and test_mse
+            and test_mse is not None
             and not trained_to_denoise(model.config)
         ):
-            candidates.append((float(test_mse), model.name))
+            candidates.append((test_mse, model.name))
     return [name for _, name in sorted(candidates)]
 
 
@@ -55,9 +66,10 @@ def best_denoiser(store: ModelStore) -> str | None:
     """The model trained with ``--objective denoise`` with the lowest test MSE (all measured on
     the same corrupted test images), or None when the store has none."""
     candidates = [
-        (float(model.config["metrics"]["test_mse"]), model.name)
+        (test_mse, model.name)
         for model in store.available()
-        if trained_to_denoise(model.config) and model.config.get("metrics", {}).get("test_mse")
+        if trained_to_denoise(model.config)
+        and (test_mse := finite_metric(model.config, "test_mse")) is not None
     ]
     return min(candidates)[1] if candidates else None
 
@@ -74,7 +86,7 @@ def best_classifier(store: ModelStore, *, purpose: str, option: str) -> str:
     """The classifier with the highest test accuracy: the default for prediction and for the
     feature space of Fréchet distances. ``purpose`` and ``option`` complete the message."""
     candidates = [
-        (float(model.config.get("metrics", {}).get("test_accuracy", 0.0)), model.name)
+        (finite_metric(model.config, "test_accuracy") or 0.0, model.name)
         for model in store.available()
         if model.kind == "classifier"
     ]

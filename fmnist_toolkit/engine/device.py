@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,9 @@ def resolve_device(spec: str = "auto") -> torch.device:
     import torch
 
     spec = (spec or "auto").strip().lower()
+    # Said when the device came from the environment, where a user would not look for it.
+    from_env = os.environ.get(DEVICE_ENV, "").strip().lower() == spec
+    instead = f"unset {DEVICE_ENV} or use --device cpu" if from_env else "use --device cpu"
     if not _DEVICE_PATTERN.fullmatch(spec):
         raise UsageError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps")
     if spec == "auto":
@@ -36,16 +40,18 @@ def resolve_device(spec: str = "auto") -> torch.device:
     if spec.startswith("cuda"):
         if not torch.cuda.is_available():
             raise DeviceUnavailableError(
-                f"device {spec!r} asked for, but CUDA is not available here; use --device cpu"
+                f"device {spec!r} asked for, but CUDA is not available here; {instead}"
             )
         index = int(spec.split(":")[1]) if ":" in spec else 0
         if index >= torch.cuda.device_count():
             raise DeviceUnavailableError(
                 f"device {spec!r} asked for, but this machine has "
-                f"{torch.cuda.device_count()} CUDA device(s)"
+                f"{torch.cuda.device_count()} CUDA device(s); {instead}"
             )
     if spec == "mps" and not _mps_available():
-        raise DeviceUnavailableError("device 'mps' asked for, but Apple MPS is not available here")
+        raise DeviceUnavailableError(
+            f"device 'mps' asked for, but Apple MPS is not available here; {instead}"
+        )
     return torch.device(spec)
 
 

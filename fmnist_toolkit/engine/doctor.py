@@ -103,6 +103,22 @@ def devices(problems: list[str] | None = None) -> list[dict[str, Any]]:
     return found
 
 
+def store_problem(root: Path) -> str | None:
+    """Why models could not be saved under ``root`` (None: they can, as far as permissions
+    tell without writing), naming FMT_HOME when it chose the folder."""
+    from fmnist_toolkit.storage import STORE_ENV
+
+    where = f"{STORE_ENV}={root}" if os.environ.get(STORE_ENV) else f"the model store {root}"
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"store: {where}: {existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"store: {where}: {existing} is not writable, so no model can be saved"
+    return None
+
+
 def diagnose(data_dir: str | os.PathLike[str] | None = None) -> Diagnosis:
     """Everything ``fmt doctor`` reports; reading the data and bundled models, writing nothing."""
     from fmnist_toolkit.data import DATA_DIR_ENV, fetch_command, resolve_data_dir, verify_dataset
@@ -117,6 +133,8 @@ def diagnose(data_dir: str | os.PathLike[str] | None = None) -> Diagnosis:
     checks = verify_dataset(folder)
     problems: list[str] = []
     found = devices(problems)
+    if (problem := store_problem(store.root)) is not None:
+        problems.append(problem)
     if all(check.path is None for check in checks):
         data = f"not fetched ({fetch_command(folder)})"
     elif all(check.ok for check in checks):

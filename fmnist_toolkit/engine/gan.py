@@ -25,7 +25,7 @@ from fmnist_toolkit.config import (
 from fmnist_toolkit.data import DeviceSplit, dataset_sha256
 from fmnist_toolkit.engine import checkpoint as checkpointing
 from fmnist_toolkit.engine.averaging import WeightAverage
-from fmnist_toolkit.engine.callbacks import Checkpoint, CheckpointCallback, TimeBudget
+from fmnist_toolkit.engine.callbacks import Checkpoint, TimeBudget
 from fmnist_toolkit.engine.device import (
     adam_options,
     place_model,
@@ -44,7 +44,7 @@ from fmnist_toolkit.engine.graphs import accelerated_step, graph_ready
 from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
 from fmnist_toolkit.engine.run import TrainingRun, run_description
 from fmnist_toolkit.engine.sample import generate, grid_bytes
-from fmnist_toolkit.errors import TrainingDiverged, UsageError
+from fmnist_toolkit.errors import UsageError
 from fmnist_toolkit.models import architectures, create_model
 from fmnist_toolkit.storage import ModelStore
 
@@ -109,22 +109,6 @@ def check_gan_config(config: GanTrainConfig) -> None:
         raise UsageError(f"unknown loss {config.loss!r}; use {' or '.join(GAN_LOSSES)}")
     if config.architecture != "dcgan" and (config.conditional or config.spectral_norm):
         raise UsageError("--conditional and --spectral-norm need --arch dcgan")
-
-
-class StopOnDivergence(Callback):
-    """Ends training at the first epoch whose losses are not finite, before it is saved."""
-
-    def __init__(self, checkpoints: CheckpointCallback) -> None:
-        self.checkpoints = checkpoints
-
-    def on_epoch_end(self, state: LoopState) -> None:
-        bad = [key for key in GAN_METRICS if not math.isfinite(state.last.get(key, 0.0))]
-        if bad:
-            raise TrainingDiverged(
-                f"training diverged at epoch {state.epoch} ({bad[0]} is "
-                f"{state.last[bad[0]]}); the checkpoint of epoch {self.checkpoints.saved_epoch} is "
-                "kept: resume it with --resume, or start again with a lower --lr and --restart"
-            )
 
 
 class SampleGrids(Callback):
@@ -422,8 +406,6 @@ def train_gan(
         run.fit(
             lambda loop_callbacks: training.fit(train, state, loop_callbacks),
             [*grids, *snapshots, *callbacks, *budget],
-            # Divergence first (nothing diverged is saved), then the checkpoint, then the rest.
-            before=[StopOnDivergence(run.checkpoints)],
         )
         recalibrate_batch_norm(training.final_generator, config.seed)
         final = {key: state.last[key] for key in GAN_METRICS}

@@ -72,6 +72,11 @@ def class_index(name_or_index: str) -> int:
 
 def figure_path(path: Path) -> Path:
     """Check an output file's extension names a format we write (before any work is done)."""
+    if path.is_dir():
+        raise UsageError(
+            f"{path} is a folder: name a figure file ({', '.join(FIGURE_FORMATS)}), or write "
+            "every view into the folder with --view all"
+        )
     if path.suffix.lower() not in FIGURE_FORMATS:
         raise UsageError(
             f"unknown figure format {path.suffix or '(none)'!r} for {path}; "

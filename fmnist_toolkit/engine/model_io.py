@@ -120,7 +120,10 @@ def load_model(
         spec = model_spec_of(config, label)
     else:
         tensors, config, label, spec = read_model_of_kind(name_or_path, kind, store, hint=hint)
-    model = create_model(spec)
+    try:
+        model = create_model(spec)
+    except ModelCorruptError as error:  # say which model: an import or export names no other
+        raise ModelCorruptError(f"{label}: {error}") from None
     check_state_dict(model, tensors, label)
     model.load_state_dict(tensors)
     if spec.kind == "generator":

@@ -147,7 +147,7 @@ def tuning(ctx: ReportContext, section: Section) -> None:
     )
     command = f"fmt ae tune --study {ctx.study} --trials 20, or fmt report --retrain"
     what = f"the search's figures (study {ctx.study!r})"
-    default_file = ctx.store.root / "studies.sqlite3"
+    default_file = ctx.store.studies_path
     if ctx.storage is None and not default_file.is_file():
         section.skipped.append(Skipped(what, "no tuning study in the store", command))
         return

@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from fmnist_toolkit._version import __version__
 from fmnist_toolkit.config import EngineConfig, ModelSpec, config_to_dict
 from fmnist_toolkit.engine import checkpoint as checkpointing
-from fmnist_toolkit.engine.callbacks import Checkpoint, CheckpointCallback
+from fmnist_toolkit.engine.callbacks import Checkpoint, CheckpointCallback, StopOnDivergence
 from fmnist_toolkit.engine.device import check_precision, describe_device
 from fmnist_toolkit.engine.loop import Callback, LoopState
 from fmnist_toolkit.engine.outputs import ensure_writable_folder
-from fmnist_toolkit.errors import TrainingInterrupted
+from fmnist_toolkit.errors import ToolkitError, TrainingInterrupted
 from fmnist_toolkit.storage import ModelStore
 
 if TYPE_CHECKING:
@@ -171,7 +171,24 @@ class TrainingRun:
         return tensors, {**self.metadata(), "epoch": state.epoch, **meta}
 
     def _write(self, checkpoint: Checkpoint) -> None:
-        self.store.save_checkpoint(self.name, *checkpoint)
+        try:
+            self.store.save_checkpoint(self.name, *checkpoint)
+        except OSError as error:
+            raise self._cannot_save("its checkpoint", error) from None
+
+    def _cannot_save(self, what: str, error: OSError) -> ToolkitError:
+        """A full disk or a read-only store, said with what is kept and how to go on."""
+        saved = self.checkpoints.saved_epoch
+        kept = (
+            f"the checkpoint of epoch {saved} is kept: make room or fix the folder, then run "
+            "the same command with --resume"
+            if saved
+            else "nothing was kept"
+        )
+        reason = error.strerror or str(error)
+        return ToolkitError(
+            f"cannot save {what} of {self.name!r} in {self.store.root} ({reason}); {kept}"
+        )
 
     def fit(
         self,
@@ -180,11 +197,12 @@ class TrainingRun:
         *,
         before: Sequence[Callback] = (),
     ) -> None:
-        """Call ``train`` with the callbacks to pass to the loop: ``before``, the checkpoints,
-        then ``callbacks`` (once progress reports an epoch, its checkpoint is kept)."""
+        """Call ``train`` with the callbacks to pass to the loop: the divergence check (nothing
+        diverged is kept), ``before``, the checkpoints, then ``callbacks`` (once progress
+        reports an epoch, its checkpoint is kept)."""
         epochs = self._state.epochs if self._state is not None else 0
         try:
-            train([*before, self.checkpoints, *callbacks])
+            train([StopOnDivergence(self.checkpoints), *before, self.checkpoints, *callbacks])
         except KeyboardInterrupt:
             saved = self.checkpoints.saved_epoch
             raise TrainingInterrupted(
@@ -210,6 +228,9 @@ class TrainingRun:
         """Save the model with the run's metadata plus ``results``; drop the checkpoint."""
         meta = self._saved_config(results)
         self.seconds = meta["seconds"]
-        path = self.store.save(self.name, weights, meta)
+        try:
+            path = self.store.save(self.name, weights, meta)
+        except OSError as error:
+            raise self._cannot_save("the model", error) from None
         self.store.remove_checkpoint(self.name)
         return path

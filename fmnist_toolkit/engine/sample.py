@@ -277,7 +277,7 @@ def truncation_label(truncation: float) -> str:
 def check_truncation(truncation: float | None) -> None:
     if truncation is not None and not 0 < truncation <= MAX_TRUNCATION:
         raise UsageError(
-            f"--truncation must be above 0 and at most {MAX_TRUNCATION:g}, not {truncation:g}"
+            f"--truncation must be above 0 and at most {MAX_TRUNCATION:g}, not {truncation!r}"
         )
 
 

@@ -24,7 +24,7 @@ SCHEMA_RACE_SIGNS = ("already exists", "UNIQUE constraint failed", "duplicate ke
 def default_storage_url(store: ModelStore) -> str:
     """One SQLite file in the model store: tuning works with no set-up."""
     store.root.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{store.root / 'studies.sqlite3'}"
+    return f"sqlite:///{store.studies_path}"
 
 
 def shown_url(url: str) -> str:

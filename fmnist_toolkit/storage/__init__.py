@@ -84,6 +84,9 @@ RETIRED_BUNDLED = {
     ),
 }
 _CHECKPOINTS = ".checkpoints"
+# The tuning studies' default SQLite file beside the models (fmt ae tune); SQLite adds its
+# -journal, -wal and -shm files next to it. No model may take these names.
+STUDIES_FILE = "studies.sqlite3"
 _LOCKS = ".locks"
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
@@ -332,6 +335,19 @@ class ModelStore:
                 f"{name!r} is the name of a bundled {bundled_kind}: a {kind} of that name would "
                 f"hide it from the commands that use it; pick another name"
             )
+        folder = self.root / name
+        if name.startswith(STUDIES_FILE) or (
+            folder.exists() and not (folder / CONFIG_FILE).is_file()
+        ):
+            raise InvalidNameError(
+                f"{folder} is not a model but another file of the store (such as its tuning "
+                "studies) or a damaged folder; pick another name"
+            )
+        if kind is not None and (existing := self._user_kind(name)) not in (None, kind):
+            raise InvalidNameError(
+                f"{name!r} is already your {existing}: a {kind} of that name would replace "
+                f"it; pick another name, or remove it first (fmt models rm {name})"
+            )
         names = self._names()
         if name in names:
             return name
@@ -347,6 +363,18 @@ class ModelStore:
                 "macOS and Windows do not tell apart; pick another name"
             )
         return name
+
+    def _user_kind(self, name: str) -> str | None:
+        """The kind of the user's saved model ``name`` (None: no such model, or unreadable)."""
+        try:
+            return str(read_config_file(self.model_dir(name), name).get("kind"))
+        except (ModelNotFoundError, ModelCorruptError):
+            return None
+
+    @property
+    def studies_path(self) -> Path:
+        """The SQLite file of the tuning studies when no --storage is named."""
+        return self.root / STUDIES_FILE
 
     def _names(self) -> set[str]:
         """Names of the saved, interrupted and bundled models, from folder names alone."""
