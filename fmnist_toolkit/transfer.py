@@ -138,6 +138,8 @@ def read_archive(archive: Path) -> tuple[dict[str, bytes], dict]:
     needs no torch: member names, types and sizes, then each file's SHA-256."""
     archive = Path(archive).expanduser()
     label = str(archive)
+    if archive.is_dir():
+        raise UsageError(f"{archive} is a folder; give the .zip that fmt models export wrote")
     if not archive.is_file():
         raise ModelNotFoundError(f"no model archive at {archive}")
     try:

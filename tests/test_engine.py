@@ -311,3 +311,12 @@ def test_configs_saved_before_the_new_fields_load_as_the_recipes_they_were() -> 
     )
     assert (recipe.ema, recipe.tta_flip, recipe.augment_codes) == (0.0, False, False)
     assert "tta_flip" not in saved["model"]["params"]
+
+
+def test_a_network_too_large_for_memory_is_said_plainly() -> None:
+    """torch's allocator error names a C++ source line; the user gets what it means."""
+    from fmnist_toolkit.errors import ModelCorruptError
+    from fmnist_toolkit.models import build_model
+
+    with pytest.raises(ModelCorruptError, match=r"^generator/mlp with latent_size 10+ does not"):
+        build_model("generator", "mlp", latent_size=10**11)

@@ -1079,3 +1079,8 @@ def test_a_full_disk_at_the_save_keeps_the_checkpoint_and_says_how_to_go_on(
     resumed = cli(*args, "--resume")
     assert resumed.exit_code == 0, resumed.stderr
     assert store.exists("ae-4") and not store.has_checkpoint("ae-4")
+
+
+def test_import_of_a_folder_says_so(cli, tmp_path: Path, isolated_home: Path) -> None:
+    assert_one_line_error(cli("models", "import", tmp_path), 2, "is a folder; give the .zip")
+    assert_one_line_error(cli("models", "import", tmp_path / "none.zip"), 1, "no model archive")

@@ -58,6 +58,12 @@ def build_model(kind: str, architecture: str, **params: Any) -> nn.Module:
     try:
         return constructor(**params)
     except (TypeError, ValueError, RuntimeError) as error:
+        if isinstance(error, RuntimeError) and "alloc" in str(error).lower():
+            # torch's allocator message names its C++ source line: say what it means instead.
+            sizes = ", ".join(f"{key} {value}" for key, value in params.items())
+            raise ModelCorruptError(
+                f"{kind}/{architecture} with {sizes} does not fit in this machine's memory"
+            ) from None
         raise ModelCorruptError(f"bad parameters for {kind}/{architecture}: {error}") from None
 
 
