@@ -220,7 +220,7 @@ def test_store_is_a_file(cli, synthetic_data: Path, tmp_path: Path, monkeypatch)
     home.write_text("not a folder")
     monkeypatch.setenv("FMT_HOME", str(home))
     result = cli("ae", "train", "--data-dir", synthetic_data, *TINY_AE, "--name", "x", "--json")
-    assert_one_line_error(result, 1)
+    assert_one_line_error(result, 1, f"the model store FMT_HOME={home} is not a writable folder")
     assert result.stdout == ""
     assert home.read_text() == "not a folder"
 

@@ -30,6 +30,7 @@ from fmnist_toolkit.errors import (
     InvalidNameError,
     ModelCorruptError,
     ModelNotFoundError,
+    OutputError,
     ReadOnlyModelError,
     RunInProgressError,
 )
@@ -265,7 +266,14 @@ class ModelStore:
         from filelock import FileLock
 
         lock_dir = self.root / _LOCKS / purpose
-        lock_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            lock_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # the first write to the store: say which store, and why
+            where = f"{STORE_ENV}={self.root}" if os.environ.get(STORE_ENV) else str(self.root)
+            raise OutputError(
+                f"the model store {where} is not a writable folder "
+                f"({error.strerror or error}: {error.filename}); see fmt doctor"
+            ) from None
         return FileLock(str(lock_dir / f"{validate_name(name)}.lock"), timeout=timeout)
 
     @contextlib.contextmanager
