@@ -99,3 +99,8 @@ class TrainingDiverged(ToolkitError):
 
 class ReadOnlyModelError(ToolkitError):
     """A bundled model cannot be removed or replaced in place."""
+
+
+def with_article(noun: str) -> str:
+    """ "an autoencoder", "a generator": a model kind inside an error message."""
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"

@@ -134,6 +134,17 @@ def test_default_encoder_is_the_best_latent_16_autoencoder(
     config["metrics"]["test_mse"] = float("nan")
     config_path.write_text(json.dumps(config))
     assert latent_autoencoders(ModelStore()) == ["ae-worse"]
+    from fmnist_toolkit.engine.defaults import best_classifier
+
+    classifier = ModelStore().model_dir("clf-ae-better") / "config.json"
+    config = json.loads(classifier.read_text())
+    config["metrics"]["test_accuracy"] = float("nan")
+    classifier.write_text(json.dumps(config))
+    from fmnist_toolkit.errors import ModelNotFoundError
+
+    without_bundled = ModelStore(bundled=None)  # clf-ae-better is its only classifier
+    with pytest.raises(ModelNotFoundError, match="no classifier in the store"):
+        best_classifier(without_bundled, purpose="to test", option="--model")
 
 
 def test_no_encoder_in_the_store_is_one_line(cli, synthetic_data: Path) -> None:

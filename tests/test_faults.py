@@ -1028,8 +1028,13 @@ def test_closed_standard_streams_are_one_line_errors(tmp_path: Path) -> None:
         process = run_closed(1, *args)
         assert process.returncode == 1, (args, process.stderr)
         assert process.stderr.strip() == "error: cannot write to standard output: it is closed"
-    process = run_closed(0, "models", "rm", "ae-16")  # asks for confirmation on a terminal
-    assert process.returncode != 0 and "Traceback" not in process.stderr
+    process = run_closed(1, "--version")  # written while the options are parsed
+    assert process.returncode == 1, process.stderr
+    assert process.stderr.strip() == "error: cannot write to standard output: it is closed"
+    save_autoencoder(ModelStore(tmp_path / "home"), "mine")
+    process = run_closed(0, "models", "rm", "mine")  # asks for confirmation on a terminal
+    assert process.returncode == 2 and "Traceback" not in process.stderr
+    assert process.stderr.startswith("error: not deleting 'mine': there is no terminal")
     assert len(process.stderr.strip().splitlines()) == 1, process.stderr
 
 
@@ -1084,3 +1089,38 @@ def test_a_full_disk_at_the_save_keeps_the_checkpoint_and_says_how_to_go_on(
 def test_import_of_a_folder_says_so(cli, tmp_path: Path, isolated_home: Path) -> None:
     assert_one_line_error(cli("models", "import", tmp_path), 2, "is a folder; give the .zip")
     assert_one_line_error(cli("models", "import", tmp_path / "none.zip"), 1, "no model archive")
+
+
+def test_export_checks_the_stores_model_not_a_folder_of_that_name_here(
+    cli, tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_autoencoder(ModelStore(isolated_home), "victim")
+    decoy = tmp_path / "victim"
+    decoy.mkdir()
+    (decoy / CONFIG_FILE).write_text("{not json")
+    monkeypatch.chdir(tmp_path)
+    result = cli("models", "export", "victim", tmp_path / "victim.zip")
+    assert result.exit_code == 0, result.stderr
+    assert zipfile.is_zipfile(tmp_path / "victim.zip")
+
+
+def test_resuming_is_never_refused_for_the_command_lines_kind(tmp_path: Path) -> None:
+    """The printed resume command carries no --arch: a denoiser's run resumed by it arrives
+    with the default kind (autoencoder), yet takes its recipe from the checkpoint."""
+    from fmnist_toolkit.config import EngineConfig
+    from fmnist_toolkit.engine.run import TrainingRun
+    from fmnist_toolkit.errors import InvalidNameError
+
+    store = ModelStore(tmp_path, bundled=None)
+    store.save("dn", {"x": torch.zeros(1)}, {"kind": "denoiser"})
+    store.save_checkpoint("dn", {"x": torch.zeros(1)}, {"kind": "denoiser", "epoch": 1})
+    engine = EngineConfig(device="cpu")
+    refused = pytest.raises(InvalidNameError, match="'dn' is already your denoiser: an autoenc")
+    retraining = TrainingRun.exclusive(
+        store, "dn", resume=False, restart=True, engine=engine, kind="autoencoder"
+    )
+    with refused, retraining:
+        pass
+    with TrainingRun.exclusive(store, "dn", resume=True, restart=False, engine=engine,
+                               kind="autoencoder") as run:  # fmt: skip
+        assert run.name == "dn"

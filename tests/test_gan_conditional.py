@@ -192,7 +192,7 @@ def test_a_time_budget_ends_training_early_and_saves_it(
         "g", tiny_gan("dcgan", epochs=5), CPU, data_dir=synthetic_data, store=store,
         time_budget=60, callbacks=[SlowEpochs()],
     )  # fmt: skip
-    assert result.epochs == 1 and len(result.history) == 1
+    assert result.epochs == 1 and len(result.history) == 1 and result.planned_epochs == 5
     _, config = store.load("g")
     assert config["stopped_by_time_budget"] == {"seconds": 60, "epochs": 1}
     assert not store.has_checkpoint("g")

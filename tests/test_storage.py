@@ -301,9 +301,11 @@ def test_a_new_name_may_not_take_a_store_file_or_another_kind_of_model(tmp_path:
     store = ModelStore(tmp_path, bundled=None)
     store.studies_path.write_bytes(b"SQLite format 3\x00")
     (tmp_path / "half-copied").mkdir()  # a folder without a config: not a model
-    for taken in ("studies.sqlite3", "studies.sqlite3-wal", "half-copied"):
-        with pytest.raises(InvalidNameError, match="is not a model"):
+    for taken in ("studies.sqlite3", "studies.sqlite3-wal", "Studies.SQLite3"):
+        with pytest.raises(InvalidNameError, match="the store's tuning studies file"):
             store.check_new_name(taken, kind="autoencoder")
+    with pytest.raises(InvalidNameError, match="half-copied is in the way and is not a model"):
+        store.check_new_name("half-copied", kind="autoencoder")
     save_autoencoder(store, "mix")
     assert store.check_new_name("mix", kind="autoencoder") == "mix"  # retraining replaces it
     with pytest.raises(InvalidNameError, match=r"'mix' is already your autoencoder: a classifier"):

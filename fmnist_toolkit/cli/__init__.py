@@ -12,7 +12,8 @@ import typer
 
 from fmnist_toolkit._version import __version__
 from fmnist_toolkit.cli import ae, clf, data, doctor, gan, models, report, tune
-from fmnist_toolkit.cli._render import ToolkitGroup, stand_in_for_closed_streams
+from fmnist_toolkit.cli._render import ToolkitGroup, print_error, stand_in_for_closed_streams
+from fmnist_toolkit.errors import ToolkitError
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -99,6 +100,9 @@ def run() -> None:
         main()
     except SystemExit as request:
         code = request.code
+    except ToolkitError as error:  # outside any command: `fmt --version >&-` writing its line
+        print_error(str(error))
+        code = error.exit_code
     finally:
         # The command is over: a SIGTERM now ends the process as usual, not inside the exit.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -60,9 +60,13 @@ class ClosedStream(io.TextIOBase):
 
 def stand_in_for_closed_streams() -> None:
     """Give a closed standard input or output its :class:`ClosedStream` (called at start-up)."""
+    # The closed descriptor is taken by /dev/null, so that no file the command opens lands
+    # on 0 or 1, where a worker process would inherit it as its standard stream.
     if sys.stdin is None:
+        os.open(os.devnull, os.O_RDONLY)
         sys.stdin = ClosedStream("standard input")
     if sys.stdout is None:
+        os.open(os.devnull, os.O_WRONLY)
         sys.stdout = ClosedStream("standard output")
 
 

@@ -286,7 +286,7 @@ def train(
     if result.stopped_by_time_budget is not None and not json_output:
         print_note(
             f"--time-budget {time_budget:g} s ended the run after {result.epochs} of "
-            f"{config.epochs} epochs; the model is saved as it stood"
+            f"{result.planned_epochs} epochs; the model is saved as it stood"
         )
     if json_output:
         print_json(summary)

@@ -329,7 +329,7 @@ def export(
     store = ModelStore()
     # What import will check (weights against their SHA-256, the config's architecture),
     # checked here: a damaged model is refused now, not on the machine it was carried to.
-    load_model(name, store=store, device="cpu")
+    load_model(store.require(name), device="cpu")  # the store's, never a folder named so here
     written = export_model(store, name, archive)
     if json_output:
         print_json({"name": name, "archive": str(written), "size": written.stat().st_size})

@@ -20,8 +20,11 @@ DEFAULT_CONDITIONAL_GENERATOR = "gan-dcgan-cond"
 def finite_metric(config: dict[str, Any], key: str) -> float | None:
     """A saved model's metric as a number, or None when it has none or it is not finite (a
     model that diverged before its run could stop it is never anyone's best)."""
+    metrics = config.get("metrics")
+    if not isinstance(metrics, dict):  # none, or a damaged config
+        return None
     try:
-        value = float(config.get("metrics", {}).get(key))
+        value = float(metrics.get(key))
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None
@@ -86,9 +89,10 @@ def best_classifier(store: ModelStore, *, purpose: str, option: str) -> str:
     """The classifier with the highest test accuracy: the default for prediction and for the
     feature space of Fréchet distances. ``purpose`` and ``option`` complete the message."""
     candidates = [
-        (finite_metric(model.config, "test_accuracy") or 0.0, model.name)
+        (accuracy, model.name)
         for model in store.available()
         if model.kind == "classifier"
+        and (accuracy := finite_metric(model.config, "test_accuracy")) is not None
     ]
     if not candidates:
         raise ModelNotFoundError(

@@ -30,7 +30,8 @@ def resolve_device(spec: str = "auto") -> torch.device:
     from_env = os.environ.get(DEVICE_ENV, "").strip().lower() == spec
     instead = f"unset {DEVICE_ENV} or use --device cpu" if from_env else "use --device cpu"
     if not _DEVICE_PATTERN.fullmatch(spec):
-        raise UsageError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps")
+        where = f" (from {DEVICE_ENV})" if from_env else ""
+        raise UsageError(f"unknown device {spec!r}{where}; use auto, cpu, cuda, cuda:N or mps")
     if spec == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

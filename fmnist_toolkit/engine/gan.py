@@ -88,6 +88,7 @@ class GanTrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     # {"seconds": budget, "epochs": epochs trained} when --time-budget ended the run early.
     stopped_by_time_budget: dict[str, float] | None = None
+    planned_epochs: int = 0  # the recipe's (the checkpoint's on --resume)
 
 
 def check_gan_config(config: GanTrainConfig) -> None:
@@ -428,6 +429,7 @@ def train_gan(
         plots=plots,
         history=state.history,
         stopped_by_time_budget=results.get("stopped_by_time_budget"),
+        planned_epochs=config.epochs,
     )
 
 

@@ -390,12 +390,13 @@ def plot_latent_views(
         check_walk(space, walk or WalkSpec())
     if "tsne" in chosen:
         check_perplexity(perplexity, len(space.codes))
+    paths = [out]  # checked above
     if every:
         ensure_writable_folder(out)
+        paths = [figure_path(out / f"{space.name}-{view}.{figure_format}") for view in chosen]
     drawn = []
-    for index, view in enumerate(chosen):
+    for index, (view, path) in enumerate(zip(chosen, paths, strict=True)):
         if on_view is not None:
             on_view(view, index, len(chosen))
-        path = figure_path(out / f"{space.name}-{view}.{figure_format}") if every else out
         drawn.append(draw_view(space, view, path, perplexity=perplexity, walk=walk, dpi=dpi))
     return drawn

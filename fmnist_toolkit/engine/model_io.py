@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from fmnist_toolkit.config import ModelSpec, config_from_dict
 from fmnist_toolkit.engine.defaults import best_autoencoder, best_classifier  # re-exported
-from fmnist_toolkit.errors import ModelCorruptError, ModelNotFoundError, UsageError
+from fmnist_toolkit.errors import ModelCorruptError, ModelNotFoundError, UsageError, with_article
 from fmnist_toolkit.models import create_model
 from fmnist_toolkit.models.gan import MAX_TRUNCATION
 from fmnist_toolkit.storage import CONFIG_FILE, WEIGHTS_FILE, ModelStore, read_bundle
@@ -80,10 +80,6 @@ def model_spec_of(config: dict[str, Any], label: str) -> ModelSpec:
     return config_from_dict(ModelSpec, spec)
 
 
-def _with_article(noun: str) -> str:
-    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
-
-
 def read_model_of_kind(
     name_or_path: str | os.PathLike[str],
     kind: str | tuple[str, ...],
@@ -97,10 +93,10 @@ def read_model_of_kind(
     spec = model_spec_of(config, label)
     kinds = (kind,) if isinstance(kind, str) else kind
     if spec.kind not in kinds:
-        wanted = " or ".join(_with_article(each) for each in kinds)
+        wanted = " or ".join(with_article(each) for each in kinds)
         because = f"{hint}; " if hint else ""
         raise UsageError(
-            f"{label} is {_with_article(spec.kind)}, not {wanted} ({because}see `fmt models list`)"
+            f"{label} is {with_article(spec.kind)}, not {wanted} ({because}see `fmt models list`)"
         )
     return tensors, config, label, spec
 

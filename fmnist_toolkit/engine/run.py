@@ -105,7 +105,9 @@ class TrainingRun:
         any data is read; hold the run lock of ``name``; resume its interrupted run, or refuse
         to discard one without ``restart``."""
         store = store or ModelStore()
-        store.check_new_name(name, kind=kind)
+        # A resumed run takes its recipe (hence its kind) from the checkpoint, whatever the
+        # command line's defaults say (the printed resume command carries no --arch).
+        store.check_new_name(name, kind=None if resume else kind)
         check_precision(engine.precision)
         if plots_dir is not None:
             ensure_writable_folder(plots_dir, "--plots")

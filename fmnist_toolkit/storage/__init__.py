@@ -33,6 +33,7 @@ from fmnist_toolkit.errors import (
     OutputError,
     ReadOnlyModelError,
     RunInProgressError,
+    with_article,
 )
 from fmnist_toolkit.storage.files import (
     CONFIG_FILE,
@@ -331,7 +332,9 @@ class ModelStore:
     def check_new_name(self, name: str, *, kind: str | None = None) -> str:
         """``name``, fit for a model (of ``kind``, when given) about to be made: valid; not a
         bundled model's name unless of the same kind (a generator named ``ae-16`` would hide
-        the autoencoder that commands default to); and, unless a model or an interrupted run
+        the autoencoder that commands default to); not the store's tuning studies file nor a
+        folder of the store that is not a model; not the name of the user's model of another
+        kind (it would be replaced); and, unless a model or an interrupted run
         of exactly that name is already here (replacing or resuming it is fine), a folder name
         on every system: no Windows device name, no trailing dot, and unlike every other model
         of this store in case alone (macOS and Windows take "AE-2" and "ae-2" for one folder,
@@ -340,21 +343,23 @@ class ModelStore:
         bundled_kind = self.bundled_manifest().get(name, {}).get("kind")
         if kind is not None and bundled_kind is not None and bundled_kind != kind:
             raise InvalidNameError(
-                f"{name!r} is the name of a bundled {bundled_kind}: a {kind} of that name would "
-                f"hide it from the commands that use it; pick another name"
+                f"{name!r} is the name of a bundled {bundled_kind}: {with_article(kind)} of "
+                "that name would hide it from the commands that use it; pick another name"
             )
         folder = self.root / name
-        if name.startswith(STUDIES_FILE) or (
-            folder.exists() and not (folder / CONFIG_FILE).is_file()
-        ):
+        if name.lower().startswith(STUDIES_FILE):
             raise InvalidNameError(
-                f"{folder} is not a model but another file of the store (such as its tuning "
-                "studies) or a damaged folder; pick another name"
+                f"{name!r} is the name of the store's tuning studies file; pick another name"
+            )
+        if folder.exists() and not (folder / CONFIG_FILE).is_file():
+            raise InvalidNameError(
+                f"{folder} is in the way and is not a model (it has no {CONFIG_FILE}); move "
+                "or delete it yourself, or pick another name"
             )
         if kind is not None and (existing := self._user_kind(name)) not in (None, kind):
             raise InvalidNameError(
-                f"{name!r} is already your {existing}: a {kind} of that name would replace "
-                f"it; pick another name, or remove it first (fmt models rm {name})"
+                f"{name!r} is already your {existing}: {with_article(kind)} of that name would "
+                f"replace it; pick another name, or remove it first (fmt models rm {name})"
             )
         names = self._names()
         if name in names:
@@ -375,9 +380,10 @@ class ModelStore:
     def _user_kind(self, name: str) -> str | None:
         """The kind of the user's saved model ``name`` (None: no such model, or unreadable)."""
         try:
-            return str(read_config_file(self.model_dir(name), name).get("kind"))
+            kind = read_config_file(self.model_dir(name), name).get("kind")
         except (ModelNotFoundError, ModelCorruptError):
             return None
+        return str(kind) if kind is not None else None
 
     @property
     def studies_path(self) -> Path:
