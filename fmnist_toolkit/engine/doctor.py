@@ -9,9 +9,12 @@ import platform
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fmnist_toolkit.engine.device import CPU_BF16_FLAGS, CPUINFO, cpu_flags, cpu_has_native_bf16
+
+if TYPE_CHECKING:
+    from fmnist_toolkit.storage import ModelStore
 
 PACKAGES = ("fmnist-toolkit", "torch", "typer", "rich", "optuna")
 
@@ -103,13 +106,11 @@ def devices(problems: list[str] | None = None) -> list[dict[str, Any]]:
     return found
 
 
-def store_problem(root: Path) -> str | None:
-    """Why models could not be saved under ``root`` (None: they can, as far as permissions
+def store_problem(store: ModelStore) -> str | None:
+    """Why models could not be saved in ``store`` (None: they can, as far as permissions
     tell without writing), naming FMT_HOME when it chose the folder."""
-    from fmnist_toolkit.storage import STORE_ENV
-
-    where = f"{STORE_ENV}={root}" if os.environ.get(STORE_ENV) else f"the model store {root}"
-    existing = root
+    where = store.described_root
+    existing = store.root
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
@@ -133,7 +134,7 @@ def diagnose(data_dir: str | os.PathLike[str] | None = None) -> Diagnosis:
     checks = verify_dataset(folder)
     problems: list[str] = []
     found = devices(problems)
-    if (problem := store_problem(store.root)) is not None:
+    if (problem := store_problem(store)) is not None:
         problems.append(problem)
     if all(check.path is None for check in checks):
         data = f"not fetched ({fetch_command(folder)})"

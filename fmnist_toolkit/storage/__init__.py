@@ -270,9 +270,8 @@ class ModelStore:
         try:
             lock_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:  # the first write to the store: say which store, and why
-            where = f"{STORE_ENV}={self.root}" if os.environ.get(STORE_ENV) else str(self.root)
             raise OutputError(
-                f"the model store {where} is not a writable folder "
+                f"the model store {self.described_root} is not a writable folder "
                 f"({error.strerror or error}: {error.filename}); see fmt doctor"
             ) from None
         return FileLock(str(lock_dir / f"{validate_name(name)}.lock"), timeout=timeout)
@@ -384,6 +383,12 @@ class ModelStore:
         except (ModelNotFoundError, ModelCorruptError):
             return None
         return str(kind) if kind is not None else None
+
+    @property
+    def described_root(self) -> str:
+        """The root for a message: ``FMT_HOME=...`` when that variable chose it (a user
+        looks there first), else the path."""
+        return f"{STORE_ENV}={self.root}" if os.environ.get(STORE_ENV) else str(self.root)
 
     @property
     def studies_path(self) -> Path:
