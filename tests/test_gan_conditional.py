@@ -440,3 +440,26 @@ def test_snapshots_are_saved_models_of_the_run(synthetic_data: Path, tmp_path: P
     assert config["snapshot_of"] == "g" and config["epoch"] == 2 and len(config["history"]) == 2
     generator = fmnist_toolkit.load_model(str(tmp_path / "g-e0002"))
     assert generator(torch.randn(2, 8), torch.tensor([1, 2])).shape == (2, 1, 28, 28)
+
+
+def test_a_snapshot_that_cannot_be_saved_stops_with_what_is_kept(
+    synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from fmnist_toolkit.errors import ToolkitError
+
+    store = ModelStore(tmp_path)
+    real_save = ModelStore.save
+
+    def full_for_snapshots(self, name, tensors, config):
+        if name.startswith("g-e"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, name, tensors, config)
+
+    monkeypatch.setattr(ModelStore, "save", full_for_snapshots)
+    recipe = tiny_gan("dcgan", epochs=3)
+    message = r"^cannot save the snapshot 'g-e0001' of 'g' in .*\(No space left on device\); "
+    with pytest.raises(ToolkitError, match=message + "the checkpoint of epoch 1 is kept"):
+        train_gan("g", recipe, CPU, data_dir=synthetic_data, store=store, snapshot_every=1)
+    assert store.read_checkpoint_state("g")["epoch"] == 1 and not store.exists("g")

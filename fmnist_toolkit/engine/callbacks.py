@@ -116,7 +116,7 @@ class StopOnDivergence(Callback):
         if bad:
             raise TrainingDiverged(
                 f"training diverged at epoch {state.epoch} ({bad[0]} is "
-                f"{state.last[bad[0]]}); the checkpoint of epoch {self.checkpoints.saved_epoch} is "
+                f"{state.last[bad[0]]}); the checkpoint of epoch {self.checkpoints.kept_epoch} is "
                 "kept: resume it with --resume, or start again with a lower --lr and --restart"
             )
 
@@ -144,6 +144,12 @@ class CheckpointCallback(Callback):
         self.saved_epoch = 0  # the epoch the checkpoint on disk holds
         self._pending: tuple[int, Checkpoint] | None = None
         self._written_at = -math.inf
+
+    @property
+    def kept_epoch(self) -> int:
+        """The epoch the checkpoint on disk will hold when the run ends, however it ends: a
+        finished epoch held in memory is written at the end (``on_fit_end``), errors too."""
+        return self._pending[0] if self._pending is not None else self.saved_epoch
 
     def _write(self, epoch: int, checkpoint: Checkpoint) -> None:
         self.write(checkpoint)

@@ -176,11 +176,12 @@ class TrainingRun:
         try:
             self.store.save_checkpoint(self.name, *checkpoint)
         except OSError as error:
-            raise self._cannot_save("its checkpoint", error) from None
+            raise self._cannot_save("its checkpoint", error, self.checkpoints.saved_epoch) from None
 
-    def _cannot_save(self, what: str, error: OSError) -> ToolkitError:
-        """A full disk or a read-only store, said with what is kept and how to go on."""
-        saved = self.checkpoints.saved_epoch
+    def _cannot_save(self, what: str, error: OSError, saved: int | None = None) -> ToolkitError:
+        """A full disk or a read-only store, said with what is kept (``saved``: the epoch on
+        disk, default what it will be when the run ends) and how to go on."""
+        saved = self.checkpoints.kept_epoch if saved is None else saved
         kept = (
             f"the checkpoint of epoch {saved} is kept: make room or fix the folder, then run "
             "the same command with --resume"
@@ -224,7 +225,10 @@ class TrainingRun:
         self, name: str, weights: dict[str, torch.Tensor], results: dict[str, Any]
     ) -> Path:
         """Save a model of the run as it is now under another ``name``; training goes on."""
-        return self.store.save(name, weights, self._saved_config({"name": name, **results}))
+        try:
+            return self.store.save(name, weights, self._saved_config({"name": name, **results}))
+        except OSError as error:
+            raise self._cannot_save(f"the snapshot {name!r}", error) from None
 
     def save(self, weights: dict[str, torch.Tensor], results: dict[str, Any]) -> Path:
         """Save the model with the run's metadata plus ``results``; drop the checkpoint."""
