@@ -306,6 +306,11 @@ def test_a_new_name_may_not_take_a_store_file_or_another_kind_of_model(tmp_path:
             store.check_new_name(taken, kind="autoencoder")
     with pytest.raises(InvalidNameError, match="half-copied is in the way and is not a model"):
         store.check_new_name("half-copied", kind="autoencoder")
+    # fmt models rm / show on it: the folder is named and left alone, not "no model named".
+    for look in (store.require, store.check_removable):
+        with pytest.raises(ModelNotFoundError, match="half-copied is a folder without config.json"):
+            look("half-copied")
+    assert (tmp_path / "half-copied").is_dir()
     save_autoencoder(store, "mix")
     assert store.check_new_name("mix", kind="autoencoder") == "mix"  # retraining replaces it
     with pytest.raises(InvalidNameError, match=r"'mix' is already your autoencoder: a classifier"):

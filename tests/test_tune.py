@@ -175,11 +175,13 @@ def test_bad_inputs_are_one_line(cli, synthetic_data: Path, tmp_path: Path) -> N
     assert "secret" not in unreachable.output
     no_driver = cli("ae", "tune", "--study", "x", "--storage", "mysql+pymysql://u@127.0.0.1:1/d")
     assert_one_line_error(no_driver, 1, "fmnist-toolkit[mysql]")
-    garbage = cli("ae", "tune", "--study", "x", "--storage", "nonsense://")
-    assert_one_line_error(garbage, 1, "cannot open storage nonsense://")
+    # Values that can never work are usage errors (exit 2), unlike a server that is down.
+    for garbage in ("nonsense://", "bogus://x", "not a url"):
+        refused = cli("ae", "tune", "--study", "x", "--storage", garbage)
+        assert_one_line_error(refused, 2, "is not a storage URL: use sqlite:///FILE")
     for in_memory in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):
         lost = cli(*tune_args(synthetic_data, "m", "--trials", 1, "--storage", in_memory))
-        assert_one_line_error(lost, 1, "in-memory SQLite database is lost")
+        assert_one_line_error(lost, 2, "in-memory SQLite database is lost")
     assert_one_line_error(cli(*tune_args(synthetic_data, "v", "--val-fraction", 1.5)), 2, "0 and 1")
     empty = cli("ae", "tune", "--study", "empty", "--trials", "0", "--train-best")
     assert_one_line_error(empty, 1, "no study named 'empty'")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fmnist_toolkit.errors import StudyStorageError
+from fmnist_toolkit.errors import StudyStorageError, UsageError
 from fmnist_toolkit.storage import ModelStore
 
 if TYPE_CHECKING:
@@ -50,10 +50,12 @@ def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT) -> BaseStorage
     if _in_memory_sqlite(url):
         # Optuna's heartbeat thread opens its own connection, which gets an empty database;
         # and the study would vanish with the process. Refuse rather than lose it.
-        raise StudyStorageError(
+        raise UsageError(
             f"cannot use storage {url}: an in-memory SQLite database is lost when the run "
             "ends; name a file, e.g. sqlite:///studies.sqlite3"
         )
+    if not url.startswith(JOURNAL_PREFIX):
+        _check_url_form(url)
     try:
         if url.startswith(JOURNAL_PREFIX):
             from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
@@ -83,6 +85,23 @@ def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT) -> BaseStorage
     except Exception as error:  # SQLAlchemy, the driver or the file system: all one line
         reason = " ".join(str(error).split("\n")[0].split()) or type(error).__name__
         raise StudyStorageError(f"cannot open storage {shown_url(url)}: {reason}") from None
+
+
+def _check_url_form(url: str) -> None:
+    """A URL no database could ever answer (unparsable, or a scheme SQLAlchemy does not know)
+    is a usage error, unlike a server that is down or a driver that is not installed."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(url).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError):
+        raise UsageError(
+            f"{shown_url(url)!r} is not a storage URL: use sqlite:///FILE, "
+            "postgresql://USER@HOST/DB, mysql://USER@HOST/DB or journal:PATH"
+        ) from None
+    except ImportError:  # a known database whose driver is missing: opening it says which
+        pass
 
 
 def _in_memory_sqlite(url: str) -> bool:
