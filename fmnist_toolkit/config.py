@@ -85,6 +85,7 @@ class AutoencoderTrainConfig:
     objective: str = "reconstruct"  # "denoise": corrupted images in, clean images as targets
     width: int = 16  # unet only: channels of its finest level
     min_correction: float = 0.0  # unet only: smaller corrections are dropped when cleaning
+    sharpen: float = 0.0  # unet only: an unsharp mask of this strength after cleaning
     # --objective denoise only: generators whose samples join the training images as clean
     # ones (corrupted like the others, with themselves as target), so that the denoiser learns
     # to leave such samples as they are; clean_sample_count of each.
@@ -96,7 +97,12 @@ class AutoencoderTrainConfig:
             return ModelSpec(
                 kind="denoiser",
                 architecture=self.architecture,
-                params={"width": self.width, "min_correction": self.min_correction},
+                params={
+                    "width": self.width,
+                    "min_correction": self.min_correction,
+                    # Only when set: a spec without it is the model it always was.
+                    **({"sharpen": self.sharpen} if self.sharpen else {}),
+                },
             )
         return ModelSpec(
             kind="autoencoder",

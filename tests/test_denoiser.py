@@ -157,14 +157,46 @@ def test_small_corrections_are_dropped_only_when_cleaning() -> None:
     assert not torch.equal(training, thresholded)  # training sees every correction
 
 
+def test_sharpening_is_an_unsharp_mask_applied_only_when_cleaning() -> None:
+    from fmnist_toolkit.models.denoiser import _binomial_blur
+
+    torch.manual_seed(0)
+    model = build_model("denoiser", "unet", width=4, min_correction=0.02)
+    images = torch.rand(6, 1, 28, 28) * 0.6 + 0.2
+    flat = torch.full((1, 1, 28, 28), 0.4)
+    with torch.no_grad():
+        plain_training = model.train()(images)
+        cleaned = model.eval()(images)
+        model.sharpen = 0.1
+        sharpened = model(images)
+        training = model.train()(images)
+    # The mask by hand: the cleaned image plus 0.1 of its difference from its 3x3 binomial blur.
+    padded = torch.nn.functional.pad(cleaned, (1, 1, 1, 1), mode="replicate")
+    row = torch.tensor([1.0, 2.0, 1.0])
+    blurred = torch.nn.functional.conv2d(padded, (row[:, None] * row / 16).view(1, 1, 3, 3))
+    expected = (cleaned + 0.1 * (cleaned - blurred)).clamp(0, 1)
+    assert torch.allclose(sharpened, expected, atol=1e-6)
+    assert not torch.allclose(sharpened, cleaned, atol=1e-4)  # it did something
+    assert float(sharpened.min()) >= 0 and float(sharpened.max()) <= 1
+    # An image with no edges has nothing to sharpen, borders included.
+    assert torch.allclose(_binomial_blur(flat), flat)
+    assert torch.equal(training, plain_training)  # training sees the U-Net's output alone
+    from fmnist_toolkit.errors import ModelCorruptError
+
+    with pytest.raises(ModelCorruptError, match="sharpen must be in"):
+        build_model("denoiser", "unet", width=4, sharpen=1.5)
+
+
 def test_the_threshold_is_part_of_the_saved_model(synthetic_data: Path, tmp_path: Path) -> None:
     store = ModelStore(tmp_path / "store")
     train_autoencoder(
-        "dn", tiny_denoiser(epochs=1, min_correction=0.02), CPU, data_dir=synthetic_data,
-        store=store,
+        "dn", tiny_denoiser(epochs=1, min_correction=0.02, sharpen=0.1), CPU,
+        data_dir=synthetic_data, store=store,
     )  # fmt: skip
-    assert store.read_config("dn")["model"]["params"]["min_correction"] == 0.02
-    assert load_model("dn", store=store).min_correction == 0.02
+    params = store.read_config("dn")["model"]["params"]
+    assert params["min_correction"] == 0.02 and params["sharpen"] == 0.1
+    loaded = load_model("dn", store=store)
+    assert loaded.min_correction == 0.02 and loaded.sharpen == 0.1
 
 
 def test_unet_rejects_a_bad_width() -> None:
@@ -278,6 +310,8 @@ def test_cli_names_a_denoising_autoencoder_apart(cli, synthetic_data: Path) -> N
         (["--latent-dim", "4", "--width", "8"], 2, "--width only applies to --arch unet"),
         (["--arch", "wide", "--min-correction", "0.1"], 2, "--min-correction only applies"),
         (["--arch", "unet", "--objective", "denoise", "--min-correction", "1"], 2, "--min-corr"),
+        (["--arch", "seed", "--sharpen", "0.1"], 2, "--sharpen only applies to --arch unet"),
+        (["--arch", "unet", "--objective", "denoise", "--sharpen", "1.5"], 2, "--sharpen"),
     ],
 )
 def test_cli_refuses_bad_denoiser_recipes(

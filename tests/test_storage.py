@@ -308,7 +308,9 @@ def test_a_new_name_may_not_take_a_store_file_or_another_kind_of_model(tmp_path:
         store.check_new_name("half-copied", kind="autoencoder")
     # fmt models rm / show on it: the folder is named and left alone, not "no model named".
     for look in (store.require, store.check_removable):
-        with pytest.raises(ModelNotFoundError, match="half-copied is a folder without config.json"):
+        with pytest.raises(
+            ModelNotFoundError, match=r"half-copied is a folder without config\.json"
+        ):
             look("half-copied")
     assert (tmp_path / "half-copied").is_dir()
     save_autoencoder(store, "mix")
