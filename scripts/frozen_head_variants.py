@@ -7,8 +7,8 @@ images, computed once), tta (mirrored, and predictions averaged over each test i
 mirror), shifted (plus the codes of the images moved one pixel up, down, left and right,
 computed once; the result also gives the accuracies with predictions averaged over each image
 and its four shifts), full (the training and the validation codes; read the last epoch's
-test accuracy, since validation no longer picks anything). NOISE: Gaussian noise of this size added to the standardised codes in
-training.
+test accuracy, since validation no longer picks anything). NOISE: Gaussian noise of this size
+added to the standardised codes in training.
 WIDTH, DROPOUT: the head's two hidden layers (the report's: 256, no dropout). The rest is
 `fmt clf finetune --schedule onecycle --lr 3e-3 --label-smoothing 0.1 --mixup 0.2 --ema 0.999`
 re-written plainly (same split, batch 256, weight decay 1e-5); validation picks the epoch.
@@ -164,7 +164,7 @@ for ep in range(epochs):
                 log_probs = (m(s(cva)), m(s(cte)), yva, yt)
             torch.save(log_probs, f"{os.environ['SAVE_LOG_PROBS']}/lp-{seed}.pt")
 last = ema.module.eval()
-print("last epoch: test {:.4f}".format(acc(last, cte, mte, yt, False)), flush=True)
+print(f"last epoch: test {acc(last, cte, mte, yt, False):.4f}", flush=True)
 print(
     mode,
     epochs,
