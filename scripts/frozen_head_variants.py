@@ -80,13 +80,15 @@ mean, std = ctr.mean(0), ctr.std(0)
 if mode == "shifted":
     X = torch.cat([ctr, *str_])
     Y = torch.cat([ytr] * 5)
-elif mode != "plain":
-    X = torch.cat([ctr, mtr])
-    Y = torch.cat([ytr, ytr])
 elif mode == "full":
     X, Y = torch.cat([ctr, cva]), torch.cat([ytr, yva])
-else:
+elif mode in ("mirrored", "tta"):
+    X = torch.cat([ctr, mtr])
+    Y = torch.cat([ytr, ytr])
+elif mode == "plain":
     X, Y = ctr, ytr
+else:
+    raise SystemExit(f"unknown MODE {mode!r}: plain, mirrored, tta, shifted or full")
 
 
 def s(c):

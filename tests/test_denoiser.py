@@ -187,7 +187,9 @@ def test_sharpening_is_an_unsharp_mask_applied_only_when_cleaning() -> None:
         build_model("denoiser", "unet", width=4, sharpen=1.5)
 
 
-def test_the_threshold_is_part_of_the_saved_model(synthetic_data: Path, tmp_path: Path) -> None:
+def test_the_threshold_and_the_sharpening_are_part_of_the_saved_model(
+    synthetic_data: Path, tmp_path: Path
+) -> None:
     store = ModelStore(tmp_path / "store")
     train_autoencoder(
         "dn", tiny_denoiser(epochs=1, min_correction=0.02, sharpen=0.1), CPU,
@@ -276,7 +278,7 @@ def test_cli_trains_a_denoiser(cli, synthetic_data: Path, tmp_path: Path) -> Non
     plots = tmp_path / "plots"
     result = cli(
         "ae", "train", *TINY_UNET, "--data-dir", synthetic_data, "--device", "cpu",
-        "--plots", plots, "--json",
+        "--min-correction", "0.02", "--sharpen", "0.1", "--plots", plots, "--json",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -288,6 +290,9 @@ def test_cli_trains_a_denoiser(cli, synthetic_data: Path, tmp_path: Path) -> Non
     ]
     shown = json.loads(cli("models", "show", "denoiser-unet", "--json").stdout)
     assert shown["kind"] == "denoiser" and shown["metrics"]["clean_mse"] == summary["clean_mse"]
+    assert shown["model"]["params"] == {"width": 4, "min_correction": 0.02, "sharpen": 0.1}
+    loaded = load_model("denoiser-unet")
+    assert (loaded.min_correction, loaded.sharpen) == (0.02, 0.1)
 
 
 def test_cli_names_a_denoising_autoencoder_apart(cli, synthetic_data: Path) -> None:

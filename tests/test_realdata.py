@@ -82,7 +82,7 @@ def test_bundled_dcgan_is_at_most_half_as_far_from_the_data_as_the_mlp(
     assert distances["gan-dcgan"] <= 0.5 * distances["gan-mlp"]
 
 
-def test_bundled_denoiser_keeps_clean_images_and_brings_the_mlp_closer(
+def test_bundled_denoiser_keeps_clean_images_and_brings_generators_closer(
     cli, real_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # docs/gan.md: the default denoiser changes clean test images by a mean square of 0.000204

@@ -179,6 +179,9 @@ def test_bad_inputs_are_one_line(cli, synthetic_data: Path, tmp_path: Path) -> N
     for garbage in ("nonsense://", "bogus://x", "not a url"):
         refused = cli("ae", "tune", "--study", "x", "--storage", garbage)
         assert_one_line_error(refused, 2, "is not a storage URL: use sqlite:///FILE")
+    bad_port = cli("ae", "tune", "--study", "x", "--storage", "postgresql://u:secret@h:port/d")
+    assert_one_line_error(bad_port, 2, "postgresql://u:***@h:port/d is not a storage URL")
+    assert "secret" not in bad_port.output
     for in_memory in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):
         lost = cli(*tune_args(synthetic_data, "m", "--trials", 1, "--storage", in_memory))
         assert_one_line_error(lost, 2, "in-memory SQLite database is lost")

@@ -151,7 +151,7 @@ def train(
             max=1.0,
             help="--arch unet only: when cleaning, add this much of an unsharp mask to the "
             "cleaned image, restoring the edges and texture generators draw too soft (the "
-            "bundled denoiser-unet: 0.1); training is the same whatever its value.",
+            "bundled denoiser-unet: 0.05); training is the same whatever its value.",
             rich_help_panel=RECIPE,
         ),
     ] = 0.0,
@@ -227,7 +227,8 @@ def train(
     ):
         from fmnist_toolkit.errors import UsageError
 
-        flags = " and ".join("--" + option.replace("_", "-") for option in unet_only)
+        named = ["--" + option.replace("_", "-") for option in unet_only]
+        flags = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
         verb = "applies" if len(unet_only) == 1 else "apply"
         raise UsageError(f"{flags} only {verb} to --arch unet, not --arch {architecture}")
     model_name = name or default_model_name(architecture, latent_dim, objective)

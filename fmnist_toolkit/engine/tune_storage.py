@@ -4,6 +4,7 @@ journal files; opening them, with heartbeats, and keeping Optuna's own logging q
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 import warnings
 from collections.abc import Iterator
@@ -35,8 +36,8 @@ def shown_url(url: str) -> str:
         from sqlalchemy.engine import make_url
 
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL has no password we could find either
-        return url
+    except Exception:  # unparsable (a bad port, say): hide what looks like user:password@
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT) -> BaseStorage:
@@ -97,7 +98,7 @@ def _check_url_form(url: str) -> None:
         make_url(url).get_dialect()
     except (ArgumentError, NoSuchModuleError, ValueError):
         raise UsageError(
-            f"{shown_url(url)!r} is not a storage URL: use sqlite:///FILE, "
+            f"{shown_url(url)} is not a storage URL: use sqlite:///FILE, "
             "postgresql://USER@HOST/DB, mysql://USER@HOST/DB or journal:PATH"
         ) from None
     except ImportError:  # a known database whose driver is missing: opening it says which

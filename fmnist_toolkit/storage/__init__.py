@@ -422,19 +422,19 @@ class ModelStore:
         """What to say about a name that is not here: its interrupted run, the closest names,
         or what exists."""
         message = f"no model named {name!r} in {self.root}"
-        folder = self.root / name
-        if folder.is_dir() and not (folder / CONFIG_FILE).is_file():
-            # Not ours to delete (a half-copied model, a user's folder): say what it is.
-            return (
-                f"{message}: {folder} is a folder without {CONFIG_FILE}, not a model; "
-                "fmt leaves it alone, so move or delete it yourself"
-            )
         if name in RETIRED_BUNDLED and self.bundled is not None:
             return f"{message}; {name} is {RETIRED_BUNDLED[name]}"
         if self.has_checkpoint(name):
             return (
                 f"{message}: its run was interrupted; finish it with --resume, "
                 f"or delete its checkpoint with fmt models rm {name}"
+            )
+        folder = self.root / name
+        if folder.is_dir() and not (folder / CONFIG_FILE).is_file():
+            # Not ours to delete (a half-copied model, a user's folder): say what it is.
+            return (
+                f"{message}: {folder} is a folder without {CONFIG_FILE}, not a model; "
+                "fmt leaves it alone, so move or delete it yourself"
             )
         names = sorted({model.name for model in self.list()})
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
