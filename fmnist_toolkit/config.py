@@ -28,6 +28,8 @@ GAN_ARCHITECTURES = ("mlp", "dcgan")
 GAN_LOSSES = ("bce", "hinge")
 # Recipe options that only one architecture reads (the other records but ignores them).
 GAN_ARCHITECTURE_ONLY = {"hidden_size": "mlp", "width": "dcgan"}
+# The same for the recipe of `fmt ae train`: only the U-Net denoiser reads these.
+UNET_ONLY = ("width", "min_correction", "sharpen")
 NUM_CLASSES = 10  # what a class-conditional GAN is conditioned on
 
 

@@ -324,6 +324,16 @@ def test_models_show_only_what_applies_and_durations(cli) -> None:
     shown = cli("models", "show", "gan-x").stdout
     assert "hidden_size" not in shown and "recipe.width" in shown
     assert "1 h 41 min" in shown and "6089.06" not in shown
+    # width is the U-Net's in an autoencoder's recipe, and only the U-Net reads the cleaning rules
+    unet = {"architecture": "unet", "width": 24, "min_correction": 0.02, "sharpen": 0.05}
+    ModelStore().save("dn-x", {"x": torch.zeros(1)}, {"kind": "denoiser", "recipe": unet})
+    shown = cli("models", "show", "dn-x").stdout
+    assert all(f"recipe.{field}" in shown for field in ("width", "min_correction", "sharpen"))
+    seed = {**unet, "architecture": "seed"}
+    ModelStore().save("ae-x", {"x": torch.zeros(1)}, {"kind": "autoencoder", "recipe": seed})
+    shown = cli("models", "show", "ae-x").stdout
+    assert "recipe.architecture" in shown and "recipe.width" not in shown
+    assert "min_correction" not in shown and "sharpen" not in shown
     # a folder copied or renamed by hand keeps its old name inside: the store's name is shown
     ModelStore().save("gan-copy", {"x": torch.zeros(1)}, {**config, "name": "gan-x"})
     assert json.loads(cli("models", "show", "gan-copy", "--json").stdout)["name"] == "gan-copy"

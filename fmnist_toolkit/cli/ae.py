@@ -43,6 +43,7 @@ from fmnist_toolkit.config import (
     DENOISER_ARCHITECTURES,
     OBJECTIVES,
     OPTIMIZERS,
+    UNET_ONLY,
 )
 
 app = typer.Typer(
@@ -222,9 +223,7 @@ def train(
 
     objective = Objective(objective)
     architecture = AutoencoderArchitecture(arch).value
-    if architecture != "unet" and (
-        unet_only := typed_options(ctx, ("width", "min_correction", "sharpen"))
-    ):
+    if architecture != "unet" and (unet_only := typed_options(ctx, UNET_ONLY)):
         from fmnist_toolkit.errors import UsageError
 
         named = ["--" + option.replace("_", "-") for option in unet_only]

@@ -17,7 +17,7 @@ from fmnist_toolkit.cli._render import (
     print_result,
     terminal_width,
 )
-from fmnist_toolkit.config import GAN_ARCHITECTURE_ONLY, MODEL_KINDS
+from fmnist_toolkit.config import GAN_ARCHITECTURE_ONLY, MODEL_KINDS, UNET_ONLY
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -55,9 +55,13 @@ WIDE_LISTING = 140
 
 # Recipe settings that only one architecture uses (config.py: "mlp only", "dcgan only"); a
 # model of another architecture carries the field's default, which means nothing for it.
-def _applies(field: str, recipe: dict[str, Any]) -> bool:
-    only = GAN_ARCHITECTURE_ONLY.get(field)
-    return only is None or recipe.get("architecture") in (None, only)
+def _applies(field: str, recipe: dict[str, Any], kind: str | None) -> bool:
+    """Whether the recipe's architecture reads ``field`` (``width`` is a GAN's or a U-Net's)."""
+    architecture = recipe.get("architecture")
+    if kind == "generator":
+        only = GAN_ARCHITECTURE_ONLY.get(field)
+        return only is None or architecture in (None, only)
+    return field not in UNET_ONLY or architecture in (None, "unet")
 
 
 def _shown(value: Any) -> str:
@@ -255,7 +259,7 @@ def show(name: NameArgument, json_output: JsonOption = False) -> None:
     recipe = _section(config, "recipe")
     for key in ("model", "recipe", "engine", "metrics", "sampling"):
         for field, value in _section(config, key).items():
-            if key == "recipe" and not _applies(field, recipe):
+            if key == "recipe" and not _applies(field, recipe, config.get("kind")):
                 continue
             table.add_row(f"{key}.{field}", _shown(value))
     for key in ("device", "seconds", "data_sha256", "toolkit_version", "created"):
