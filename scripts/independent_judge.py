@@ -14,6 +14,7 @@ Usage: python scripts/independent_judge.py [DATA_DIR] [CACHE]
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -29,6 +30,7 @@ from fmnist_toolkit.engine.sample import (
     sample_batches,
     sample_labels,
 )
+from fmnist_toolkit.models.denoiser import _binomial_blur
 from fmnist_toolkit.storage import ModelStore
 
 DATA_DIR = sys.argv[1] if len(sys.argv) > 1 else "../shared/fashion-mnist"
@@ -86,10 +88,24 @@ def train_judge(train: DeviceSplit, test: DeviceSplit) -> Judge:
 
 
 def sharpen(images: torch.Tensor, amount: float) -> torch.Tensor:
-    """Unsharp mask with a 3x3 Gaussian blur."""
-    kernel = torch.tensor([[1.0, 2, 1], [2, 4, 2], [1, 2, 1]]).view(1, 1, 3, 3) / 16
-    blurred = F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), kernel)
-    return (images + amount * (images - blurred)).clamp(0, 1)
+    """Unsharp mask with the 3x3 binomial blur of the denoiser's own ``--sharpen``."""
+    return (images + amount * (images - _binomial_blur(images))).clamp(0, 1)
+
+
+def two_judges(ours: nn.Module, judge: Judge, clean: torch.Tensor) -> Callable[[torch.Tensor], str]:
+    """``distances(images)``: the Fréchet distances of ``images`` to ``clean`` as
+    "ours/judge's", in the features of ``fmt gan eval``'s classifier and of the judge."""
+    spaces = [
+        lambda x: torch.cat([_features_and_classes(ours, p)[0] for p in x.split(1000)]),
+        lambda x: torch.cat([judge.features(p) for p in x.split(1000)]).double(),
+    ]
+    references = [space(clean).numpy() for space in spaces]
+
+    def distances(images: torch.Tensor) -> str:
+        pairs = zip(spaces, references, strict=True)
+        return "/".join(f"{frechet_distance(s(images).numpy(), r):.2f}" for s, r in pairs)
+
+    return distances
 
 
 def main() -> None:
@@ -114,16 +130,7 @@ def main() -> None:
 
     with torch.no_grad():
         clean = to_unit_float(test.images)
-        spaces = [
-            lambda x: torch.cat([_features_and_classes(ours, p)[0] for p in x.split(1000)]),
-            lambda x: torch.cat([judge.features(p) for p in x.split(1000)]).double(),
-        ]
-        references = [space(clean).numpy() for space in spaces]
-
-        def distances(images: torch.Tensor) -> str:
-            pairs = zip(spaces, references, strict=True)
-            return "/".join(f"{frechet_distance(s(images).numpy(), r):.2f}" for s, r in pairs)
-
+        distances = two_judges(ours, judge, clean)
         reconstructed = apply(autoencoder, clean)
         print(
             "test images: ae",

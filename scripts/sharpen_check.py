@@ -18,11 +18,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 _argv, sys.argv = sys.argv, sys.argv[:1]  # independent_judge reads its own arguments
-from independent_judge import CACHE, Judge  # noqa: E402
+from independent_judge import CACHE, Judge, sharpen, two_judges  # noqa: E402
 
 sys.argv = _argv
 from fmnist_toolkit.data import DeviceSplit, to_unit_float  # noqa: E402
-from fmnist_toolkit.engine.gan_eval import _features_and_classes, frechet_distance  # noqa: E402
 from fmnist_toolkit.engine.model_io import load_model  # noqa: E402
 from fmnist_toolkit.engine.sample import (  # noqa: E402
     load_denoiser,
@@ -30,7 +29,6 @@ from fmnist_toolkit.engine.sample import (  # noqa: E402
     sample_batches,
     sample_labels,
 )
-from fmnist_toolkit.models.denoiser import _binomial_blur  # noqa: E402
 from fmnist_toolkit.storage import ModelStore  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
@@ -53,22 +51,9 @@ def denoise(images):
     return torch.cat([denoiser(part) for part in images.split(1000)])
 
 
-def sharpen(images, strength):
-    return (images + strength * (images - _binomial_blur(images))).clamp(0, 1)
-
-
 with torch.no_grad():
     clean = to_unit_float(test.images)
-    spaces = [
-        lambda x: torch.cat([_features_and_classes(ours, p)[0] for p in x.split(1000)]),
-        lambda x: torch.cat([judge.features(p) for p in x.split(1000)]).double(),
-    ]
-    references = [space(clean).numpy() for space in spaces]
-
-    def distances(images):
-        pairs = zip(spaces, references, strict=True)
-        return " / ".join(f"{frechet_distance(s(images).numpy(), r):.2f}" for s, r in pairs)
-
+    distances = two_judges(ours, judge, clean)
     cleaned = denoise(clean)
     for strength in STRENGTHS:
         change = (sharpen(cleaned, strength) - clean).pow(2).mean()
