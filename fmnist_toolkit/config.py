@@ -28,8 +28,10 @@ GAN_ARCHITECTURES = ("mlp", "dcgan")
 GAN_LOSSES = ("bce", "hinge")
 # Recipe options that only one architecture reads (the other records but ignores them).
 GAN_ARCHITECTURE_ONLY = {"hidden_size": "mlp", "width": "dcgan"}
-# The same for the recipe of `fmt ae train`: only the U-Net denoiser reads these.
-UNET_ONLY = ("width", "min_correction", "sharpen")
+# The same for the recipe of `fmt ae train`: only the U-Net denoiser reads these...
+UNET_ONLY = ("width", "min_correction")
+# ... and only a model trained with --objective denoise these.
+DENOISE_ONLY = ("sharpen",)
 NUM_CLASSES = 10  # what a class-conditional GAN is conditioned on
 
 
@@ -87,7 +89,7 @@ class AutoencoderTrainConfig:
     objective: str = "reconstruct"  # "denoise": corrupted images in, clean images as targets
     width: int = 16  # unet only: channels of its finest level
     min_correction: float = 0.0  # unet only: smaller corrections are dropped when cleaning
-    sharpen: float = 0.0  # unet only: an unsharp mask of this strength after cleaning
+    sharpen: float = 0.0  # --objective denoise only: an unsharp mask after cleaning
     # --objective denoise only: generators whose samples join the training images as clean
     # ones (corrupted like the others, with themselves as target), so that the denoiser learns
     # to leave such samples as they are; clean_sample_count of each.
@@ -109,7 +111,10 @@ class AutoencoderTrainConfig:
         return ModelSpec(
             kind="autoencoder",
             architecture=self.architecture,
-            params={"latent_dim": self.latent_dim},
+            params={
+                "latent_dim": self.latent_dim,
+                **({"sharpen": self.sharpen} if self.sharpen else {}),
+            },
         )
 
 

@@ -30,7 +30,7 @@ from fmnist_toolkit.engine.sample import (
     sample_batches,
     sample_labels,
 )
-from fmnist_toolkit.models.denoiser import _binomial_blur
+from fmnist_toolkit.models.denoiser import unsharp_mask
 from fmnist_toolkit.storage import ModelStore
 
 DATA_DIR = sys.argv[1] if len(sys.argv) > 1 else "../shared/fashion-mnist"
@@ -88,8 +88,8 @@ def train_judge(train: DeviceSplit, test: DeviceSplit) -> Judge:
 
 
 def sharpen(images: torch.Tensor, amount: float) -> torch.Tensor:
-    """Unsharp mask with the 3x3 binomial blur of the denoiser's own ``--sharpen``."""
-    return (images + amount * (images - _binomial_blur(images))).clamp(0, 1)
+    """The unsharp mask of the denoisers' own ``--sharpen``."""
+    return unsharp_mask(images, amount)
 
 
 def two_judges(ours: nn.Module, judge: Judge, clean: torch.Tensor) -> Callable[[torch.Tensor], str]:

@@ -49,6 +49,33 @@ def test_a_retired_model_leaves_the_bundle_and_its_manifest(bundle: Path, tmp_pa
         bundle_models(tmp_path, [], folder, retire=("ae-16",))
 
 
+def test_a_model_bundled_in_half_loads_in_float32_and_reconstructs_alike(
+    bundle: Path, tmp_path: Path
+) -> None:
+    """--half keeps float32 weights as float16 (half the bytes); loading widens them back."""
+    import torch
+    from safetensors.torch import load_file
+
+    from fmnist_toolkit.engine.model_io import load_model
+
+    folder = tmp_path / "bundle"
+    manifest = bundle_models(bundle, ["ae-16"], folder, half=("ae-16",))
+    stored = load_file(folder / "ae-16" / WEIGHTS_FILE)
+    assert {tensor.dtype for tensor in stored.values()} <= {torch.float16, torch.int64}
+    assert torch.float16 in {tensor.dtype for tensor in stored.values()}
+    full_size = (bundle / "ae-16" / WEIGHTS_FILE).stat().st_size
+    assert (folder / "ae-16" / WEIGHTS_FILE).stat().st_size < 0.6 * full_size
+    assert json.loads((folder / "ae-16" / CONFIG_FILE).read_text())["weights_dtype"] == "float16"
+    assert manifest["models"]["ae-16"]["kind"] == "autoencoder"
+
+    half = load_model("ae-16", store=ModelStore(tmp_path / "home", bundled=folder))
+    full = load_model("ae-16", store=ModelStore(tmp_path / "home", bundled=bundle))
+    assert {parameter.dtype for parameter in half.parameters()} == {torch.float32}
+    images = torch.rand(8, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(half(images), full(images), atol=5e-3)
+
+
 def test_asking_for_a_retired_model_names_its_replacement(bundle: Path, tmp_path: Path) -> None:
     store = ModelStore(tmp_path, bundled=bundle)
     with pytest.raises(ModelNotFoundError, match="no longer bundled: ae-wide-16-onecycle"):

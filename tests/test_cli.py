@@ -334,6 +334,11 @@ def test_models_show_only_what_applies_and_durations(cli) -> None:
     shown = cli("models", "show", "ae-x").stdout
     assert "recipe.architecture" in shown and "recipe.width" not in shown
     assert "min_correction" not in shown and "sharpen" not in shown
+    # an autoencoder trained to denoise reads --sharpen (not the U-Net's other rules)
+    denoising = {**seed, "objective": "denoise", "sharpen": 1.0}
+    ModelStore().save("ae-dn", {"x": torch.zeros(1)}, {"kind": "autoencoder", "recipe": denoising})
+    shown = cli("models", "show", "ae-dn").stdout
+    assert "recipe.sharpen" in shown and "min_correction" not in shown
     # a folder copied or renamed by hand keeps its old name inside: the store's name is shown
     ModelStore().save("gan-copy", {"x": torch.zeros(1)}, {**config, "name": "gan-x"})
     assert json.loads(cli("models", "show", "gan-copy", "--json").stdout)["name"] == "gan-copy"

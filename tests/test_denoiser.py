@@ -11,10 +11,11 @@ import torch
 from fmnist_toolkit.config import AutoencoderTrainConfig, EngineConfig, GanTrainConfig
 from fmnist_toolkit.engine import denoise
 from fmnist_toolkit.engine.ae import train_autoencoder
+from fmnist_toolkit.engine.defaults import default_denoiser
 from fmnist_toolkit.engine.denoise import CLEAN_SHARE, corrupt
 from fmnist_toolkit.engine.gan import train_gan
 from fmnist_toolkit.engine.model_io import best_autoencoder, load_model
-from fmnist_toolkit.engine.sample import choose_denoiser, default_denoiser
+from fmnist_toolkit.engine.sample import choose_denoiser
 from fmnist_toolkit.models import build_model
 from fmnist_toolkit.storage import ModelStore
 from tests.test_ae import InterruptAfter
@@ -184,7 +185,27 @@ def test_sharpening_is_an_unsharp_mask_applied_only_when_cleaning() -> None:
     from fmnist_toolkit.errors import ModelCorruptError
 
     with pytest.raises(ModelCorruptError, match="sharpen must be in"):
-        build_model("denoiser", "unet", width=4, sharpen=1.5)
+        build_model("denoiser", "unet", width=4, sharpen=2.5)
+
+
+def test_an_autoencoder_trained_to_denoise_sharpens_its_redraws_only_when_cleaning() -> None:
+    from fmnist_toolkit.models.denoiser import unsharp_mask
+
+    torch.manual_seed(0)
+    model = build_model("autoencoder", "wide", latent_dim=8, sharpen=1.0)
+    images = torch.rand(6, 1, 28, 28)
+    with torch.no_grad():
+        redrawn = model.eval().decode(model.encode(images))
+        cleaned = model(images)
+        training = model.train()(images)
+    assert torch.allclose(cleaned, unsharp_mask(redrawn, 1.0))
+    assert not torch.allclose(cleaned, redrawn, atol=1e-4)  # it did something
+    assert not torch.equal(training, unsharp_mask(training, 1.0))  # training: the redraw alone
+    assert build_model("autoencoder", "seed", latent_dim=4).sharpen == 0  # the default: none
+    from fmnist_toolkit.errors import ModelCorruptError
+
+    with pytest.raises(ModelCorruptError, match="sharpen must be in"):
+        build_model("autoencoder", "seed", latent_dim=4, sharpen=-1)
 
 
 def test_the_threshold_and_the_sharpening_are_part_of_the_saved_model(
@@ -295,13 +316,18 @@ def test_cli_trains_a_denoiser(cli, synthetic_data: Path, tmp_path: Path) -> Non
     assert (loaded.min_correction, loaded.sharpen) == (0.02, 0.1)
 
 
-def test_cli_names_a_denoising_autoencoder_apart(cli, synthetic_data: Path) -> None:
+def test_cli_names_a_denoising_autoencoder_apart_and_saves_its_sharpening(
+    cli, synthetic_data: Path
+) -> None:
     result = cli(
         "ae", "train", "--objective", "denoise", "--latent-dim", "4", "--epochs", "1",
-        "--data-dir", synthetic_data, "--device", "cpu", "--json",
+        "--sharpen", "1", "--data-dir", synthetic_data, "--device", "cpu", "--json",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["name"] == "ae-4-denoise"
+    shown = json.loads(cli("models", "show", "ae-4-denoise", "--json").stdout)
+    assert shown["model"]["params"] == {"latent_dim": 4, "sharpen": 1.0}
+    assert load_model("ae-4-denoise").sharpen == 1.0
 
 
 @pytest.mark.parametrize(
@@ -315,8 +341,8 @@ def test_cli_names_a_denoising_autoencoder_apart(cli, synthetic_data: Path) -> N
         (["--latent-dim", "4", "--width", "8"], 2, "--width only applies to --arch unet"),
         (["--arch", "wide", "--min-correction", "0.1"], 2, "--min-correction only applies"),
         (["--arch", "unet", "--objective", "denoise", "--min-correction", "1"], 2, "--min-corr"),
-        (["--arch", "seed", "--sharpen", "0.1"], 2, "--sharpen only applies to --arch unet"),
-        (["--arch", "unet", "--objective", "denoise", "--sharpen", "1.5"], 2, "--sharpen"),
+        (["--arch", "seed", "--sharpen", "0.1"], 2, "use it with --objective denoise"),
+        (["--arch", "unet", "--objective", "denoise", "--sharpen", "2.5"], 2, "--sharpen"),
     ],
 )
 def test_cli_refuses_bad_denoiser_recipes(

@@ -416,6 +416,44 @@ def test_a_damaged_recorded_truncation_is_one_line(
     assert not out.exists()
 
 
+def test_a_recorded_denoiser_is_the_default_when_the_store_has_it(
+    cli, conditional_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # gan-mlp records the denoiser its samples measured closest with (docs/gan.md); without
+    # --denoiser, --denoise uses it when the store has it, else the store's default ("ae").
+    home = tmp_path / "home"
+    shutil.copytree(conditional_store, home)
+    copy_with_sampling(home, "ae", "ae-copy", {})
+    copy_with_sampling(home, "gan-dcgan", "gan-recorded", {"denoiser": "ae-copy"})
+    copy_with_sampling(home, "gan-dcgan", "gan-recorded-gone", {"denoiser": "ae-gone"})
+    monkeypatch.setenv("FMT_HOME", str(home))
+    assert fmnist_toolkit.load_model("gan-recorded").denoiser == "ae-copy"
+    assert fmnist_toolkit.load_model("gan-dcgan").denoiser is None
+
+    def denoiser_used(generator: str, *args: str) -> str:
+        report, _ = sampled(cli, tmp_path / f"{generator}.npz", "--model", generator, *args)
+        return report["denoiser"]
+
+    assert denoiser_used("gan-recorded", "--denoise") == "ae-copy"
+    assert denoiser_used("gan-recorded", "--denoiser", "ae") == "ae"  # named: that one
+    assert denoiser_used("gan-recorded-gone", "--denoise") == "ae"  # not in the store
+    assert denoiser_used("gan-dcgan", "--denoise") == "ae"  # records none
+
+
+@pytest.mark.parametrize("sampling", [{"denoiser": 3}, {"denoiser": "../ae"}, {"denoiser": ""}])
+def test_a_damaged_recorded_denoiser_is_one_line(
+    cli, conditional_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sampling: object
+) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(conditional_store, home)
+    copy_with_sampling(home, "gan-dcgan", "gan-damaged", sampling)
+    monkeypatch.setenv("FMT_HOME", str(home))
+    out = tmp_path / "x.png"
+    result = cli("gan", "sample", "--model", "gan-damaged", "--denoise", out)
+    assert_one_line_error(result, 1, "gan-damaged", "sampling denoiser")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "2.5", "many"])
 def test_a_bad_truncation_is_a_usage_error(
     cli, with_store: Path, tmp_path: Path, value: str

@@ -86,9 +86,9 @@ def test_bundled_denoiser_keeps_clean_images_and_brings_generators_closer(
     cli, real_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # docs/gan.md: the default denoiser changes clean test images by a mean square of 0.000204
-    # and brings gan-mlp from 118.7 to 86.0 at N = 10,000 (the target, 0.6 x raw, is
-    # not met yet), and the default generator closer too (12.06 -> 11.61), thanks to its
-    # unsharp mask.
+    # and brings the default generator closer (12.06 -> 11.61 at N = 10,000), thanks to its
+    # unsharp mask; gan-mlp records its own, ae-wide-64-denoise, which brings it from 118.7 to
+    # 48.7 (the target: at most 0.6 x raw).
     monkeypatch.delenv("FMT_BUNDLED_MODELS")
     denoiser = fmnist_toolkit.load_model("denoiser-unet")
     images, _ = fmnist_toolkit.load_fashion_mnist("test", real_data)
@@ -103,9 +103,9 @@ def test_bundled_denoiser_keeps_clean_images_and_brings_generators_closer(
         "gan", "eval", "--model", "gan-mlp", "--denoise", "--data-dir", real_data, "--json"
     )
     report = json.loads(result.stdout)
-    assert report["denoiser"] == "denoiser-unet"  # the default once bundled
+    assert report["denoiser"] == "ae-wide-64-denoise"  # the one gan-mlp records
     _, raw, denoised = report["rows"]
-    assert denoised["frechet_distance"] <= 0.85 * raw["frechet_distance"]
+    assert denoised["frechet_distance"] <= 0.6 * raw["frechet_distance"]
 
     default = json.loads(cli("gan", "eval", "--denoise", "--data-dir", real_data, "--json").stdout)
     assert default["generator"] == "gan-dcgan-cond" and default["denoiser"] == "denoiser-unet"

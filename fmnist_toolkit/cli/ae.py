@@ -149,10 +149,11 @@ def train(
         float,
         typer.Option(
             min=0.0,
-            max=1.0,
-            help="--arch unet only: when cleaning, add this much of an unsharp mask to the "
-            "cleaned image, restoring the edges and texture generators draw too soft (the "
-            "bundled denoiser-unet: 0.05); training is the same whatever its value.",
+            max=2.0,
+            help="--objective denoise only: when cleaning, add this much of an unsharp mask to "
+            "the cleaned image, restoring the edges and texture that generators draw and "
+            "autoencoders redraw too soft (the bundled denoiser-unet: 0.05, "
+            "ae-wide-64-denoise: 1); training is the same whatever its value.",
             rich_help_panel=RECIPE,
         ),
     ] = 0.0,

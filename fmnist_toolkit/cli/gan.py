@@ -351,8 +351,9 @@ def sample(
         str | None,
         typer.Option(
             help="Denoiser or autoencoder for --denoise (giving it implies --denoise). Default: "
-            "the model trained to denoise with the lowest test MSE (denoiser-unet), else the "
-            "latent-16 autoencoder with the lowest test MSE.",
+            "the one the generator records for its samples if the store has it (gan-mlp: "
+            "ae-wide-64-denoise), else the model trained to denoise with the lowest test MSE "
+            "(denoiser-unet), else the latent-16 autoencoder with the lowest test MSE.",
             show_default=False,
             rich_help_panel=DENOISE,
         ),

@@ -17,7 +17,7 @@ from fmnist_toolkit.cli._render import (
     print_result,
     terminal_width,
 )
-from fmnist_toolkit.config import GAN_ARCHITECTURE_ONLY, MODEL_KINDS, UNET_ONLY
+from fmnist_toolkit.config import DENOISE_ONLY, GAN_ARCHITECTURE_ONLY, MODEL_KINDS, UNET_ONLY
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -61,6 +61,8 @@ def _applies(field: str, recipe: dict[str, Any], kind: str | None) -> bool:
     if kind == "generator":
         only = GAN_ARCHITECTURE_ONLY.get(field)
         return only is None or architecture in (None, only)
+    if field in DENOISE_ONLY:
+        return recipe.get("objective") == "denoise" or architecture in (None, "unet")
     return field not in UNET_ONLY or architecture in (None, "unet")
 
 

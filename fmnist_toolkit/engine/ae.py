@@ -86,6 +86,8 @@ def check_train_config(config: AutoencoderTrainConfig) -> None:
         raise UsageError(f"unknown schedule {config.schedule!r}; use {' or '.join(SCHEDULES)}")
     if config.clean_samples and config.objective != "denoise":
         raise UsageError("--clean-samples trains a denoiser: use it with --objective denoise")
+    if config.sharpen and config.objective != "denoise":
+        raise UsageError("--sharpen ends a denoiser's cleaning: use it with --objective denoise")
     if config.clean_sample_count < 1:
         raise UsageError("--clean-sample-count must be at least 1")
 

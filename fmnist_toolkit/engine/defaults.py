@@ -85,6 +85,15 @@ def default_denoiser(store: ModelStore) -> str:
     )
 
 
+def denoiser_for(store: ModelStore, recorded: str | None) -> str:
+    """The denoiser for a generator's samples: the one its config records (``recorded``, the
+    one they measured closest with; ``gan-mlp`` records one) when the store has it, else
+    :func:`default_denoiser`."""
+    if recorded is not None and store.exists(recorded):
+        return recorded
+    return default_denoiser(store)
+
+
 def best_classifier(store: ModelStore, *, purpose: str, option: str) -> str:
     """The classifier with the highest test accuracy: the default for prediction and for the
     feature space of Fréchet distances. ``purpose`` and ``option`` complete the message."""

@@ -161,7 +161,9 @@ def evaluate_generator(
     classifier = load_model(
         features_name, store=store, device=compute, kind="classifier", hint=hint
     )
-    denoiser_name, denoiser = choose_denoiser(store, denoise, denoiser_name, compute)
+    denoiser_name, denoiser = choose_denoiser(
+        store, denoise, denoiser_name, compute, generator=generator
+    )
 
     classes = getattr(generator, "num_classes", 0)
     if classes and count % classes:

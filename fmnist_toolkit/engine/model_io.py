@@ -8,10 +8,22 @@ from typing import TYPE_CHECKING, Any
 
 from fmnist_toolkit.config import ModelSpec, config_from_dict
 from fmnist_toolkit.engine.defaults import best_autoencoder, best_classifier  # re-exported
-from fmnist_toolkit.errors import ModelCorruptError, ModelNotFoundError, UsageError, with_article
+from fmnist_toolkit.errors import (
+    InvalidNameError,
+    ModelCorruptError,
+    ModelNotFoundError,
+    UsageError,
+    with_article,
+)
 from fmnist_toolkit.models import create_model
 from fmnist_toolkit.models.gan import MAX_TRUNCATION
-from fmnist_toolkit.storage import CONFIG_FILE, WEIGHTS_FILE, ModelStore, read_bundle
+from fmnist_toolkit.storage import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    ModelStore,
+    read_bundle,
+    validate_name,
+)
 
 __all__ = ["best_autoencoder", "best_classifier"]  # chosen in engine/defaults.py
 
@@ -124,7 +136,23 @@ def load_model(
     model.load_state_dict(tensors)
     if spec.kind == "generator":
         model.truncation = recorded_truncation(config, label)
+        model.denoiser = recorded_denoiser(config, label)
     return model.to(device).eval()
+
+
+def recorded_denoiser(config: dict[str, Any], label: str) -> str | None:
+    """The denoiser a generator's config records for its samples (``sampling.denoiser``: the
+    one they measured closest with), None when it records none."""
+    sampling = config.get("sampling", {})
+    value = sampling.get("denoiser") if isinstance(sampling, dict) else None
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str):
+            return validate_name(value)
+    except InvalidNameError:
+        pass
+    raise ModelCorruptError(f"{label}: its config's sampling denoiser {value!r} is no model name")
 
 
 def recorded_truncation(config: dict[str, Any], label: str) -> float:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from fmnist_toolkit.config import AutoencoderTrainConfig, ClassifierTrainConfig, config_from_dict
 from fmnist_toolkit.data import CLASS_NAMES, to_unit_float
-from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind
+from fmnist_toolkit.engine.defaults import denoiser_for
+from fmnist_toolkit.engine.model_io import load_model, read_model_of_kind, recorded_denoiser
 from fmnist_toolkit.engine.report import (
     REPORT_BEST_TRIAL,
     REPORT_NUMBERS,
@@ -373,9 +374,9 @@ def gan(ctx: ReportContext, section: Section) -> None:
             for path in write_gan_plots(history, mlp, ctx.figures):
                 kind = "losses" if path.stem.endswith("losses") else "discriminator's outputs"
                 ctx.attach(section, path.name, f"{mlp}: {kind} per epoch.")
-    denoisers = [name for name in (ctx.models.get("ae-16"), ctx.models.get("denoiser")) if name]
-    denoisers = [ctx.uses(section, name) for name in dict.fromkeys(denoisers)]
     for generator in generators:
+        names = [ctx.models.get("ae-16"), ctx.models.get("denoiser"), _own_denoiser(ctx, generator)]
+        denoisers = [ctx.uses(section, name) for name in dict.fromkeys(names) if name]
         figure = _sample_figure(ctx, ctx.uses(section, generator), denoisers)
         ctx.save(
             section,
@@ -397,19 +398,29 @@ def gan(ctx: ReportContext, section: Section) -> None:
         section.skipped.append(Skipped("Fréchet distances", str(error)))
 
 
+def _own_denoiser(ctx: ReportContext, generator: str) -> str | None:
+    """What ``--denoise`` cleans ``generator``'s samples with: the denoiser it records if the
+    store has it, else the store's default; None when the store has no denoiser."""
+    if ctx.models.get("denoiser") is None:
+        return None
+    recorded = recorded_denoiser(_config(ctx, generator, "generator"), generator)
+    return denoiser_for(ctx.store, recorded)
+
+
 def _distances(ctx: ReportContext, generators: list[str], features: str) -> list[Measure]:
-    """The floor (training images) and each generator's samples, raw and denoised, against
-    the test images in the feature space of ``features``."""
+    """The floor (training images) and each generator's samples, raw and denoised as
+    ``--denoise`` cleans them, against the test images in the feature space of
+    ``features``."""
     from fmnist_toolkit.engine.gan_eval import reference_features, sample_rows
     from fmnist_toolkit.engine.sample import load_denoiser, load_generator, truncation_label
 
     classifier_model = load_model(features, store=ctx.store, device=ctx.device)
-    denoiser_name = ctx.models.get("denoiser")
-    denoiser = load_denoiser(denoiser_name, ctx.store, ctx.device) if denoiser_name else None
     reference, floor = reference_features(classifier_model, ctx.data_dir, ctx.seed, ctx.samples)
     measures = [_distance("training images (the floor)", floor, "")]
     for generator in generators:
         network = load_generator(generator, ctx.store, ctx.device)
+        denoiser_name = _own_denoiser(ctx, generator)
+        denoiser = load_denoiser(denoiser_name, ctx.store, ctx.device) if denoiser_name else None
         for row in sample_rows(
             classifier_model, network, denoiser, ctx.samples, ctx.seed, reference
         ):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fmnist_toolkit.data import CLASS_NAMES
-from fmnist_toolkit.engine.defaults import default_denoiser, default_generator
+from fmnist_toolkit.engine.defaults import default_generator, denoiser_for
 from fmnist_toolkit.engine.model_io import load_model
 from fmnist_toolkit.engine.outputs import check_sample_target
 from fmnist_toolkit.errors import UsageError
@@ -126,13 +126,19 @@ def load_denoiser(name: str, store: ModelStore, device: str | torch.device = "cp
 
 
 def choose_denoiser(
-    store: ModelStore, denoise: bool, name: str | None, device: str | torch.device = "cpu"
+    store: ModelStore,
+    denoise: bool,
+    name: str | None,
+    device: str | torch.device = "cpu",
+    *,
+    generator: nn.Module | None = None,
 ) -> tuple[str | None, nn.Module | None]:
-    """The model that cleans samples and its name: ``name``, or with ``denoise`` alone
-    :func:`default_denoiser`; (None, None) when neither asks for one."""
+    """The model that cleans samples and its name: ``name``, or with ``denoise`` alone the
+    ``generator``'s recorded one if the store has it, else the store's default
+    (:func:`denoiser_for`); (None, None) when neither asks for one."""
     if not (denoise or name):
         return None, None
-    name = name or default_denoiser(store)
+    name = name or denoiser_for(store, getattr(generator, "denoiser", None))
     return name, load_denoiser(name, store, device)
 
 
@@ -356,7 +362,9 @@ def write_samples(
     generator_name = generator_name or default_generator(store, conditional=bool(request.classes))
     generator = load_generator(generator_name, store, compute)
     labels = sample_labels(generator, request.count, request.classes)
-    denoiser_name, denoiser = choose_denoiser(store, request.denoise, denoiser_name, compute)
+    denoiser_name, denoiser = choose_denoiser(
+        store, request.denoise, denoiser_name, compute, generator=generator
+    )
     truncation = truncation_of(generator, request.truncation)
     batches = sample_batches(generator, denoiser, request.count, request.seed, labels, truncation)
     if on_batch is not None:

@@ -6,13 +6,23 @@ import torch
 from torch import nn
 
 from fmnist_toolkit.models._registry import register
+from fmnist_toolkit.models.denoiser import checked_sharpen, unsharp_mask
 
 
 class Autoencoder(nn.Module):
-    """What every autoencoder family shares: an ``encoder`` and a ``decoder`` module."""
+    """What every autoencoder family shares: an ``encoder`` and a ``decoder`` module.
+
+    ``sharpen``: one trained to denoise (``--objective denoise``) may end its cleaning, in eval
+    mode, with an unsharp mask of this strength: a redraw from a code is softer than the
+    clothes it stands for (docs/gan.md). Training, codes and decoding are untouched.
+    """
 
     encoder: nn.Module
     decoder: nn.Module
+
+    def __init__(self, sharpen: float = 0.0) -> None:
+        super().__init__()
+        self.sharpen = checked_sharpen(sharpen)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images [N, 1, 28, 28] in [0, 1] to latent codes [N, latent_dim]."""
@@ -23,7 +33,10 @@ class Autoencoder(nn.Module):
         return self.decoder(codes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(images))
+        decoded = self.decode(self.encode(images))
+        if self.training or not self.sharpen:
+            return decoded
+        return unsharp_mask(decoded, self.sharpen)
 
 
 @register("autoencoder", "seed")
@@ -34,8 +47,8 @@ class SeedAutoencoder(Autoencoder):
     Decoder: the mirror image with transposed convolutions, sigmoid output in [0, 1].
     """
 
-    def __init__(self, latent_dim: int = 16) -> None:
-        super().__init__()
+    def __init__(self, latent_dim: int = 16, sharpen: float = 0.0) -> None:
+        super().__init__(sharpen)
         self.latent_dim = latent_dim
         self.encoder = nn.Sequential(
             nn.Conv2d(1, 8, 3, stride=2, padding=1),
@@ -89,8 +102,8 @@ class WideAutoencoder(Autoencoder):
     to one channel and a sigmoid. About 60 times the seed model's arithmetic per image.
     """
 
-    def __init__(self, latent_dim: int = 16) -> None:
-        super().__init__()
+    def __init__(self, latent_dim: int = 16, sharpen: float = 0.0) -> None:
+        super().__init__(sharpen)
         self.latent_dim = latent_dim
         self.encoder = _wide_encoder(latent_dim)
         self.decoder = nn.Sequential(
@@ -130,8 +143,8 @@ class ResidualAutoencoder(Autoencoder):
     arithmetic per image.
     """
 
-    def __init__(self, latent_dim: int = 16) -> None:
-        super().__init__()
+    def __init__(self, latent_dim: int = 16, sharpen: float = 0.0) -> None:
+        super().__init__(sharpen)
         self.latent_dim = latent_dim
         self.encoder = _wide_encoder(latent_dim)
         self.decoder = nn.Sequential(

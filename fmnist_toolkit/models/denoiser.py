@@ -48,11 +48,9 @@ class UNetDenoiser(nn.Module):
             raise ValueError(f"width must be at least 1, not {width}")
         if not 0 <= min_correction < 1:
             raise ValueError(f"min_correction must be in [0, 1), not {min_correction}")
-        if not 0 <= sharpen <= 1:
-            raise ValueError(f"sharpen must be in [0, 1], not {sharpen}")
         self.width = width
         self.min_correction = min_correction
-        self.sharpen = sharpen
+        self.sharpen = checked_sharpen(sharpen)
         self.down1 = _double_conv(1, width)
         self.down2 = _double_conv(width, 2 * width)
         self.bottom = _double_conv(2 * width, 4 * width)
@@ -75,9 +73,23 @@ class UNetDenoiser(nn.Module):
         if self.min_correction:
             kept = (images - cleaned).abs() <= self.min_correction
             cleaned = torch.where(kept, images, cleaned).clamp(0, 1)
-        if self.sharpen:
-            cleaned = (cleaned + self.sharpen * (cleaned - _binomial_blur(cleaned))).clamp(0, 1)
-        return cleaned
+        return unsharp_mask(cleaned, self.sharpen) if self.sharpen else cleaned
+
+
+#: The strongest unsharp mask a denoiser may end with (``--sharpen``).
+MAX_SHARPEN = 2.0
+
+
+def checked_sharpen(amount: float) -> float:
+    if not 0 <= amount <= MAX_SHARPEN:
+        raise ValueError(f"sharpen must be in [0, {MAX_SHARPEN:g}], not {amount}")
+    return amount
+
+
+def unsharp_mask(images: torch.Tensor, amount: float) -> torch.Tensor:
+    """``images`` plus ``amount`` of their difference from a 3x3 binomial blur of themselves,
+    clamped to [0, 1]: the edges and texture a cleaning left too soft, restored."""
+    return (images + amount * (images - _binomial_blur(images))).clamp(0, 1)
 
 
 def _binomial_blur(images: torch.Tensor) -> torch.Tensor:

@@ -43,6 +43,9 @@ class Generator(nn.Module):
     #: model's config may record its own under "sampling" (load_model sets it); training and
     #: :meth:`noise` ignore it.
     truncation: float = 1.0
+    #: The denoiser its samples measured closest with, by name: ``--denoise`` uses it when the
+    #: store has it (recorded as "sampling"."denoiser"; load_model sets it).
+    denoiser: str | None = None
 
     def noise(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Standard normal noise [count, latent_size] on the CPU (device-independent draws)."""

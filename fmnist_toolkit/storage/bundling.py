@@ -8,7 +8,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from fmnist_toolkit.storage.files import CONFIG_FILE, WEIGHTS_FILE, read_config_file, sha256_hex
+from fmnist_toolkit.storage.files import (
+    CONFIG_FILE,
+    KEPT_IN_HALF,
+    WEIGHTS_FILE,
+    read_bundle,
+    read_config_file,
+    sha256_hex,
+    write_bundle,
+)
 
 # The whole bundle stays under 20 MB, read in decimal megabytes (the stricter reading).
 BUNDLE_SIZE_LIMIT = 20_000_000
@@ -20,11 +28,17 @@ def bundle_size(bundled: Path) -> int:
 
 
 def bundle_models(
-    source: Path, names: list[str], bundled: Path, *, retire: tuple[str, ...] = ()
+    source: Path,
+    names: list[str],
+    bundled: Path,
+    *,
+    retire: tuple[str, ...] = (),
+    half: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Copy models from the store at ``source`` into ``bundled`` and record them in its
     manifest (kind and SHA-256 of both files); drop the ``retire`` ones from both; return the
-    manifest."""
+    manifest. The ``half`` ones keep their float32 weights as float16 (half the bytes;
+    loading widens them back)."""
     from fmnist_toolkit.storage import MANIFEST_FILE, validate_name
 
     manifest_path = bundled / MANIFEST_FILE
@@ -38,8 +52,11 @@ def bundle_models(
         target = bundled / validate_name(name)
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
-        for file in (WEIGHTS_FILE, CONFIG_FILE):
-            shutil.copyfile(source / name / file, target / file)
+        if name in half:
+            _write_in_half(source / name, target, name)
+        else:
+            for file in (WEIGHTS_FILE, CONFIG_FILE):
+                shutil.copyfile(source / name / file, target / file)
         models[name] = {
             "kind": read_config_file(target, name).get("kind"),
             "sha256": {
@@ -50,3 +67,17 @@ def bundle_models(
     manifest = {"models": dict(sorted(models.items()))}
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _write_in_half(source: Path, target: Path, name: str) -> None:
+    """The model at ``source`` written to ``target`` with its float32 weights as float16; its
+    config says so (``weights_dtype``) and records the new weights' SHA-256."""
+    import torch
+
+    tensors, config = read_bundle(source, name)
+    halved = {
+        key: value.half() if value.dtype == torch.float32 else value
+        for key, value in tensors.items()
+    }
+    config = {key: value for key, value in config.items() if key != "weights_sha256"}
+    write_bundle(target, halved, {**config, "weights_dtype": KEPT_IN_HALF})

@@ -114,4 +114,18 @@ def read_bundle(folder: Path, label: str) -> tuple[dict[str, torch.Tensor], dict
         tensors = load(payload)
     except (SafetensorError, ValueError, RuntimeError) as error:
         raise ModelCorruptError(f"{label}: {weights_path} is not valid safetensors") from error
+    if config.get("weights_dtype") == KEPT_IN_HALF:
+        tensors = {key: widened(value) for key, value in tensors.items()}
     return tensors, config
+
+
+#: A config's ``weights_dtype`` when its float32 weights are kept as float16 (bundled models,
+#: to halve their bytes: scripts/bundle_models.py --half); reading widens them back.
+KEPT_IN_HALF = "float16"
+
+
+def widened(tensor: torch.Tensor) -> torch.Tensor:
+    """A float16 tensor as float32 (exactly: every float16 is a float32); others as they are."""
+    import torch
+
+    return tensor.float() if tensor.dtype == torch.float16 else tensor
