@@ -108,20 +108,41 @@ def two_judges(ours: nn.Module, judge: Judge, clean: torch.Tensor) -> Callable[[
     return distances
 
 
-def main() -> None:
-    torch.set_num_threads(1)
-    started = time.time()
+def the_two_judges(
+    store: ModelStore, data_dir: str = DATA_DIR
+) -> tuple[Callable[[torch.Tensor], str], torch.Tensor]:
+    """``distances(images)`` to the 10,000 test images in both feature spaces (``fmt gan
+    eval``'s classifier and the judge, trained and cached in CACHE on first use), and those
+    test images in [0, 1]."""
     cpu = torch.device("cpu")
-    test = DeviceSplit.load("test", DATA_DIR, cpu)
+    test = DeviceSplit.load("test", data_dir, cpu)
     judge = Judge()
     if CACHE.exists():
         judge.load_state_dict(torch.load(CACHE))
     else:
-        judge = train_judge(DeviceSplit.load("train", DATA_DIR, cpu), test)
+        judge = train_judge(DeviceSplit.load("train", data_dir, cpu), test)
         torch.save(judge.state_dict(), CACHE)
     judge.eval()
-    store = ModelStore()
     ours = load_model("clf-ae-wide-16-ft", store=store)
+    clean = to_unit_float(test.images)
+    with torch.no_grad():
+        return two_judges(ours, judge, clean), clean
+
+
+def drawn(name: str, store: ModelStore, count: int, seed: int, truncation: float) -> torch.Tensor:
+    """``count`` raw samples of the generator ``name`` in [0, 1], drawn as ``fmt gan eval``
+    draws them (its seed, batches and class order)."""
+    generator = load_generator(name, store)
+    labels = sample_labels(generator, count)
+    batches = sample_batches(generator, None, count, seed, labels, truncation=truncation)
+    return torch.cat([images for images, _ in batches])
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    started = time.time()
+    store = ModelStore()
+    distances, clean = the_two_judges(store)
     denoiser = load_denoiser("denoiser-unet", store)
     autoencoder = load_denoiser("ae-wide-16-onecycle", store)
 
@@ -129,8 +150,6 @@ def main() -> None:
         return torch.cat([model(part).clamp(0, 1) for part in images.split(1000)])
 
     with torch.no_grad():
-        clean = to_unit_float(test.images)
-        distances = two_judges(ours, judge, clean)
         reconstructed = apply(autoencoder, clean)
         print(
             "test images: ae",
@@ -139,11 +158,7 @@ def main() -> None:
             distances(sharpen(reconstructed, 1.0)),
         )
         for name in ("gan-dcgan-cond", "gan-dcgan", "gan-mlp"):
-            generator = load_generator(name, store)
-            labels = sample_labels(generator, N)
-            raw = torch.cat(
-                [r for r, _ in sample_batches(generator, None, N, 0, labels, truncation=1)]
-            )
+            raw = drawn(name, store, N, 0, truncation=1)
             denoised = apply(denoiser, raw)
             redrawn = apply(autoencoder, raw)
             rows = {

@@ -18,17 +18,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 _argv, sys.argv = sys.argv, sys.argv[:1]  # independent_judge reads its own arguments
-from independent_judge import CACHE, Judge, sharpen, two_judges  # noqa: E402
+from independent_judge import drawn, sharpen, the_two_judges  # noqa: E402
 
 sys.argv = _argv
-from fmnist_toolkit.data import DeviceSplit, to_unit_float  # noqa: E402
-from fmnist_toolkit.engine.model_io import load_model  # noqa: E402
-from fmnist_toolkit.engine.sample import (  # noqa: E402
-    load_denoiser,
-    load_generator,
-    sample_batches,
-    sample_labels,
-)
+from fmnist_toolkit.engine.sample import load_denoiser  # noqa: E402
 from fmnist_toolkit.storage import ModelStore  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
@@ -37,12 +30,8 @@ STRENGTHS = [float(a) for a in (sys.argv[3] if len(sys.argv) > 3 else "0.05,0.1,
 DATA_DIR = str(Path(__file__).resolve().parents[2] / "shared" / "fashion-mnist")
 
 torch.set_num_threads(1)
-test = DeviceSplit.load("test", DATA_DIR, torch.device("cpu"))
-judge = Judge()
-judge.load_state_dict(torch.load(CACHE))
-judge.eval()
 store = ModelStore()
-ours = load_model("clf-ae-wide-16-ft", store=store)
+distances, clean = the_two_judges(store, DATA_DIR)
 denoiser = load_denoiser("denoiser-unet", store)
 denoiser.sharpen = 0.0  # the U-Net and its threshold alone; the masks below are added by hand
 
@@ -52,18 +41,13 @@ def denoise(images):
 
 
 with torch.no_grad():
-    clean = to_unit_float(test.images)
-    distances = two_judges(ours, judge, clean)
     cleaned = denoise(clean)
     for strength in STRENGTHS:
         change = (sharpen(cleaned, strength) - clean).pow(2).mean()
         print(f"clean test images, A = {strength}: mean squared change {change:.6f}", flush=True)
     settings = [("gan-dcgan-cond", 0.7), ("gan-dcgan-cond", 1.0), ("gan-dcgan", 1.0)]
     for name, truncation in [*settings, ("gan-mlp", 1.0)]:
-        generator = load_generator(name, store)
-        labels = sample_labels(generator, N)
-        batches = sample_batches(generator, None, N, SEED, labels, truncation=truncation)
-        raw = torch.cat([images for images, _ in batches])
+        raw = drawn(name, store, N, SEED, truncation)
         denoised = denoise(raw)
         print(f"{name} at {truncation}: raw {distances(raw)}", flush=True)
         print(f"{name} at {truncation}: denoised {distances(denoised)}", flush=True)
