@@ -32,6 +32,8 @@ GAN_ARCHITECTURE_ONLY = {"hidden_size": "mlp", "width": "dcgan"}
 UNET_ONLY = ("width", "min_correction")
 # ... and only a model trained with --objective denoise these.
 DENOISE_ONLY = ("sharpen",)
+#: The strongest unsharp mask a denoiser may end with (``--sharpen``).
+MAX_SHARPEN = 2.0
 NUM_CLASSES = 10  # what a class-conditional GAN is conditioned on
 
 
@@ -97,24 +99,18 @@ class AutoencoderTrainConfig:
     clean_sample_count: int = 6000
 
     def model_spec(self) -> ModelSpec:
+        # Only when set: a spec without it is the model it always was.
+        sharpen = {"sharpen": self.sharpen} if self.sharpen else {}
         if self.architecture in DENOISER_ARCHITECTURES:
             return ModelSpec(
                 kind="denoiser",
                 architecture=self.architecture,
-                params={
-                    "width": self.width,
-                    "min_correction": self.min_correction,
-                    # Only when set: a spec without it is the model it always was.
-                    **({"sharpen": self.sharpen} if self.sharpen else {}),
-                },
+                params={"width": self.width, "min_correction": self.min_correction, **sharpen},
             )
         return ModelSpec(
             kind="autoencoder",
             architecture=self.architecture,
-            params={
-                "latent_dim": self.latent_dim,
-                **({"sharpen": self.sharpen} if self.sharpen else {}),
-            },
+            params={"latent_dim": self.latent_dim, **sharpen},
         )
 
 

@@ -2,10 +2,11 @@
 
 Usage: python scripts/measure_bundled.py --data-dir DIR [--device cpu] [--json]
 
-Autoencoders through ``fmnist_toolkit.load_model`` (test MSE per pixel), classifiers through
-``fmt clf eval``'s library call (test accuracy); each beside the figure its config recorded
-when it was trained. Run it from a fresh install with an empty ``FMT_HOME`` so that only the
-bundled models are seen.
+Autoencoders through ``fmnist_toolkit.load_model`` (test MSE per pixel; for one trained to
+denoise, its denoising test MSE and how much it changes clean test images), classifiers
+through ``fmt clf eval``'s library call (test accuracy); each beside the figure its config
+recorded when it was trained. Run it from a fresh install with an empty ``FMT_HOME`` so that
+only the bundled models are seen.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def main() -> None:
     from fmnist_toolkit.data import DeviceSplit
     from fmnist_toolkit.engine.ae import reconstruction_mse
     from fmnist_toolkit.engine.clf_eval import evaluate_classifier
+    from fmnist_toolkit.engine.defaults import trained_to_denoise
+    from fmnist_toolkit.engine.denoise import corrupted_test_images, denoising_metrics
     from fmnist_toolkit.storage import ModelStore
 
     device = torch.device(args.device)
@@ -37,7 +40,12 @@ def main() -> None:
         if model.source != "bundled" or model.kind not in ("autoencoder", "classifier"):
             continue
         recorded = model.config.get("metrics", {})
-        if model.kind == "autoencoder":
+        if model.kind == "autoencoder" and trained_to_denoise(model.config):
+            network = fmnist_toolkit.load_model(model.name, device=args.device)
+            measured = denoising_metrics(network, test, corrupted_test_images(test))
+            for key, metric in (("test_mse", "denoising test MSE"), ("clean_mse", "clean change")):
+                rows.append((model.name, metric, recorded.get(key), measured[key]))
+        elif model.kind == "autoencoder":
             network = fmnist_toolkit.load_model(model.name, device=args.device)
             measured = reconstruction_mse(network, test)
             rows.append((model.name, "test MSE", recorded.get("test_mse"), measured))

@@ -68,12 +68,28 @@ def test_a_model_bundled_in_half_loads_in_float32_and_reconstructs_alike(
     assert json.loads((folder / "ae-16" / CONFIG_FILE).read_text())["weights_dtype"] == "float16"
     assert manifest["models"]["ae-16"]["kind"] == "autoencoder"
 
+    with pytest.raises(ValueError, match="--half ae-16"):  # not bundled in that call: a typo
+        bundle_models(bundle, [], tmp_path / "other", half=("ae-16",))
+
     half = load_model("ae-16", store=ModelStore(tmp_path / "home", bundled=folder))
     full = load_model("ae-16", store=ModelStore(tmp_path / "home", bundled=bundle))
     assert {parameter.dtype for parameter in half.parameters()} == {torch.float32}
     images = torch.rand(8, 1, 28, 28)
     with torch.no_grad():
         assert torch.allclose(half(images), full(images), atol=5e-3)
+
+
+def test_every_denoiser_a_bundled_generator_records_is_bundled_too() -> None:
+    """Retiring a recorded denoiser would silently change what --denoise does to its samples."""
+    manifest = json.loads((BUNDLED_ROOT / MANIFEST_FILE).read_text())["models"]
+    recorded = {}
+    for name, entry in manifest.items():
+        sampling = json.loads((BUNDLED_ROOT / name / CONFIG_FILE).read_text()).get("sampling", {})
+        if entry["kind"] == "generator" and "denoiser" in sampling:
+            recorded[name] = sampling["denoiser"]
+    assert recorded == {"gan-mlp": "ae-wide-64-denoise"}
+    for denoiser in recorded.values():
+        assert manifest[denoiser]["kind"] in ("autoencoder", "denoiser")
 
 
 def test_asking_for_a_retired_model_names_its_replacement(bundle: Path, tmp_path: Path) -> None:

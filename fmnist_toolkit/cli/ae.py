@@ -41,6 +41,7 @@ from fmnist_toolkit.cli._render import (
 from fmnist_toolkit.config import (
     AUTOENCODER_ARCHITECTURES,
     DENOISER_ARCHITECTURES,
+    MAX_SHARPEN,
     OBJECTIVES,
     OPTIMIZERS,
     UNET_ONLY,
@@ -149,7 +150,7 @@ def train(
         float,
         typer.Option(
             min=0.0,
-            max=2.0,
+            max=MAX_SHARPEN,
             help="--objective denoise only: when cleaning, add this much of an unsharp mask to "
             "the cleaned image, restoring the edges and texture that generators draw and "
             "autoencoders redraw too soft (the bundled denoiser-unet: 0.05, "

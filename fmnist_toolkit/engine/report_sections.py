@@ -24,7 +24,7 @@ from fmnist_toolkit.engine.report import (
     Section,
     Skipped,
 )
-from fmnist_toolkit.errors import MeasurementError
+from fmnist_toolkit.errors import MeasurementError, ToolkitError
 
 if TYPE_CHECKING:
     import torch
@@ -352,8 +352,9 @@ def gan(ctx: ReportContext, section: Section) -> None:
 
     section.intro = (
         f"The report's MLP GAN ({REPORT_NUMBERS['gan_epochs']:.0f} epochs) and the toolkit's "
-        "default generator; samples raw, denoised by the report's autoencoder and by the "
-        "toolkit's default denoiser. The report judged samples by eye; the toolkit measures "
+        "default generator; samples raw, denoised by the report's autoencoder, by the "
+        "toolkit's default denoiser and by the one a generator records for its samples (what "
+        "--denoise uses). The report judged samples by eye; the toolkit measures "
         "the Fréchet distance to the test set in its best classifier's feature space."
     )
     mlp = ctx.model(section, "gan-mlp", "the MLP GAN's figures", "fmt gan train")
@@ -400,11 +401,12 @@ def gan(ctx: ReportContext, section: Section) -> None:
 
 def _own_denoiser(ctx: ReportContext, generator: str) -> str | None:
     """What ``--denoise`` cleans ``generator``'s samples with: the denoiser it records if the
-    store has it, else the store's default; None when the store has no denoiser."""
-    if ctx.models.get("denoiser") is None:
+    store has it, else the store's default; None when the store has neither."""
+    recorded = recorded_denoiser(ctx.store.read_config(generator), generator)
+    try:
+        return denoiser_for(ctx.store, recorded)
+    except ToolkitError:  # no denoiser and no latent-16 autoencoder in the store
         return None
-    recorded = recorded_denoiser(_config(ctx, generator, "generator"), generator)
-    return denoiser_for(ctx.store, recorded)
 
 
 def _distances(ctx: ReportContext, generators: list[str], features: str) -> list[Measure]:

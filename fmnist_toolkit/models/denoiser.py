@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fmnist_toolkit.config import MAX_SHARPEN
 from fmnist_toolkit.models._registry import register
 
 
@@ -76,11 +77,8 @@ class UNetDenoiser(nn.Module):
         return unsharp_mask(cleaned, self.sharpen) if self.sharpen else cleaned
 
 
-#: The strongest unsharp mask a denoiser may end with (``--sharpen``).
-MAX_SHARPEN = 2.0
-
-
 def checked_sharpen(amount: float) -> float:
+    """``amount`` if it is a strength ``--sharpen`` takes, else a ValueError."""
     if not 0 <= amount <= MAX_SHARPEN:
         raise ValueError(f"sharpen must be in [0, {MAX_SHARPEN:g}], not {amount}")
     return amount

@@ -41,6 +41,8 @@ def bundle_models(
     loading widens them back)."""
     from fmnist_toolkit.storage import MANIFEST_FILE, validate_name
 
+    if stray := sorted(set(half) - set(names)):
+        raise ValueError(f"--half {', '.join(stray)}: name each among the models to bundle")
     manifest_path = bundled / MANIFEST_FILE
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     models = dict(manifest.get("models", {}))

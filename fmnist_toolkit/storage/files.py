@@ -65,6 +65,11 @@ def write_file_atomically(target: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+#: A config's ``weights_dtype`` when its float32 weights are kept as float16 (bundled models,
+#: to halve their bytes: scripts/bundle_models.py --half); reading widens them back.
+KEPT_IN_HALF = "float16"
+
+
 def sha256_hex(content: bytes) -> str:
     """Hex SHA-256 of bytes."""
     return hashlib.sha256(content).hexdigest()
@@ -117,11 +122,6 @@ def read_bundle(folder: Path, label: str) -> tuple[dict[str, torch.Tensor], dict
     if config.get("weights_dtype") == KEPT_IN_HALF:
         tensors = {key: widened(value) for key, value in tensors.items()}
     return tensors, config
-
-
-#: A config's ``weights_dtype`` when its float32 weights are kept as float16 (bundled models,
-#: to halve their bytes: scripts/bundle_models.py --half); reading widens them back.
-KEPT_IN_HALF = "float16"
 
 
 def widened(tensor: torch.Tensor) -> torch.Tensor:
