@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 _argv, sys.argv = sys.argv, sys.argv[:1]  # independent_judge reads its own arguments
-from independent_judge import drawn, the_two_judges  # noqa: E402
+from independent_judge import cleaned_by, drawn, the_two_judges  # noqa: E402
 
 sys.argv = _argv
 from fmnist_toolkit.engine.sample import load_denoiser  # noqa: E402
@@ -36,13 +36,9 @@ distances, clean = the_two_judges(store, DATA_DIR)
 denoisers = {name: load_denoiser(name, store) for name in NAMES}
 
 
-def clean_with(model, images):
-    return torch.cat([model(part).clamp(0, 1) for part in images.split(1000)])
-
-
 with torch.no_grad():
     for name, model in denoisers.items():
-        change = (clean_with(model, clean) - clean).pow(2).mean()
+        change = (cleaned_by(model, clean) - clean).pow(2).mean()
         print(f"clean test images, {name}: mean squared change {change:.6f}", flush=True)
     settings = [("gan-dcgan-cond", 0.7), ("gan-dcgan-cond", 1.0), ("gan-dcgan", 1.0)]
     for generator_name, truncation in [*settings, ("gan-mlp", 1.0)]:
@@ -51,5 +47,5 @@ with torch.no_grad():
         raw = drawn(generator_name, store, N, SEED, truncation)
         print(f"{generator_name} at {truncation}: raw {distances(raw)}", flush=True)
         for name, model in denoisers.items():
-            cleaned = distances(clean_with(model, raw))
+            cleaned = distances(cleaned_by(model, raw))
             print(f"{generator_name} at {truncation}: {name} {cleaned}", flush=True)

@@ -87,9 +87,9 @@ def train_judge(train: DeviceSplit, test: DeviceSplit) -> Judge:
     return judge
 
 
-def sharpen(images: torch.Tensor, amount: float) -> torch.Tensor:
-    """The unsharp mask of the denoisers' own ``--sharpen``."""
-    return unsharp_mask(images, amount)
+def cleaned_by(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """``images`` through a denoiser or autoencoder in batches of 1,000, in [0, 1]."""
+    return torch.cat([model(part).clamp(0, 1) for part in images.split(1000)])
 
 
 def two_judges(ours: nn.Module, judge: Judge, clean: torch.Tensor) -> Callable[[torch.Tensor], str]:
@@ -146,28 +146,25 @@ def main() -> None:
     denoiser = load_denoiser("denoiser-unet", store)
     autoencoder = load_denoiser("ae-wide-16-onecycle", store)
 
-    def apply(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        return torch.cat([model(part).clamp(0, 1) for part in images.split(1000)])
-
     with torch.no_grad():
-        reconstructed = apply(autoencoder, clean)
+        reconstructed = cleaned_by(autoencoder, clean)
         print(
             "test images: ae",
             distances(reconstructed),
             "ae+sharpen 1",
-            distances(sharpen(reconstructed, 1.0)),
+            distances(unsharp_mask(reconstructed, 1.0)),
         )
         for name in ("gan-dcgan-cond", "gan-dcgan", "gan-mlp"):
             raw = drawn(name, store, N, 0, truncation=1)
-            denoised = apply(denoiser, raw)
-            redrawn = apply(autoencoder, raw)
+            denoised = cleaned_by(denoiser, raw)
+            redrawn = cleaned_by(autoencoder, raw)
             rows = {
                 "raw": raw,
                 "denoiser-unet": denoised,
-                "denoiser-unet twice": apply(denoiser, denoised),
+                "denoiser-unet twice": cleaned_by(denoiser, denoised),
                 "ae-wide-16-onecycle": redrawn,
-                "ae + sharpen 1": sharpen(redrawn, 1.0),
-                "raw + sharpen 0.1": sharpen(raw, 0.1),
+                "ae + sharpen 1": unsharp_mask(redrawn, 1.0),
+                "raw + sharpen 0.1": unsharp_mask(raw, 0.1),
             }
             for label, images in rows.items():
                 print(f"{name}: {label} {distances(images)}", flush=True)

@@ -18,10 +18,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 _argv, sys.argv = sys.argv, sys.argv[:1]  # independent_judge reads its own arguments
-from independent_judge import drawn, sharpen, the_two_judges  # noqa: E402
+from independent_judge import cleaned_by, drawn, the_two_judges  # noqa: E402
 
 sys.argv = _argv
 from fmnist_toolkit.engine.sample import load_denoiser  # noqa: E402
+from fmnist_toolkit.models.denoiser import unsharp_mask  # noqa: E402
 from fmnist_toolkit.storage import ModelStore  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
@@ -36,21 +37,17 @@ denoiser = load_denoiser("denoiser-unet", store)
 denoiser.sharpen = 0.0  # the U-Net and its threshold alone; the masks below are added by hand
 
 
-def denoise(images):
-    return torch.cat([denoiser(part) for part in images.split(1000)])
-
-
 with torch.no_grad():
-    cleaned = denoise(clean)
+    cleaned = cleaned_by(denoiser, clean)
     for strength in STRENGTHS:
-        change = (sharpen(cleaned, strength) - clean).pow(2).mean()
+        change = (unsharp_mask(cleaned, strength) - clean).pow(2).mean()
         print(f"clean test images, A = {strength}: mean squared change {change:.6f}", flush=True)
     settings = [("gan-dcgan-cond", 0.7), ("gan-dcgan-cond", 1.0), ("gan-dcgan", 1.0)]
     for name, truncation in [*settings, ("gan-mlp", 1.0)]:
         raw = drawn(name, store, N, SEED, truncation)
-        denoised = denoise(raw)
+        denoised = cleaned_by(denoiser, raw)
         print(f"{name} at {truncation}: raw {distances(raw)}", flush=True)
         print(f"{name} at {truncation}: denoised {distances(denoised)}", flush=True)
         for strength in STRENGTHS:
-            sharpened = distances(sharpen(denoised, strength))
+            sharpened = distances(unsharp_mask(denoised, strength))
             print(f"{name} at {truncation}: denoised, A = {strength} {sharpened}", flush=True)

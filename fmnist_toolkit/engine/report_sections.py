@@ -375,8 +375,9 @@ def gan(ctx: ReportContext, section: Section) -> None:
             for path in write_gan_plots(history, mlp, ctx.figures):
                 kind = "losses" if path.stem.endswith("losses") else "discriminator's outputs"
                 ctx.attach(section, path.name, f"{mlp}: {kind} per epoch.")
+    own_denoisers = {generator: _own_denoiser(ctx, generator) for generator in generators}
     for generator in generators:
-        names = [ctx.models.get("ae-16"), ctx.models.get("denoiser"), _own_denoiser(ctx, generator)]
+        names = [ctx.models.get("ae-16"), ctx.models.get("denoiser"), own_denoisers[generator]]
         denoisers = [ctx.uses(section, name) for name in dict.fromkeys(names) if name]
         figure = _sample_figure(ctx, ctx.uses(section, generator), denoisers)
         ctx.save(
@@ -394,7 +395,7 @@ def gan(ctx: ReportContext, section: Section) -> None:
         f"{features}, as fmt gan eval does; they depend on N."
     )
     try:
-        section.measures.extend(_distances(ctx, generators, ctx.uses(section, features)))
+        section.measures.extend(_distances(ctx, own_denoisers, ctx.uses(section, features)))
     except MeasurementError as error:  # too few test images for the feature covariance
         section.skipped.append(Skipped("Fréchet distances", str(error)))
 
@@ -409,19 +410,20 @@ def _own_denoiser(ctx: ReportContext, generator: str) -> str | None:
         return None
 
 
-def _distances(ctx: ReportContext, generators: list[str], features: str) -> list[Measure]:
-    """The floor (training images) and each generator's samples, raw and denoised as
-    ``--denoise`` cleans them, against the test images in the feature space of
-    ``features``."""
+def _distances(
+    ctx: ReportContext, own_denoisers: dict[str, str | None], features: str
+) -> list[Measure]:
+    """The floor (training images) and each generator's samples, raw and denoised by its own
+    denoiser (``own_denoisers``: what ``--denoise`` cleans them with), against the test
+    images in the feature space of ``features``."""
     from fmnist_toolkit.engine.gan_eval import reference_features, sample_rows
     from fmnist_toolkit.engine.sample import load_denoiser, load_generator, truncation_label
 
     classifier_model = load_model(features, store=ctx.store, device=ctx.device)
     reference, floor = reference_features(classifier_model, ctx.data_dir, ctx.seed, ctx.samples)
     measures = [_distance("training images (the floor)", floor, "")]
-    for generator in generators:
+    for generator, denoiser_name in own_denoisers.items():
         network = load_generator(generator, ctx.store, ctx.device)
-        denoiser_name = _own_denoiser(ctx, generator)
         denoiser = load_denoiser(denoiser_name, ctx.store, ctx.device) if denoiser_name else None
         for row in sample_rows(
             classifier_model, network, denoiser, ctx.samples, ctx.seed, reference
