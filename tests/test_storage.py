@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import shutil
 from pathlib import Path
 
 import pytest
@@ -293,6 +294,32 @@ def test_a_new_name_may_not_differ_from_an_existing_one_in_case_alone(tmp_path: 
     save_autoencoder(store, "Ae-2-copy")
     assert store.check_new_name("aux") == "aux" and validate_name("aux") == "aux"
     assert store.check_new_name("Ae-2-copy") == "Ae-2-copy"
+
+
+def test_a_model_caught_mid_save_is_not_in_the_way(tmp_path: Path, monkeypatch) -> None:
+    """CI caught it: a save in another process swapped m3's folder away between the two looks
+    at it, and a training run of m3 was refused as 'in the way'. The second look waits for
+    the write lock, under which the swap has finished; a load looks again the same way."""
+    import contextlib
+
+    store = ModelStore(tmp_path, bundled=None)
+    store.save("m3", {"w": torch.zeros(2)}, {"kind": "autoencoder"})
+    config = (tmp_path / "m3" / CONFIG_FILE).read_bytes()
+    (tmp_path / "m3" / CONFIG_FILE).unlink()  # as seen mid-swap: the folder without its config
+    real_locked = store._locked
+
+    @contextlib.contextmanager
+    def swap_finishes_first(name: str):
+        with real_locked(name):
+            (tmp_path / name / CONFIG_FILE).write_bytes(config)
+            yield
+
+    monkeypatch.setattr(store, "_locked", swap_finishes_first)
+    assert store.check_new_name("m3", kind="autoencoder") == "m3"
+    # A load in that moment: the whole folder a moment later, not "no model named 'm3'".
+    shutil.rmtree(tmp_path / "m3")
+    (tmp_path / "m3").mkdir()
+    assert store.require("m3") == tmp_path / "m3"
 
 
 def test_a_new_name_may_not_take_a_store_file_or_another_kind_of_model(tmp_path: Path) -> None:

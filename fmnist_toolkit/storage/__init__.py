@@ -350,7 +350,7 @@ class ModelStore:
             raise InvalidNameError(
                 f"{name!r} is the name of the store's tuning studies file; pick another name"
             )
-        if folder.exists() and not (folder / CONFIG_FILE).is_file():
+        if self._in_the_way(folder, name):
             raise InvalidNameError(
                 f"{folder} is in the way and is not a model (it has no {CONFIG_FILE}); move "
                 "or delete it yourself, or pick another name"
@@ -375,6 +375,23 @@ class ModelStore:
                 "macOS and Windows do not tell apart; pick another name"
             )
         return name
+
+    def _in_the_way(self, folder: Path, name: str) -> bool:
+        """Whether ``folder`` exists and is not a model. A save or remove in another process
+        swaps a model's folder away for a moment under the write lock, so a folder that looks
+        config-less is looked at again under that lock before being called in the way."""
+        if not folder.exists() or (folder / CONFIG_FILE).is_file():
+            return False
+        with self._settled(name):
+            return folder.exists() and not (folder / CONFIG_FILE).is_file()
+
+    def _settled(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """Held while looking again at ``name``'s folder: its write lock, under which no save
+        or remove is half-way through swapping the folder. A store that has never written (or
+        is read-only to us) has no swap to wait for."""
+        if not os.access(self.root / _LOCKS / "write", os.W_OK):
+            return contextlib.nullcontext()
+        return self._locked(name)
 
     def _user_kind(self, name: str) -> str | None:
         """The kind of the user's saved model ``name`` (None: no such model, or unreadable)."""
@@ -416,6 +433,9 @@ class ModelStore:
         bundled = self._bundled_dir(name)
         if bundled is not None:
             return bundled
+        with self._settled(name):  # a save in another process may be swapping it in right now
+            if (folder / CONFIG_FILE).is_file():
+                return folder
         raise ModelNotFoundError(self._not_found_message(name))
 
     def _not_found_message(self, name: str) -> str:
