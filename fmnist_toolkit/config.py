@@ -16,6 +16,8 @@ SCHEDULES = ("constant", "cosine", "onecycle", "warmup-cosine")
 OBJECTIVES = ("reconstruct", "denoise")
 # Architectures of ``fmt ae train`` that are denoisers (kind "denoiser"), not autoencoders.
 DENOISER_ARCHITECTURES = ("unet",)
+# The denoiser ``fmt gan gate`` makes: another model behind a detector of a generator's samples.
+GATED_ARCHITECTURE = "gated"
 # The model registry's architectures by family, named here so that the CLI's choices need no
 # torch import; tests/test_cli.py keeps them equal to the registry.
 AUTOENCODER_ARCHITECTURES = ("seed", "wide", "residual")
@@ -234,3 +236,19 @@ class GanTrainConfig:
         if self.spectral_norm:
             params["spectral_norm"] = True
         return ModelSpec(kind="discriminator", architecture=self.architecture, params=params)
+
+
+@dataclass(frozen=True)
+class GateTrainConfig:
+    """The recipe of ``fmt gan gate``: a detector of ``generator``'s samples (against the
+    training images) in front of ``denoiser``, so that it cleans only what looks generated."""
+
+    generator: str  # store name or path of the generator whose samples are detected
+    denoiser: str  # store name or path of the denoiser (or autoencoder) that cleans them
+    epochs: int = 2
+    batch_size: int = 256
+    lr: float = 2e-3
+    width: int = 16  # the detector's first channels (then twice as many)
+    samples: int = 60_000  # generator samples drawn to train against (a tenth held out)
+    val_fraction: float = 0.1
+    seed: int = 0

@@ -105,18 +105,26 @@ def image_rows(
     return figure
 
 
-def image_panels(images: Sequence[torch.Tensor], *, titles: Sequence[str]) -> Figure:
-    """Grayscale pictures [H, W] in [0, 1] side by side (e.g. raw and denoised sample grids)."""
+def image_panels(
+    images: Sequence[torch.Tensor], *, titles: Sequence[str], columns: int | None = None
+) -> Figure:
+    """Grayscale pictures [H, W] in [0, 1] side by side (e.g. raw and denoised sample grids),
+    ``columns`` to a row (default: all in one row)."""
+    import numpy as np
     from matplotlib.figure import Figure
 
+    columns = columns or len(images)
+    rows = -(-len(images) // columns)
     height, width = images[0].shape
     scale = 6.0 / max(height, width)
     figure = Figure(
-        figsize=(len(images) * width * scale + 0.4, height * scale + 0.6), layout="constrained"
+        figsize=(columns * width * scale + 0.4, rows * (height * scale + 0.6)),
+        layout="constrained",
     )
-    for axes, image, title in zip(
-        figure.subplots(1, len(images)).flat, images, titles, strict=True
-    ):
+    panels = list(np.atleast_1d(figure.subplots(rows, columns)).flat)
+    for axes in panels[len(images) :]:  # a last row with room to spare
+        axes.set_axis_off()
+    for axes, image, title in zip(panels[: len(images)], images, titles, strict=True):
         axes.imshow(image.detach().cpu().numpy(), cmap="gray", vmin=0, vmax=1)
         axes.set_title(title, fontsize=10)
         axes.set_axis_off()

@@ -459,7 +459,8 @@ def test_choices_come_from_config_and_agree_with_the_registry() -> None:
         kind: sorted(a for k, a in architectures() if k == kind) for kind, _ in architectures()
     }
     assert sorted(config.AUTOENCODER_ARCHITECTURES) == registered["autoencoder"]
-    assert sorted(config.DENOISER_ARCHITECTURES) == registered["denoiser"]
+    denoisers = (*config.DENOISER_ARCHITECTURES, config.GATED_ARCHITECTURE)
+    assert sorted(denoisers) == registered["denoiser"]
     assert sorted(config.MODEL_KINDS) == sorted(set(registered) - {"discriminator"})
     assert (
         sorted(config.GAN_ARCHITECTURES) == registered["generator"] == registered["discriminator"]

@@ -153,8 +153,8 @@ def train(
             max=MAX_SHARPEN,
             help="--objective denoise only: when cleaning, add this much of an unsharp mask to "
             "the cleaned image, restoring the edges and texture that generators draw and "
-            "autoencoders redraw too soft (the bundled denoiser-unet: 0.05, "
-            "ae-wide-64-denoise: 1); training is the same whatever its value.",
+            "autoencoders redraw too soft (the bundled denoiser-unet: 0.05; the redraw inside "
+            "denoiser-gan-mlp: 1); training is the same whatever its value.",
             rich_help_panel=RECIPE,
         ),
     ] = 0.0,

@@ -67,8 +67,18 @@ def _applies(field: str, recipe: dict[str, Any], kind: str | None) -> bool:
 
 
 def _shown(value: Any) -> str:
-    """A config value for people: floats to six significant digits."""
+    """A config value for people: floats to six significant digits, a model's spec (a gated
+    denoiser's wrapped one) as its architecture and parameters."""
+    if isinstance(value, dict) and "architecture" in value:
+        return _described(value)
     return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _described(spec: dict[str, Any]) -> str:
+    """``wide (latent_dim=64, sharpen=1)``: a model spec on one line."""
+    params = ", ".join(f"{key}={_shown(value)}" for key, value in _section(spec, "params").items())
+    architecture = str(spec.get("architecture", "?"))
+    return f"{architecture} ({params})" if params else architecture
 
 
 def _epochs_done(run) -> str:
@@ -166,15 +176,12 @@ def list_models(
     narrow = width is not None and width < WIDE_LISTING
     rows = []  # name, kind, source, architecture, metrics, size, created
     for model in models:
-        spec = _section(model.config, "model")
-        params = ", ".join(f"{key}={value}" for key, value in _section(spec, "params").items())
-        architecture = str(spec.get("architecture", "?"))
         rows.append(
             (
                 model.name,
                 model.kind,
                 _source_label(model, models),
-                f"{architecture} ({params})" if params else architecture,
+                _described(_section(model.config, "model")),
                 _summary(model.config, headline_only=narrow),
                 _size(sizes[model.path]),
                 str(model.config.get("created", ""))[:16].replace("T", " "),
@@ -262,6 +269,11 @@ def show(name: NameArgument, json_output: JsonOption = False) -> None:
     for key in ("model", "recipe", "engine", "metrics", "sampling"):
         for field, value in _section(config, key).items():
             if key == "recipe" and not _applies(field, recipe, config.get("kind")):
+                continue
+            if key == "model" and field == "params" and isinstance(value, dict):
+                # One row per parameter: a gated denoiser's wrapped model reads on its own row.
+                for param, setting in value.items():
+                    table.add_row(f"model.params.{param}", _shown(setting))
                 continue
             table.add_row(f"{key}.{field}", _shown(value))
     for key in ("device", "seconds", "data_sha256", "toolkit_version", "created"):

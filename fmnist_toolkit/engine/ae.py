@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fmnist_toolkit.config import (
+    AUTOENCODER_ARCHITECTURES,
     DENOISER_ARCHITECTURES,
     OBJECTIVES,
     OPTIMIZERS,
@@ -36,7 +37,7 @@ from fmnist_toolkit.engine.inference import INFERENCE_BATCH
 from fmnist_toolkit.engine.loop import Callback, LoopState, Step, fit
 from fmnist_toolkit.engine.run import TrainingRun, run_description
 from fmnist_toolkit.errors import UsageError
-from fmnist_toolkit.models import architectures, create_model
+from fmnist_toolkit.models import create_model
 from fmnist_toolkit.storage import ModelStore
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def check_train_config(config: AutoencoderTrainConfig) -> None:
         raise UsageError("the learning rate and weight decay must be finite numbers")
     if config.lr <= 0 or config.weight_decay < 0:
         raise UsageError("the learning rate must be > 0 and the weight decay >= 0")
-    known = [arch for kind, arch in architectures("autoencoder") + architectures("denoiser")]
+    known = AUTOENCODER_ARCHITECTURES + DENOISER_ARCHITECTURES  # not "gated": fmt gan gate
     if config.architecture not in known:
         raise UsageError(f"unknown architecture {config.architecture!r}; use {' or '.join(known)}")
     if config.objective not in OBJECTIVES:

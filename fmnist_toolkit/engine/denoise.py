@@ -95,11 +95,16 @@ def corrupt(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def generator_samples(
-    names: tuple[str, ...], count: int, store: ModelStore, device: torch.device
+    names: tuple[str, ...],
+    count: int,
+    store: ModelStore,
+    device: torch.device,
+    *,
+    seed: int = CLEAN_SAMPLES_SEED,
 ) -> torch.Tensor:
     """``count`` samples of each generator in ``names`` as uint8 [N, 28, 28] on ``device``,
-    drawn from :data:`CLEAN_SAMPLES_SEED` (a conditional one draws every class equally often):
-    extra clean training images for a denoiser."""
+    drawn from ``seed`` (a conditional one draws every class equally often): extra clean
+    training images for a denoiser, or what a gate learns to detect (engine/gate.py)."""
     import torch
 
     from fmnist_toolkit.engine.sample import (
@@ -114,7 +119,7 @@ def generator_samples(
         generator = load_generator(name, store, device)
         labels = sample_labels(generator, count)
         # Untruncated draws (1): the widest variety of what generators make.
-        batches = sample_batches(generator, None, count, CLEAN_SAMPLES_SEED, labels, truncation=1)
+        batches = sample_batches(generator, None, count, seed, labels, truncation=1)
         for raw, _ in batches:
             samples.append(to_uint8(raw))
     return torch.cat(samples).to(device)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fmnist_toolkit.config import MAX_SHARPEN
-from fmnist_toolkit.models._registry import register
+from fmnist_toolkit.config import GATED_ARCHITECTURE, MAX_SHARPEN
+from fmnist_toolkit.models._registry import build_model, register
 
 
 def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -75,6 +75,67 @@ class UNetDenoiser(nn.Module):
             kept = (images - cleaned).abs() <= self.min_correction
             cleaned = torch.where(kept, images, cleaned).clamp(0, 1)
         return unsharp_mask(cleaned, self.sharpen) if self.sharpen else cleaned
+
+
+#: What a gated denoiser may wrap: any image-to-image model of the store.
+GATEABLE_KINDS = ("denoiser", "autoencoder")
+
+
+@register("denoiser", GATED_ARCHITECTURE)
+class GatedDenoiser(nn.Module):
+    """A denoiser that cleans only what looks generated: ``denoiser`` (a whole image-to-image
+    model, rebuilt from its spec: kind, architecture, params) behind a small detector of one
+    generator's samples.
+
+    The detector (three 3x3 convolutions of ``width``, twice and twice ``width`` channels, two
+    max-pools, global average pooling, one logit) says how likely an image is that generator's rather
+    than a real photograph; the output moves from the image towards its cleaned version by
+    that probability. A redrawing denoiser brings a weak generator's samples much closer to
+    real clothes but changes a real photograph too (docs/gan.md); with the gate a real image
+    passes almost unchanged. ``fmt gan gate`` trains the detector; the wrapped denoiser stays
+    as it was trained, always in eval mode. No batch norm: an image's result never depends on
+    its batch.
+    """
+
+    def __init__(self, denoiser: dict, width: int = 16) -> None:
+        super().__init__()
+        if width < 1:
+            raise ValueError(f"width must be at least 1, not {width}")
+        if not isinstance(denoiser, dict) or denoiser.get("kind") not in GATEABLE_KINDS:
+            raise ValueError(f"denoiser must be the spec of a {' or '.join(GATEABLE_KINDS)}")
+        self.width = width
+        self.denoiser = build_model(
+            denoiser["kind"], denoiser.get("architecture"), **denoiser.get("params", {})
+        )
+        self.denoiser.requires_grad_(False)
+        self.detector = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(2 * width, 1),
+        )
+        self.denoiser.eval()
+
+    def train(self, mode: bool = True) -> GatedDenoiser:
+        super().train(mode)
+        self.denoiser.eval()  # trained already: its batch norm keeps its own statistics
+        return self
+
+    def generated_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """[N] logits of "this image is the generator's" (the detector's training output)."""
+        return self.detector(images).squeeze(1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        cleaned = self.denoiser(images).clamp(0, 1)
+        generated = torch.sigmoid(self.generated_logits(images)).view(-1, 1, 1, 1)
+        return images + generated * (cleaned - images)
 
 
 def checked_sharpen(amount: float) -> float:
