@@ -26,7 +26,7 @@ from fmnist_toolkit.storage import ModelStore  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
 SEED = int(sys.argv[2]) if len(sys.argv) > 2 else 1
-NAMES = (sys.argv[3] if len(sys.argv) > 3 else "denoiser-unet,ae-wide-64-denoise").split(",")
+NAMES = (sys.argv[3] if len(sys.argv) > 3 else "denoiser-unet,denoiser-gan-mlp").split(",")
 GENERATORS = sys.argv[4].split(",") if len(sys.argv) > 4 else None
 DATA_DIR = str(Path(__file__).resolve().parents[2] / "shared" / "fashion-mnist")
 

@@ -1,9 +1,11 @@
-"""Re-measure every bundled autoencoder and classifier on the test set, as a new user would.
+"""Re-measure every bundled autoencoder, denoiser and classifier on the test set, as a new
+user would.
 
 Usage: python scripts/measure_bundled.py --data-dir DIR [--device cpu] [--json]
 
-Autoencoders through ``fmnist_toolkit.load_model`` (test MSE per pixel; for one trained to
-denoise, its denoising test MSE and how much it changes clean test images), classifiers
+Autoencoders and denoisers through ``fmnist_toolkit.load_model`` (test MSE per pixel; for one
+trained to denoise, its denoising test MSE and how much it changes clean test images; for a
+gated denoiser, which only the generator's samples are meant to change, the latter), classifiers
 through ``fmt clf eval``'s library call (test accuracy); each beside the figure its config
 recorded when it was trained. Run it from a fresh install with an empty ``FMT_HOME`` so that
 only the bundled models are seen.
@@ -26,6 +28,7 @@ def main() -> None:
     import torch
 
     import fmnist_toolkit
+    from fmnist_toolkit.config import GATED_ARCHITECTURE
     from fmnist_toolkit.data import DeviceSplit
     from fmnist_toolkit.engine.ae import reconstruction_mse
     from fmnist_toolkit.engine.clf_eval import evaluate_classifier
@@ -37,10 +40,16 @@ def main() -> None:
     test = DeviceSplit.load("test", args.data_dir, device)
     rows = []
     for model in ModelStore().available():
-        if model.source != "bundled" or model.kind not in ("autoencoder", "classifier"):
+        if model.source != "bundled" or model.kind not in ("autoencoder", "denoiser", "classifier"):
             continue
         recorded = model.config.get("metrics", {})
-        if model.kind == "autoencoder" and trained_to_denoise(model.config):
+        if model.config.get("model", {}).get("architecture") == GATED_ARCHITECTURE:
+            network = fmnist_toolkit.load_model(model.name, device=args.device)
+            measured = denoising_metrics(network, test, corrupted_test_images(test))
+            rows.append(
+                (model.name, "clean change", recorded.get("clean_mse"), measured["clean_mse"])
+            )
+        elif model.kind in ("autoencoder", "denoiser") and trained_to_denoise(model.config):
             network = fmnist_toolkit.load_model(model.name, device=args.device)
             measured = denoising_metrics(network, test, corrupted_test_images(test))
             for key, metric in (("test_mse", "denoising test MSE"), ("clean_mse", "clean change")):

@@ -87,7 +87,7 @@ def test_every_denoiser_a_bundled_generator_records_is_bundled_too() -> None:
         sampling = json.loads((BUNDLED_ROOT / name / CONFIG_FILE).read_text()).get("sampling", {})
         if entry["kind"] == "generator" and "denoiser" in sampling:
             recorded[name] = sampling["denoiser"]
-    assert recorded == {"gan-mlp": "ae-wide-64-denoise"}
+    assert recorded == {"gan-mlp": "denoiser-gan-mlp"}
     for denoiser in recorded.values():
         assert manifest[denoiser]["kind"] in ("autoencoder", "denoiser")
 

@@ -88,13 +88,13 @@ class GatedDenoiser(nn.Module):
     generator's samples.
 
     The detector (three 3x3 convolutions of ``width``, twice and twice ``width`` channels, two
-    max-pools, global average pooling, one logit) says how likely an image is that generator's rather
-    than a real photograph; the output moves from the image towards its cleaned version by
-    that probability. A redrawing denoiser brings a weak generator's samples much closer to
-    real clothes but changes a real photograph too (docs/gan.md); with the gate a real image
-    passes almost unchanged. ``fmt gan gate`` trains the detector; the wrapped denoiser stays
-    as it was trained, always in eval mode. No batch norm: an image's result never depends on
-    its batch.
+    max-pools, global average pooling, one logit) says how likely an image is that
+    generator's rather than a real photograph; the output moves from the image towards its
+    cleaned version by that probability. A redrawing denoiser brings a weak generator's
+    samples much closer to real clothes but changes a real photograph too (docs/gan.md); with
+    the gate a real image passes almost unchanged. ``fmt gan gate`` trains the detector; the
+    wrapped denoiser stays as it was trained, always in eval mode. No batch norm: an image's
+    result never depends on its batch.
     """
 
     def __init__(self, denoiser: dict, width: int = 16) -> None:

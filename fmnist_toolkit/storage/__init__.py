@@ -84,6 +84,11 @@ RETIRED_BUNDLED = {
         "no longer bundled: clf-ae-wide-16-onecycle, a frozen head on ae-wide-16-onecycle "
         "trained with the field's tools, replaces it (test accuracy 89.90 % against 88.78 %)"
     ),
+    "ae-wide-64-denoise": (
+        "no longer bundled on its own: denoiser-gan-mlp holds it behind a detector of "
+        "gan-mlp's samples, which leaves real images almost unchanged (load_model"
+        "('denoiser-gan-mlp').denoiser is the plain redraw; docs/gan.md)"
+    ),
 }
 _CHECKPOINTS = ".checkpoints"
 # The tuning studies' default SQLite file beside the models (fmt ae tune); SQLite adds its
