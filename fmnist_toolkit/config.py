@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 ConfigT = TypeVar("ConfigT")
 
@@ -18,6 +18,10 @@ OBJECTIVES = ("reconstruct", "denoise")
 DENOISER_ARCHITECTURES = ("unet",)
 # The denoiser ``fmt gan gate`` makes: another model behind a detector of a generator's samples.
 GATED_ARCHITECTURE = "gated"
+# Fewer generator samples leave the detector too few to learn from or to validate on.
+MIN_GATE_SAMPLES = 100
+# What may clean images (``--denoiser``, and what a gated denoiser wraps): image-to-image models.
+IMAGE_TO_IMAGE_KINDS = ("denoiser", "autoencoder")
 # The model registry's architectures by family, named here so that the CLI's choices need no
 # torch import; tests/test_cli.py keeps them equal to the registry.
 AUTOENCODER_ARCHITECTURES = ("seed", "wide", "residual")
@@ -81,6 +85,8 @@ class ModelSpec:
 class AutoencoderTrainConfig:
     """The recipe of ``fmt ae train``; defaults are the course report's best trial."""
 
+    COMMAND: ClassVar[str] = "fmt ae train"  # what trains it: recorded, and checked on --resume
+
     latent_dim: int = 16
     architecture: str = "seed"
     epochs: int = 60
@@ -119,6 +125,8 @@ class AutoencoderTrainConfig:
 @dataclass(frozen=True)
 class ClassifierTrainConfig:
     """The recipe of ``fmt clf finetune``; defaults are the report's (frozen encoder)."""
+
+    COMMAND: ClassVar[str] = "fmt clf finetune"  # what trains it: recorded, and checked on --resume
 
     encoder: str = "ae-16"  # the autoencoder (store name or path) whose encoder is used
     epochs: int = 100
@@ -188,6 +196,8 @@ class GanTrainConfig:
     """The recipe of ``fmt gan train``; the field defaults are the course report's ``mlp``
     recipe, and :meth:`for_architecture` applies the ``dcgan`` one (:data:`DCGAN_DEFAULTS`)."""
 
+    COMMAND: ClassVar[str] = "fmt gan train"  # what trains it: recorded, and checked on --resume
+
     architecture: str = "mlp"  # or "dcgan"
     latent_size: int = 100
     hidden_size: int = 784  # mlp only
@@ -242,6 +252,8 @@ class GanTrainConfig:
 class GateTrainConfig:
     """The recipe of ``fmt gan gate``: a detector of ``generator``'s samples (against the
     training images) in front of ``denoiser``, so that it cleans only what looks generated."""
+
+    COMMAND: ClassVar[str] = "fmt gan gate"  # what trains it: recorded, and checked on --resume
 
     generator: str  # store name or path of the generator whose samples are detected
     denoiser: str  # store name or path of the denoiser (or autoencoder) that cleans them

@@ -110,7 +110,6 @@ def image_panels(
 ) -> Figure:
     """Grayscale pictures [H, W] in [0, 1] side by side (e.g. raw and denoised sample grids),
     ``columns`` to a row (default: all in one row)."""
-    import numpy as np
     from matplotlib.figure import Figure
 
     columns = columns or len(images)
@@ -121,7 +120,7 @@ def image_panels(
         figsize=(columns * width * scale + 0.4, rows * (height * scale + 0.6)),
         layout="constrained",
     )
-    panels = list(np.atleast_1d(figure.subplots(rows, columns)).flat)
+    panels = list(figure.subplots(rows, columns, squeeze=False).flat)
     for axes in panels[len(images) :]:  # a last row with room to spare
         axes.set_axis_off()
     for axes, image, title in zip(panels[: len(images)], images, titles, strict=True):

@@ -96,6 +96,8 @@ def test_asking_for_a_retired_model_names_its_replacement(bundle: Path, tmp_path
     store = ModelStore(tmp_path, bundled=bundle)
     with pytest.raises(ModelNotFoundError, match="no longer bundled: ae-wide-16-onecycle"):
         store.require("ae-wide-16")
+    with pytest.raises(ModelNotFoundError, match="denoiser-gan-mlp holds it"):
+        store.require("ae-wide-64-denoise")
 
 
 @pytest.fixture

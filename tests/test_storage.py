@@ -300,26 +300,37 @@ def test_a_model_caught_mid_save_is_not_in_the_way(tmp_path: Path, monkeypatch) 
     """CI caught it: a save in another process swapped m3's folder away between the two looks
     at it, and a training run of m3 was refused as 'in the way'. The second look waits for
     the write lock, under which the swap has finished; a load looks again the same way."""
-    import contextlib
-
     store = ModelStore(tmp_path, bundled=None)
     store.save("m3", {"w": torch.zeros(2)}, {"kind": "autoencoder"})
     config = (tmp_path / "m3" / CONFIG_FILE).read_bytes()
     (tmp_path / "m3" / CONFIG_FILE).unlink()  # as seen mid-swap: the folder without its config
-    real_locked = store._locked
+    real_lock = store._lock
 
-    @contextlib.contextmanager
-    def swap_finishes_first(name: str):
-        with real_locked(name):
-            (tmp_path / name / CONFIG_FILE).write_bytes(config)
-            yield
+    class SwapFinishesFirst:
+        """The write lock, got once the other process's swap has put the config back."""
 
-    monkeypatch.setattr(store, "_locked", swap_finishes_first)
+        def __init__(self, name: str, timeout: float) -> None:
+            self.lock, self.name = real_lock("write", name, timeout=timeout), name
+
+        def acquire(self) -> None:
+            self.lock.acquire()
+            (tmp_path / self.name / CONFIG_FILE).write_bytes(config)
+
+        def release(self) -> None:
+            self.lock.release()
+
+    monkeypatch.setattr(
+        store, "_lock", lambda purpose, name, timeout=-1: SwapFinishesFirst(name, timeout)
+    )
     assert store.check_new_name("m3", kind="autoencoder") == "m3"
     # A load in that moment: the whole folder a moment later, not "no model named 'm3'".
     shutil.rmtree(tmp_path / "m3")
     (tmp_path / "m3").mkdir()
     assert store.require("m3") == tmp_path / "m3"
+    # A name never saved here has no lock file to wait on, and gets none made for it.
+    with pytest.raises(ModelNotFoundError):
+        store.require("m4")
+    assert not (tmp_path / ".locks" / "write" / "m4.lock").exists()
 
 
 def test_a_new_name_may_not_take_a_store_file_or_another_kind_of_model(tmp_path: Path) -> None:

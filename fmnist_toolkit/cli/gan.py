@@ -36,7 +36,12 @@ from fmnist_toolkit.cli._render import (
     spinner,
     typed_options,
 )
-from fmnist_toolkit.config import GAN_ARCHITECTURE_ONLY, GAN_ARCHITECTURES, GAN_LOSSES
+from fmnist_toolkit.config import (
+    GAN_ARCHITECTURE_ONLY,
+    GAN_ARCHITECTURES,
+    GAN_LOSSES,
+    MIN_GATE_SAMPLES,
+)
 
 TruncationOption = Annotated[
     float | None,
@@ -295,6 +300,16 @@ def train(
     print_summary(f"GAN generator {result.name}", summary)
 
 
+def _folder_name(model: str) -> str:
+    """A model's name as given, or the name of the folder a path points into (``.``, a
+    folder, or its config.json or weights file)."""
+    path = Path(model).expanduser()
+    if not path.exists():
+        return model
+    path = path.resolve()
+    return (path.parent if path.is_file() else path).name
+
+
 @app.command()
 def gate(
     ctx: typer.Context,
@@ -316,8 +331,8 @@ def gate(
     name: Annotated[
         str | None,
         typer.Option(
-            help="Name of the gated denoiser in the store. Default: denoiser-MODEL (a "
-            "folder's last part).",
+            help="Name of the gated denoiser in the store. Default: denoiser-MODEL (for a "
+            "path, the name of its folder).",
             show_default=False,
         ),
     ] = None,
@@ -337,7 +352,7 @@ def gate(
     samples: Annotated[
         int,
         typer.Option(
-            min=1,
+            min=MIN_GATE_SAMPLES,
             help="Generator samples to learn from, beside the 60,000 training images (a "
             "tenth of each is held out to validate).",
             rich_help_panel=GATE_RECIPE,
@@ -371,7 +386,7 @@ def gate(
     from fmnist_toolkit.engine.gate import train_gate
 
     check_resume_or_restart(resume, restart)
-    model_name = name or f"denoiser-{Path(model).name}"
+    model_name = name or f"denoiser-{_folder_name(model)}"
     config = GateTrainConfig(
         generator=model,
         denoiser=denoiser,

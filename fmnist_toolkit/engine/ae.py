@@ -71,7 +71,7 @@ def check_train_config(config: AutoencoderTrainConfig) -> None:
         raise UsageError("the learning rate and weight decay must be finite numbers")
     if config.lr <= 0 or config.weight_decay < 0:
         raise UsageError("the learning rate must be > 0 and the weight decay >= 0")
-    known = AUTOENCODER_ARCHITECTURES + DENOISER_ARCHITECTURES  # not "gated": fmt gan gate
+    known = sorted(AUTOENCODER_ARCHITECTURES) + sorted(DENOISER_ARCHITECTURES)  # not "gated"
     if config.architecture not in known:
         raise UsageError(f"unknown architecture {config.architecture!r}; use {' or '.join(known)}")
     if config.objective not in OBJECTIVES:

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from fmnist_toolkit.config import (
     GATED_ARCHITECTURE,
+    IMAGE_TO_IMAGE_KINDS,
+    MIN_GATE_SAMPLES,
     EngineConfig,
     GateTrainConfig,
     ModelSpec,
@@ -34,7 +36,7 @@ from fmnist_toolkit.data import (
 )
 from fmnist_toolkit.engine import checkpoint as checkpointing
 from fmnist_toolkit.engine.callbacks import Checkpoint
-from fmnist_toolkit.engine.denoise import generator_samples
+from fmnist_toolkit.engine.denoise import denoising_mse, generator_samples
 from fmnist_toolkit.engine.device import (
     adam_options,
     autocast,
@@ -50,7 +52,6 @@ from fmnist_toolkit.engine.model_io import check_state_dict, read_model_of_kind
 from fmnist_toolkit.engine.run import TrainingRun, run_description
 from fmnist_toolkit.errors import UsageError
 from fmnist_toolkit.models import create_model
-from fmnist_toolkit.models.denoiser import GATEABLE_KINDS
 from fmnist_toolkit.storage import ModelStore
 
 if TYPE_CHECKING:
@@ -84,12 +85,14 @@ class GateTrainResult:
 
 def check_gate_config(config: GateTrainConfig) -> None:
     """Values that can never train: a usage error before any data is read."""
-    if min(config.epochs, config.batch_size, config.width, config.samples) < 1:
-        raise UsageError("epochs, batch size, width and samples must be at least 1")
+    if min(config.epochs, config.batch_size, config.width) < 1:
+        raise UsageError("epochs, batch size and width must be at least 1")
+    if config.samples < MIN_GATE_SAMPLES:
+        raise UsageError(f"--samples must be at least {MIN_GATE_SAMPLES}")
     if not math.isfinite(config.lr) or config.lr <= 0:
         raise UsageError("the learning rate must be a finite number > 0")
-    if not 0 < config.val_fraction < 1:
-        raise UsageError("--val-fraction must be between 0 and 1")
+    if not 0.01 <= config.val_fraction <= 0.5:
+        raise UsageError("the validation fraction must be between 0.01 and 0.5")
 
 
 @dataclass
@@ -198,23 +201,6 @@ def _source(name: str, config: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "weights_sha256": config.get("weights_sha256")}
 
 
-def change_of_clean_images(model: nn.Module, images: torch.Tensor, precision: str) -> float:
-    """Mean squared change of uint8 ``images`` through ``model`` (in eval mode)."""
-    import torch
-
-    was_training = model.training
-    model.eval()
-    total = 0.0
-    try:
-        with torch.no_grad(), autocast(images.device, precision):
-            for part in images.split(INFERENCE_BATCH):
-                clean = to_unit_float(part)
-                total += float((model(clean).float() - clean).pow(2).sum())
-    finally:
-        model.train(was_training)
-    return total / images.numel()
-
-
 def train_gate(
     name: str,
     config: GateTrainConfig,
@@ -241,7 +227,7 @@ def train_gate(
         config, engine = run.settings(GateTrainConfig, config, engine)
         check_gate_config(config)
         denoiser_tensors, denoiser_config, denoiser_label, denoiser_spec = read_model_of_kind(
-            config.denoiser, GATEABLE_KINDS, store, hint="--denoiser needs one"
+            config.denoiser, IMAGE_TO_IMAGE_KINDS, store, hint="--denoiser needs one"
         )
         _, generator_config, _, _ = read_model_of_kind(
             config.generator, "generator", store, hint="--model needs one"
@@ -314,8 +300,9 @@ def train_gate(
 
         last = state.last
         clean_flagged = float((training.generated_probability(test.images) > 0.5).float().mean())
-        clean_mse = change_of_clean_images(model, test.images, engine.precision)
-        denoiser_clean_mse = change_of_clean_images(model.denoiser, test.images, engine.precision)
+        clean = to_unit_float(test.images)  # "corrupted" by nothing: the change of clean images
+        clean_mse = denoising_mse(model, test, clean, precision=engine.precision)
+        denoiser_clean_mse = denoising_mse(model.denoiser, test, clean, precision=engine.precision)
         path = run.save(
             model.state_dict(),
             {

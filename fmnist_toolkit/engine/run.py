@@ -25,7 +25,7 @@ import datetime
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from fmnist_toolkit._version import __version__
 from fmnist_toolkit.config import EngineConfig, ModelSpec, config_to_dict
@@ -34,13 +34,20 @@ from fmnist_toolkit.engine.callbacks import Checkpoint, CheckpointCallback, Stop
 from fmnist_toolkit.engine.device import check_precision, describe_device
 from fmnist_toolkit.engine.loop import Callback, LoopState
 from fmnist_toolkit.engine.outputs import ensure_writable_folder
-from fmnist_toolkit.errors import ToolkitError, TrainingInterrupted
+from fmnist_toolkit.errors import ToolkitError, TrainingInterrupted, UsageError
 from fmnist_toolkit.storage import ModelStore
 
 if TYPE_CHECKING:
     import torch
 
-RecipeT = TypeVar("RecipeT")
+
+class Recipe(Protocol):
+    """A recipe's config (config.py): its fields, and the command that trains it."""
+
+    COMMAND: ClassVar[str]
+
+
+RecipeT = TypeVar("RecipeT", bound=Recipe)
 
 
 class Resumable(Protocol):
@@ -56,12 +63,13 @@ class Resumable(Protocol):
 
 
 def run_description(
-    spec: ModelSpec, recipe: Any, engine: EngineConfig, **extra: Any
+    spec: ModelSpec, recipe: Recipe, engine: EngineConfig, **extra: Any
 ) -> dict[str, Any]:
     """What a run trains, for :meth:`TrainingRun.begin`: the model spec, the recipe, the engine
     settings and any recipe-specific records (``extra``)."""
     return {
         "kind": spec.kind,
+        "command": type(recipe).COMMAND,
         "model": config_to_dict(spec),
         "recipe": config_to_dict(recipe),
         "engine": config_to_dict(engine),
@@ -121,6 +129,14 @@ class TrainingRun:
         """The recipe and engine to train with: the interrupted run's when resuming."""
         if self.saved is None:
             return config, engine
+        # Two recipes may make models of one kind (fmt ae train --arch unet and fmt gan gate
+        # both make denoisers): only the command that started a run can read its checkpoint.
+        started_by = self.saved[1].get("command", recipe_type.COMMAND)
+        if started_by != recipe_type.COMMAND:
+            raise UsageError(
+                f"the interrupted run of {self.name!r} was started by {started_by}; resume it "
+                f"with {started_by} --name {self.name} --resume, or start again with --restart"
+            )
         return checkpointing.settings_from_checkpoint(recipe_type, self.saved[1], engine, self.name)
 
     def saved_value(self, key: str, default: Any) -> Any:

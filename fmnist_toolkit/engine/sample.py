@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fmnist_toolkit.config import IMAGE_TO_IMAGE_KINDS
 from fmnist_toolkit.data import CLASS_NAMES
 from fmnist_toolkit.engine.defaults import default_generator, denoiser_for
 from fmnist_toolkit.engine.model_io import load_model
@@ -39,7 +40,6 @@ MAX_GRID = 10_000  # more images than this make an unreadable picture: use .npz 
 SAMPLE_BATCH = 1_000  # bounds memory however large --n is
 GRID_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npz", ".npy")
-DENOISER_KINDS = ("denoiser", "autoencoder")  # what --denoiser accepts
 PER_CLASS = 8  # images per requested class when --n is not given
 
 
@@ -122,7 +122,7 @@ def load_generator(name: str, store: ModelStore, device: str | torch.device = "c
 def load_denoiser(name: str, store: ModelStore, device: str | torch.device = "cpu") -> nn.Module:
     """A denoiser or an autoencoder (any image-to-image model) by name or path."""
     hint = "--denoiser needs one"
-    return load_model(name, store=store, device=device, kind=DENOISER_KINDS, hint=hint)
+    return load_model(name, store=store, device=device, kind=IMAGE_TO_IMAGE_KINDS, hint=hint)
 
 
 def choose_denoiser(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fmnist_toolkit.config import GATED_ARCHITECTURE, MAX_SHARPEN
+from fmnist_toolkit.config import GATED_ARCHITECTURE, IMAGE_TO_IMAGE_KINDS, MAX_SHARPEN
 from fmnist_toolkit.models._registry import build_model, register
 
 
@@ -77,10 +77,6 @@ class UNetDenoiser(nn.Module):
         return unsharp_mask(cleaned, self.sharpen) if self.sharpen else cleaned
 
 
-#: What a gated denoiser may wrap: any image-to-image model of the store.
-GATEABLE_KINDS = ("denoiser", "autoencoder")
-
-
 @register("denoiser", GATED_ARCHITECTURE)
 class GatedDenoiser(nn.Module):
     """A denoiser that cleans only what looks generated: ``denoiser`` (a whole image-to-image
@@ -101,8 +97,8 @@ class GatedDenoiser(nn.Module):
         super().__init__()
         if width < 1:
             raise ValueError(f"width must be at least 1, not {width}")
-        if not isinstance(denoiser, dict) or denoiser.get("kind") not in GATEABLE_KINDS:
-            raise ValueError(f"denoiser must be the spec of a {' or '.join(GATEABLE_KINDS)}")
+        if not isinstance(denoiser, dict) or denoiser.get("kind") not in IMAGE_TO_IMAGE_KINDS:
+            raise ValueError(f"denoiser must be the spec of a {' or '.join(IMAGE_TO_IMAGE_KINDS)}")
         self.width = width
         self.denoiser = build_model(
             denoiser["kind"], denoiser.get("architecture"), **denoiser.get("params", {})

@@ -91,6 +91,7 @@ RETIRED_BUNDLED = {
     ),
 }
 _CHECKPOINTS = ".checkpoints"
+_SETTLE_SECONDS = 10  # the longest a look waits for another process's save or remove
 # The tuning studies' default SQLite file beside the models (fmt ae tune); SQLite adds its
 # -journal, -wal and -shm files next to it. No model may take these names.
 STUDIES_FILE = "studies.sqlite3"
@@ -283,6 +284,8 @@ class ModelStore:
 
     @contextlib.contextmanager
     def _locked(self, name: str) -> Iterator[None]:
+        # Never nested for one name: two FileLock objects on one file block each other even
+        # within one process.
         with self._lock("write", name):
             yield
 
@@ -390,13 +393,28 @@ class ModelStore:
         with self._settled(name):
             return folder.exists() and not (folder / CONFIG_FILE).is_file()
 
-    def _settled(self, name: str) -> contextlib.AbstractContextManager[None]:
+    @contextlib.contextmanager
+    def _settled(self, name: str) -> Iterator[None]:
         """Held while looking again at ``name``'s folder: its write lock, under which no save
-        or remove is half-way through swapping the folder. A store that has never written (or
-        is read-only to us) has no swap to wait for."""
-        if not os.access(self.root / _LOCKS / "write", os.W_OK):
-            return contextlib.nullcontext()
-        return self._locked(name)
+        or remove is half-way through swapping the folder. A name never saved or removed here
+        (no lock file: a typo, say) or a store read-only to us has no swap to wait for, and a
+        look waits at most a few seconds (a swap takes two renames)."""
+        from filelock import Timeout
+
+        lock_file = self.root / _LOCKS / "write" / f"{validate_name(name)}.lock"
+        if not os.access(lock_file, os.W_OK):
+            yield
+            return
+        try:
+            lock = self._lock("write", name, timeout=_SETTLE_SECONDS)
+            lock.acquire()
+        except Timeout:
+            yield  # a stuck writer: look as things are
+            return
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _user_kind(self, name: str) -> str | None:
         """The kind of the user's saved model ``name`` (None: no such model, or unreadable)."""
