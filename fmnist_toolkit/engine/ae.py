@@ -248,29 +248,21 @@ class AutoencoderTraining:
         return reconstruction_mse(self.trainable, split, precision=self.engine.precision)
 
     def checkpoint(self) -> Checkpoint:
-        """Weights, optimiser and both random generators, for an exact resume."""
-        import torch
-
-        optimizer_tensors, optimizer_meta = checkpointing.optimizer_to_tensors(self.optimizer)
-        tensors = {
-            **checkpointing.model_tensors(self.model),
-            **optimizer_tensors,
-            "rng.shuffle": self.shuffle.get_state(),
-            "rng.torch": torch.get_rng_state(),
-            **({"rng.corruption": self.corruption.get_state()} if self.corruption else {}),
-        }
-        return tensors, {"optimizer": optimizer_meta}
+        """Weights, optimiser and the random generators, for an exact resume."""
+        tensors, meta = checkpointing.model_optimizer_and_order(
+            self.model, self.optimizer, self.shuffle
+        )
+        if self.corruption is not None:
+            tensors["rng.corruption"] = self.corruption.get_state()
+        return tensors, meta
 
     def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], label: str) -> None:
         """Inverse of :meth:`checkpoint`."""
-        import torch
-
-        checkpointing.restore_model(self.model, tensors, label)
-        checkpointing.restore_optimizer(self.optimizer, tensors, meta["optimizer"])
-        self.shuffle.set_state(tensors["rng.shuffle"])
+        checkpointing.restore_model_optimizer_and_order(
+            self.model, self.optimizer, self.shuffle, tensors, meta, label
+        )
         if self.corruption is not None:
             self.corruption.set_state(tensors["rng.corruption"])
-        torch.set_rng_state(tensors["rng.torch"])
 
 
 def train_autoencoder(

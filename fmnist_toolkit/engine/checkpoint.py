@@ -120,6 +120,41 @@ def restore_model(
     model.load_state_dict(weights)
 
 
+def model_optimizer_and_order(
+    model: nn.Module, optimizer: torch.optim.Optimizer, shuffle: torch.Generator
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """What most recipes checkpoint: the weights, one optimiser, the generator that orders
+    the batches and torch's own (as tensors, and the optimiser's JSON under "optimizer"); a
+    recipe adds its own keys beside them."""
+    import torch
+
+    optimizer_tensors, optimizer_meta = optimizer_to_tensors(optimizer)
+    tensors = {
+        **model_tensors(model),
+        **optimizer_tensors,
+        "rng.shuffle": shuffle.get_state(),
+        "rng.torch": torch.get_rng_state(),
+    }
+    return tensors, {"optimizer": optimizer_meta}
+
+
+def restore_model_optimizer_and_order(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    shuffle: torch.Generator,
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    label: str,
+) -> None:
+    """Inverse of :func:`model_optimizer_and_order`."""
+    import torch
+
+    restore_model(model, tensors, label)
+    restore_optimizer(optimizer, tensors, meta["optimizer"])
+    shuffle.set_state(tensors["rng.shuffle"])
+    torch.set_rng_state(tensors["rng.torch"])
+
+
 def check_resumable(store: ModelStore, name: str, *, resume: bool, restart: bool) -> None:
     """Refuse ``resume`` without an interrupted run of ``name``, and a fresh run that would
     silently discard one (neither ``resume`` nor ``restart``)."""

@@ -354,39 +354,25 @@ class ClassifierTraining:
 
     def checkpoint(self) -> Checkpoint:
         """Weights, optimiser, random generators and the best epoch's weights so far."""
-        import torch
-
-        optimizer_tensors, optimizer_meta = checkpointing.optimizer_to_tensors(self.optimizer)
-        best = self.best.weights
-        tensors = {
-            **checkpointing.model_tensors(self.model),
-            **optimizer_tensors,
-            **(checkpointing.prefixed(_BEST, best) if best is not None else {}),
-            **(
-                checkpointing.model_tensors(self.averaging.average, _AVERAGE)
-                if self.averaging is not None
-                else {}
-            ),
-            "rng.shuffle": self.shuffle.get_state(),
-            "rng.augmentation": self.augmentation.get_state(),
-            "rng.torch": torch.get_rng_state(),
-        }
-        return tensors, {
-            "optimizer": optimizer_meta,
-            "best": {"epoch": self.best.epoch, "val_accuracy": self.best.val_accuracy},
-        }
+        tensors, meta = checkpointing.model_optimizer_and_order(
+            self.model, self.optimizer, self.shuffle
+        )
+        if self.best.weights is not None:
+            tensors.update(checkpointing.prefixed(_BEST, self.best.weights))
+        if self.averaging is not None:
+            tensors.update(checkpointing.model_tensors(self.averaging.average, _AVERAGE))
+        tensors["rng.augmentation"] = self.augmentation.get_state()
+        meta["best"] = {"epoch": self.best.epoch, "val_accuracy": self.best.val_accuracy}
+        return tensors, meta
 
     def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], label: str) -> None:
         """Inverse of :meth:`checkpoint`."""
-        import torch
-
-        checkpointing.restore_model(self.model, tensors, label)
+        checkpointing.restore_model_optimizer_and_order(
+            self.model, self.optimizer, self.shuffle, tensors, meta, label
+        )
         if self.averaging is not None:
             checkpointing.restore_model(self.averaging.average, tensors, label, _AVERAGE)
-        checkpointing.restore_optimizer(self.optimizer, tensors, meta["optimizer"])
-        self.shuffle.set_state(tensors["rng.shuffle"])
         self.augmentation.set_state(tensors["rng.augmentation"])
-        torch.set_rng_state(tensors["rng.torch"])
         self.best.epoch = int(meta["best"]["epoch"])
         self.best.val_accuracy = float(meta["best"]["val_accuracy"])
         if self.best.epoch:

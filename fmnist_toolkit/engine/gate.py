@@ -176,24 +176,12 @@ class GateTraining:
         )
 
     def checkpoint(self) -> Checkpoint:
-        import torch
-
-        optimizer_tensors, optimizer_meta = checkpointing.optimizer_to_tensors(self.optimizer)
-        tensors = {
-            **checkpointing.model_tensors(self.model),
-            **optimizer_tensors,
-            "rng.shuffle": self.shuffle.get_state(),
-            "rng.torch": torch.get_rng_state(),
-        }
-        return tensors, {"optimizer": optimizer_meta}
+        return checkpointing.model_optimizer_and_order(self.model, self.optimizer, self.shuffle)
 
     def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], label: str) -> None:
-        import torch
-
-        checkpointing.restore_model(self.model, tensors, label)
-        checkpointing.restore_optimizer(self.optimizer, tensors, meta["optimizer"])
-        self.shuffle.set_state(tensors["rng.shuffle"])
-        torch.set_rng_state(tensors["rng.torch"])
+        checkpointing.restore_model_optimizer_and_order(
+            self.model, self.optimizer, self.shuffle, tensors, meta, label
+        )
 
 
 def _source(name: str, config: dict[str, Any]) -> dict[str, Any]:
