@@ -731,6 +731,30 @@ def test_sigint_during_clf_finetune(synthetic_data: Path, tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
+def test_sigint_during_gan_gate_then_the_printed_command_resumes(
+    synthetic_data: Path, tmp_path: Path
+) -> None:
+    env = subprocess_env(tmp_path / "home")
+    data = ["--data-dir", synthetic_data, "--device", "cpu", "--quiet"]
+    tiny_gan = ["--latent-size", "8", "--hidden-size", "16", "--epochs", "1", "--name", "gen"]
+    assert run_fmt("gan", "train", *tiny_gan, *data, env=env).returncode == 0
+    tiny_ae = ["--latent-dim", "4", "--epochs", "1", "--objective", "denoise", "--name", "dn"]
+    assert run_fmt("ae", "train", *tiny_ae, *data, env=env).returncode == 0
+    common = ["gan", "gate", "--model", "gen", "--denoiser", "dn", "--name", "g"]
+    common += ["--samples", "200", "--width", "4", "--data-dir", synthetic_data, "--device", "cpu"]
+    stopped = _interrupt([*common, "--epochs", "400"], env, "g epoch 2/")
+    error_line = next(line for line in stopped.stderr.splitlines() if line.startswith("error: "))
+    resume_command = error_line.split("resume with: ", 1)[1].split()
+    assert " gan gate --name g --resume " in f" {' '.join(resume_command)} "
+    arguments = resume_command[resume_command.index("gate") + 1 :]
+    resumed = run_fmt("gan", "gate", *arguments, "--json", "--quiet", env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["epochs"] == 400 and summary["resumed_from_epoch"] >= 2
+    assert leftovers(tmp_path / "home") == []
+
+
+@pytest.mark.slow
 def test_sigint_during_ae_tune(synthetic_data: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = subprocess_env(home)

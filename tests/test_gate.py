@@ -218,3 +218,15 @@ def test_image_panels_wrap_into_rows_of_the_given_columns() -> None:
     one_row = plots.image_panels(pictures[:2], titles=["a", "b"])
     assert len(one_row.axes) == 2
     assert figure.get_size_inches()[1] > one_row.get_size_inches()[1]  # two rows: taller
+
+
+def test_a_models_label_is_its_folders_name_however_the_path_is_written(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from fmnist_toolkit.cli._render import model_label
+
+    folder = tmp_path / "gan-tiny"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    for written in ("gan-tiny", str(folder), f"{folder}/config.json", ".", "../gan-tiny/"):
+        assert model_label(written) == "gan-tiny", written

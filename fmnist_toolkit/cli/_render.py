@@ -89,10 +89,13 @@ def print_json(payload: Any) -> None:
 
 
 def model_label(name_or_path: str) -> str:
-    """A store name as is; for a path, the model folder's name (also for its files)."""
+    """A store name as is; for a path, the model folder's name (also for its files, and for
+    ``.`` or ``..``)."""
     path = Path(name_or_path)
     if path.name in ("model.safetensors", "config.json"):
         path = path.parent
+    if path.name in ("", ".", ".."):
+        path = path.resolve()
     return path.name or name_or_path
 
 

@@ -27,6 +27,7 @@ from fmnist_toolkit.cli._options import (
 from fmnist_toolkit.cli._render import (
     console,
     count_progress,
+    model_label,
     note_if_hiding_bundled,
     print_json,
     print_note,
@@ -300,34 +301,26 @@ def train(
     print_summary(f"GAN generator {result.name}", summary)
 
 
-def _folder_name(model: str) -> str:
-    """A model's name as given, or the name of the folder a path points into (``.``, a
-    folder, or its config.json or weights file)."""
-    path = Path(model).expanduser()
-    if not path.exists():
-        return model
-    path = path.resolve()
-    return (path.parent if path.is_file() else path).name
-
-
 @app.command()
 def gate(
     ctx: typer.Context,
     model: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="The generator (store name or folder) whose samples the gate learns to recognise.",
+            help="The generator (store name or folder) whose samples the gate learns to "
+            "recognise. Required, except with --resume (the run's own).",
             show_default=False,
         ),
-    ],
+    ] = None,
     denoiser: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="The denoiser (or autoencoder) that cleans what the gate lets through; its "
-            "weights are copied into the new model, which stands alone.",
+            "weights are copied into the new model, which stands alone. Required, except "
+            "with --resume.",
             show_default=False,
         ),
-    ],
+    ] = None,
     name: Annotated[
         str | None,
         typer.Option(
@@ -384,12 +377,18 @@ def gate(
     from fmnist_toolkit.config import GateTrainConfig
     from fmnist_toolkit.engine.callbacks import ProgressCallback
     from fmnist_toolkit.engine.gate import train_gate
+    from fmnist_toolkit.errors import UsageError
 
     check_resume_or_restart(resume, restart)
-    model_name = name or f"denoiser-{_folder_name(model)}"
+    if not resume and (model is None or denoiser is None):
+        raise UsageError("fmt gan gate needs --model (a generator) and --denoiser")
+    if name is None and model is None:
+        raise UsageError("--resume needs the --name of the interrupted run")
+    model_name = name or f"denoiser-{model_label(str(model))}"
+    # Resuming, the run's recipe (generator and denoiser included) comes from its checkpoint.
     config = GateTrainConfig(
-        generator=model,
-        denoiser=denoiser,
+        generator=model or "",
+        denoiser=denoiser or "",
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
