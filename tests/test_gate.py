@@ -230,3 +230,21 @@ def test_a_models_label_is_its_folders_name_however_the_path_is_written(
     monkeypatch.chdir(folder)
     for written in ("gan-tiny", str(folder), f"{folder}/config.json", ".", "../gan-tiny/"):
         assert model_label(written) == "gan-tiny", written
+
+
+def test_cli_resume_needs_only_the_name_and_says_what_it_ignores(
+    cli, gate_store: Path, synthetic_data: Path, tmp_path: Path, monkeypatch
+) -> None:
+    store = copy_of(gate_store, tmp_path)
+    monkeypatch.setenv("FMT_HOME", str(store.root))
+    with pytest.raises(TrainingInterrupted):
+        train_gate(
+            "g", tiny_gate(), CPU, data_dir=synthetic_data, store=store,
+            callbacks=[InterruptAfter(1)],
+        )  # fmt: skip
+    assert_one_line_error(cli("gan", "gate", "--resume", "--name", ""), 2, "--name")
+    resumed = cli("gan", "gate", "--name", "g", "--resume", "--epochs", "9", "--data-dir",
+                  synthetic_data, "--json")  # fmt: skip
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "ignoring --epochs" in resumed.stderr
+    assert json.loads(resumed.stdout)["epochs"] == 2  # the checkpoint's recipe, not 9

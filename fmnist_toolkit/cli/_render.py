@@ -91,6 +91,8 @@ def print_json(payload: Any) -> None:
 def model_label(name_or_path: str) -> str:
     """A store name as is; for a path, the model folder's name (also for its files, and for
     ``.`` or ``..``)."""
+    if not name_or_path:
+        return name_or_path
     path = Path(name_or_path)
     if path.name in ("model.safetensors", "config.json"):
         path = path.parent
@@ -209,6 +211,16 @@ def print_summary(title: str, summary: dict[str, Any]) -> None:
 def print_note(message: str) -> None:
     """A one-line remark on stderr, never wrapped (logs and scripts read it whole)."""
     console.print(f"note: {message}", soft_wrap=True)
+
+
+def note_ignored_on_resume(ctx: typer.Context, recipe_options: Iterable[str]) -> None:
+    """--resume takes the recipe from the checkpoint; say so when the user typed recipe
+    options (``recipe_options``: parameter names)."""
+    given = typed_options(ctx, recipe_options)
+    if given:
+        flag = {param.name: param.opts[0] for param in ctx.command.params if param.opts}
+        flags = ", ".join(flag.get(name, name) for name in given)
+        print_note(f"--resume continues with the checkpoint's recipe; ignoring {flags}")
 
 
 def note_if_hiding_bundled(name: str) -> None:

@@ -30,8 +30,8 @@ from fmnist_toolkit.cli._render import (
     console,
     model_label,
     note_if_hiding_bundled,
+    note_ignored_on_resume,
     print_json,
-    print_note,
     print_result,
     print_summary,
     resume_hint,
@@ -82,14 +82,6 @@ _RECIPE_OPTIONS = (
     "precision",
     "compile_model",
 )
-
-
-def _warn_ignored_on_resume(ctx: typer.Context) -> None:
-    """--resume takes the recipe from the checkpoint; say so when the user typed recipe options."""
-    given = typed_options(ctx, _RECIPE_OPTIONS)
-    if given:
-        flags = ", ".join("--" + name.replace("_model", "").replace("_", "-") for name in given)
-        print_note(f"--resume continues with the checkpoint's recipe; ignoring {flags}")
 
 
 @app.command()
@@ -253,7 +245,7 @@ def train(
     engine = engine_config(device, precision, cuda_graphs, compile_model=compile_model)
     check_resume_or_restart(resume, restart)
     if resume and ModelStore().has_checkpoint(model_name):
-        _warn_ignored_on_resume(ctx)
+        note_ignored_on_resume(ctx, _RECIPE_OPTIONS)
     progress = ProgressCallback(console, label=model_name, quiet=quiet)
     with resume_hint(ctx, model_name):
         result = train_autoencoder(

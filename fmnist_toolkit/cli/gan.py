@@ -29,6 +29,7 @@ from fmnist_toolkit.cli._render import (
     count_progress,
     model_label,
     note_if_hiding_bundled,
+    note_ignored_on_resume,
     print_json,
     print_note,
     print_result,
@@ -301,6 +302,10 @@ def train(
     print_summary(f"GAN generator {result.name}", summary)
 
 
+# What --resume takes from the checkpoint instead of the command line.
+_GATE_RECIPE_OPTIONS = ("model", "denoiser", "epochs", "batch_size", "lr", "width", "samples")
+
+
 @app.command()
 def gate(
     ctx: typer.Context,
@@ -382,8 +387,10 @@ def gate(
     check_resume_or_restart(resume, restart)
     if not resume and (model is None or denoiser is None):
         raise UsageError("fmt gan gate needs --model (a generator) and --denoiser")
-    if name is None and model is None:
+    if not name and model is None:
         raise UsageError("--resume needs the --name of the interrupted run")
+    if resume:
+        note_ignored_on_resume(ctx, _GATE_RECIPE_OPTIONS)
     model_name = name or f"denoiser-{model_label(str(model))}"
     # Resuming, the run's recipe (generator and denoiser included) comes from its checkpoint.
     config = GateTrainConfig(
