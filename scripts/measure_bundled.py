@@ -43,16 +43,16 @@ def main() -> None:
         if model.source != "bundled" or model.kind not in ("autoencoder", "denoiser", "classifier"):
             continue
         recorded = model.config.get("metrics", {})
-        if model.config.get("model", {}).get("architecture") == GATED_ARCHITECTURE:
+        gated = model.config.get("model", {}).get("architecture") == GATED_ARCHITECTURE
+        if gated or trained_to_denoise(model.config):
             network = fmnist_toolkit.load_model(model.name, device=args.device)
             measured = denoising_metrics(network, test, corrupted_test_images(test))
-            rows.append(
-                (model.name, "clean change", recorded.get("clean_mse"), measured["clean_mse"])
-            )
-        elif model.kind in ("autoencoder", "denoiser") and trained_to_denoise(model.config):
-            network = fmnist_toolkit.load_model(model.name, device=args.device)
-            measured = denoising_metrics(network, test, corrupted_test_images(test))
-            for key, metric in (("test_mse", "denoising test MSE"), ("clean_mse", "clean change")):
+            # A gate is meant to change its generator's samples only: its figure is the change
+            # of clean images (it records no denoising test MSE).
+            figures = [("clean_mse", "clean change")]
+            if not gated:
+                figures.insert(0, ("test_mse", "denoising test MSE"))
+            for key, metric in figures:
                 rows.append((model.name, metric, recorded.get(key), measured[key]))
         elif model.kind == "autoencoder":
             network = fmnist_toolkit.load_model(model.name, device=args.device)
