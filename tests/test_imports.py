@@ -38,6 +38,39 @@ def test_no_heavy_imports(argv: list[str] | None) -> None:
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_a_command_line_loads_only_its_own_group() -> None:
+    """Each run pays for the commands it names: `fmt gan …` builds no other group, and no
+    command that does not fetch imports the downloader (urllib, http.client)."""
+    code = (
+        "import sys; sys.argv = ['fmt', 'gan', 'sample', '--help']\n"
+        "from fmnist_toolkit.cli import main\n"
+        "try:\n    main()\n"
+        "except SystemExit as exit:\n    assert exit.code in (0, None), exit.code\n"
+        "print(sorted(m for m in sys.modules if m.startswith('fmnist_toolkit.')))"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    loaded = set(eval(result.stdout.strip().splitlines()[-1]))
+    assert "fmnist_toolkit.cli.gan" in loaded
+    others = {f"fmnist_toolkit.cli.{group}" for group in ("ae", "clf", "data", "models", "tune")}
+    assert not loaded & others, loaded & others
+    assert "fmnist_toolkit.data.download" not in loaded
+
+
+def test_a_lazy_group_is_built_once_and_typos_are_still_answered(cli) -> None:
+    import typer.main
+
+    from fmnist_toolkit.cli import SUBCOMMANDS, app
+
+    root = typer.main.get_command(app)
+    assert list(root.commands) == list(SUBCOMMANDS)  # listed without building any
+    gan = root.commands["gan"]
+    assert root.commands["gan"] is gan and gan.name == "gan"
+    assert root.commands["doctor"].name == "doctor"
+    typo = cli("gna")
+    assert typo.exit_code == 2 and "Did you mean 'gan'?" in typo.stderr
+
+
 def test_help_lists_every_group(cli) -> None:
     result = cli("--help")
     assert result.exit_code == 0

@@ -11,13 +11,32 @@ from typing import Annotated
 import typer
 
 from fmnist_toolkit._version import __version__
-from fmnist_toolkit.cli import ae, clf, data, doctor, gan, models, report, tune
 from fmnist_toolkit.cli._render import ToolkitGroup, print_error, stand_in_for_closed_streams
 from fmnist_toolkit.errors import ToolkitError
 
+# Where each top-level command lives, in the order `fmt --help` lists them: a group (a Typer
+# app) or a single command (a function). Only the one a command line names is imported and
+# built, so `fmt gan sample` does not pay for the other groups' forty commands.
+SUBCOMMANDS = {
+    "data": "fmnist_toolkit.cli.data:app",
+    "models": "fmnist_toolkit.cli.models:app",
+    "ae": "fmnist_toolkit.cli.ae:app",
+    "clf": "fmnist_toolkit.cli.clf:app",
+    "gan": "fmnist_toolkit.cli.gan:app",
+    "doctor": "fmnist_toolkit.cli.doctor:doctor",
+    "report": "fmnist_toolkit.cli.report:report",
+}
+
+
+class RootGroup(ToolkitGroup):
+    """The ``fmt`` group: :class:`ToolkitGroup` with its subcommands built on first use."""
+
+    lazy_commands = SUBCOMMANDS
+
+
 app = typer.Typer(
     rich_markup_mode="markdown",
-    cls=ToolkitGroup,
+    cls=RootGroup,
     name="fmt",
     help="Unsupervised deep learning on Fashion-MNIST: autoencoders, their latent space, "
     "classifiers and GANs, from one command.\n\n"
@@ -27,14 +46,6 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(data.app, name="data")
-app.add_typer(models.app, name="models")
-app.add_typer(ae.app, name="ae")
-ae.app.command("tune")(tune.tune)  # fmt ae tune: the Optuna search, in cli/tune.py
-app.add_typer(clf.app, name="clf")
-app.add_typer(gan.app, name="gan")
-app.command("doctor")(doctor.doctor)
-app.command("report")(report.report)
 
 
 def _print_version(value: bool) -> None:

@@ -15,12 +15,13 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import typer
 from rich.console import Console
 from typer.core import TyperArgument, TyperGroup
 
+from fmnist_toolkit.cli._lazy import LazyCommands
 from fmnist_toolkit.errors import ToolkitError, TrainingInterrupted
 
 # Progress and messages go to stderr; results (tables, JSON) to stdout, so that
@@ -302,8 +303,10 @@ def _plain_help(command: Any, help_names: list[str]) -> None:
             param.metavar = ""
         elif type(param) is TyperArgument:
             param.__class__ = _PlainArgument
-    for sub in getattr(command, "commands", {}).values():
-        _plain_help(sub, help_names)
+    subcommands = getattr(command, "commands", {})
+    if not isinstance(subcommands, LazyCommands):  # those are made plain as each is built
+        for sub in subcommands.values():
+            _plain_help(sub, help_names)
 
 
 def _debug(ctx: typer.Context | None) -> bool:
@@ -327,9 +330,16 @@ class ToolkitGroup(TyperGroup):
     help and exits 0. ``--debug`` or ``FMT_DEBUG=1`` adds the traceback above the line.
     """
 
+    # {name: "module:attribute"} of subcommands to build only when first used (cli/_lazy.py)
+    lazy_commands: ClassVar[dict[str, str]] = {}
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._help_names = self.context_settings.get("help_option_names", ["--help"])
+        if self.lazy_commands:
+            self.commands = LazyCommands(
+                self.lazy_commands, prepare=lambda built: _plain_help(built, self._help_names)
+            )
         _plain_help(self, self._help_names)
 
     def get_params(self, ctx: typer.Context) -> list[Any]:

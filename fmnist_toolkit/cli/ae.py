@@ -38,6 +38,7 @@ from fmnist_toolkit.cli._render import (
     spinner,
     typed_options,
 )
+from fmnist_toolkit.cli.tune import tune
 from fmnist_toolkit.config import (
     AUTOENCODER_ARCHITECTURES,
     DENOISER_ARCHITECTURES,
@@ -435,3 +436,6 @@ def latent_plot(
         accuracy = ", ".join(f"{key} {value:.1%}" for key, value in row["knn_accuracy"].items())
         table.add_row(row["view"], accuracy or "—", row["path"])
     print_result(table)
+
+
+app.command("tune")(tune)  # fmt ae tune: the Optuna search, in cli/tune.py
