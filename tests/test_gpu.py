@@ -190,3 +190,38 @@ def test_the_reports_sgd_trains_eagerly_on_cuda(synthetic_data: Path, tmp_path: 
         store=ModelStore(tmp_path),
     )
     assert result.history[-1]["test_mse"] < result.history[0]["test_mse"]
+
+
+def test_a_gate_trains_on_cuda_as_on_the_cpu(synthetic_data: Path, tmp_path: Path) -> None:
+    """`fmt gan gate` on CUDA (device-resident samples, captured steps) learns what it learns
+    on the CPU, and its saved model runs on the CPU."""
+    import torch
+
+    from fmnist_toolkit.config import GanTrainConfig, GateTrainConfig
+    from fmnist_toolkit.engine.gan import train_gan
+    from fmnist_toolkit.engine.gate import train_gate
+
+    store = ModelStore(tmp_path)
+    cpu = EngineConfig(device="cpu")
+    generator = GanTrainConfig(latent_size=8, hidden_size=32, epochs=1, batch_size=64)
+    train_gan("gan-tiny", generator, cpu, data_dir=synthetic_data, store=store)
+    denoiser = AutoencoderTrainConfig(epochs=1, batch_size=64, objective="denoise")
+    train_autoencoder("ae-dn", denoiser, cpu, data_dir=synthetic_data, store=store)
+    config = GateTrainConfig(
+        generator="gan-tiny", denoiser="ae-dn", epochs=8, batch_size=64, lr=1e-2, width=4,
+        samples=256,
+    )  # fmt: skip
+    results = {
+        device: train_gate(
+            f"gated-{device}", config, EngineConfig(device=device),
+            data_dir=synthetic_data, store=store,
+        )  # fmt: skip
+        for device in ("cuda", "cpu")
+    }
+    assert results["cuda"].device.startswith("cuda:0")
+    for result in results.values():
+        assert result.generated_flagged >= 0.9 and result.clean_flagged <= 0.1
+        assert result.clean_mse < 0.1 * result.denoiser_clean_mse
+    model = load_model("gated-cuda", store=store)
+    images = torch.rand(4, 1, 28, 28)
+    assert model(images).shape == images.shape
