@@ -236,3 +236,30 @@ def test_every_packaged_model_verifies_and_loads(name: str, tmp_path: Path) -> N
 def test_the_bundle_stays_under_20_mb() -> None:
     assert BUNDLE_SIZE_LIMIT == 20_000_000  # decimal megabytes: the stricter reading of "20 MB"
     assert bundle_size(BUNDLED_ROOT) < BUNDLE_SIZE_LIMIT
+
+
+@pytest.mark.skipif(not PACKAGED, reason="this checkout bundles no models")
+def test_sampling_runs_the_bundled_models_in_the_cpus_layout_with_the_same_images(
+    tmp_path: Path,
+) -> None:
+    """`fmt gan sample` loads its generator and denoiser channels_last on the CPU (faster);
+    the images are those of the models as loaded."""
+    import torch
+
+    from fmnist_toolkit.engine.model_io import load_model
+    from fmnist_toolkit.engine.sample import load_denoiser, load_generator
+
+    store = ModelStore(tmp_path, bundled=BUNDLED_ROOT)
+    generator = load_generator("gan-dcgan-cond", store)
+    denoiser = load_denoiser("denoiser-unet", store)
+    convolutions = [m for m in denoiser.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convolutions and all(
+        m.weight.is_contiguous(memory_format=torch.channels_last) for m in convolutions
+    )
+    noise = torch.randn(16, generator.latent_size)
+    labels = torch.arange(16) % 10
+    with torch.no_grad():
+        images = (load_model("gan-dcgan-cond", store=store)(noise, labels) + 1) / 2
+        assert torch.allclose(generator(noise, labels), images * 2 - 1, atol=1e-5)
+        plain = load_model("denoiser-unet", store=store)
+        assert torch.allclose(denoiser(images), plain(images), atol=1e-5)

@@ -211,13 +211,12 @@ def test_a_gate_trains_on_cuda_as_on_the_cpu(synthetic_data: Path, tmp_path: Pat
         generator="gan-tiny", denoiser="ae-dn", epochs=8, batch_size=64, lr=1e-2, width=4,
         samples=256,
     )  # fmt: skip
-    results = {
-        device: train_gate(
-            f"gated-{device}", config, EngineConfig(device=device),
-            data_dir=synthetic_data, store=store,
-        )  # fmt: skip
-        for device in ("cuda", "cpu")
-    }
+    results = {}
+    for device in ("cuda", "cpu"):
+        engine = EngineConfig(device=device)
+        results[device] = train_gate(
+            f"gated-{device}", config, engine, data_dir=synthetic_data, store=store
+        )
     assert results["cuda"].device.startswith("cuda:0")
     for result in results.values():
         assert result.generated_flagged >= 0.9 and result.clean_flagged <= 0.1
