@@ -71,6 +71,28 @@ def test_a_lazy_group_is_built_once_and_typos_are_still_answered(cli) -> None:
     assert typo.exit_code == 2 and "Did you mean 'gan'?" in typo.stderr
 
 
+def test_only_the_fmt_process_collects_garbage_less_often() -> None:
+    """`fmt` raises the young generation's threshold (start-up makes 200,000 lasting objects);
+    a program that imports the library keeps its own."""
+    import gc
+
+    from fmnist_toolkit.cli import STARTUP_GC_THRESHOLD
+
+    code = (
+        "import atexit, gc, sys\n"
+        "import fmnist_toolkit, fmnist_toolkit.cli\n"
+        "print(gc.get_threshold()[0])\n"
+        "atexit.register(lambda: print(gc.get_threshold()[0]))\n"
+        "sys.argv = ['fmt', '--version']\n"
+        "fmnist_toolkit.cli.run()"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    before, version, during = result.stdout.split("\n")[:3]
+    assert int(before) == gc.get_threshold()[0] != STARTUP_GC_THRESHOLD
+    assert version.startswith("fmnist-toolkit ") and int(during) == STARTUP_GC_THRESHOLD
+
+
 def test_help_lists_every_group(cli) -> None:
     result = cli("--help")
     assert result.exit_code == 0
