@@ -4,9 +4,11 @@ Runs the installed `fmt` (the one beside this Python) with an empty FMT_HOME, no
 and the CPU only, so the bundled generator and denoiser do the work; median of N runs. The
 baseline, timed in the same run and alternating with it: a process that imports torch and
 ends without the interpreter's teardown (as `fmt` does), which no command that computes can
-avoid, so ``beyond_torch_s`` is what the toolkit itself costs.
+avoid, so ``beyond_torch_s`` is what the toolkit itself costs. ``--against DIR`` also times the same
+command with the toolkit of another checkout (DIR on PYTHONPATH, e.g. a `git worktree` of an
+earlier commit), in turn with the others, and reports the ratio.
 
-Usage: python benchmarks/sample_wall_time.py [--runs 5] [--json]
+Usage: python benchmarks/sample_wall_time.py [--runs 5] [--against DIR] [--json]
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--against", type=Path, help="another checkout to time alongside")
     args = parser.parse_args()
     script = shutil.which("fmt", path=str(Path(sys.executable).parent))
     command = [script] if script else [sys.executable, "-m", "fmnist_toolkit"]
@@ -41,12 +44,15 @@ def main() -> None:
             "CUDA_VISIBLE_DEVICES": "",
         }
         env.pop("FMT_BUNDLED_MODELS", None)
-        baseline = []
+        baseline, against = [], []
         for run in range(args.runs):
             out = Path(scratch) / f"out-{run}.png"
             sample = [*command, "gan", "sample", "--n", "64", "--denoise", str(out)]
             times.append(timed(sample, env))
             baseline.append(timed([sys.executable, "-c", IMPORT_TORCH], env))
+            if args.against:
+                other = {**env, "PYTHONPATH": str(args.against.resolve())}
+                against.append(timed(sample, other))
     median, torch_median = statistics.median(times), statistics.median(baseline)
     record = {
         "command": "fmt gan sample --n 64 --denoise out.png",
@@ -57,6 +63,10 @@ def main() -> None:
         "runs": args.runs,
         "cpus": os.cpu_count(),
     }
+    if against:
+        record["against"] = str(args.against)
+        record["against_median_s"] = round(statistics.median(against), 3)
+        record["ratio"] = round(median / statistics.median(against), 3)
     print(
         json.dumps(record)
         if args.json
@@ -64,6 +74,12 @@ def main() -> None:
         f"{record['median_s']:.2f} s, max {record['max_s']:.2f} s over {args.runs} runs; "
         f"`import torch` {record['import_torch_median_s']:.2f} s, so "
         f"{record['beyond_torch_s']:.2f} s beyond it"
+        + (
+            f"; {args.against}: median {record['against_median_s']:.2f} s, ratio "
+            f"{record['ratio']:.2f}"
+            if against
+            else ""
+        )
     )
 
 
