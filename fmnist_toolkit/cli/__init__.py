@@ -94,7 +94,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 _terminated = False
-STARTUP_GC_THRESHOLD = 100_000
+STARTUP_GC_THRESHOLD = 500_000
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what every interruption exits with below the app
 TERMINATED_EXIT = 143  # 128 + SIGTERM
 
@@ -108,8 +108,10 @@ def run() -> None:
 
     # Start-up makes some 200,000 objects that all live on (torch, Typer, the models), and
     # Python's default young generation (700) has them inspected some 400 times on the way:
-    # 0.3 s of `fmt gan sample`'s 3 s on a 2-core CPU. One of 100,000 costs 0.1 s and still
-    # collects in long runs. Only the `fmt` process: importing the library changes nothing.
+    # 0.3 s of `fmt gan sample`'s 3 s on a 2-core CPU (0.15 s for one of 100,000 or 300,000,
+    # none for 500,000). Long runs still collect: what a step makes is mostly freed at once,
+    # so the count grows only with what lives on or leaks. Only the `fmt` process: importing
+    # the library changes nothing.
     gc.set_threshold(STARTUP_GC_THRESHOLD, *gc.get_threshold()[1:])
     signal.signal(signal.SIGTERM, _on_sigterm)
     stand_in_for_closed_streams()
