@@ -16,7 +16,7 @@ from fmnist_toolkit.errors import ToolkitError
 
 # Where each top-level command lives, in the order `fmt --help` lists them: a group (a Typer
 # app) or a single command (a function). Only the one a command line names is imported and
-# built, so `fmt gan sample` does not pay for the other groups' forty commands.
+# built, so `fmt gan sample` does not pay for the other groups' nineteen commands.
 SUBCOMMANDS = {
     "data": "fmnist_toolkit.cli.data:app",
     "models": "fmnist_toolkit.cli.models:app",

@@ -337,9 +337,11 @@ class ToolkitGroup(TyperGroup):
         super().__init__(*args, **kwargs)
         self._help_names = self.context_settings.get("help_option_names", ["--help"])
         if self.lazy_commands:
-            self.commands = LazyCommands(
+            lazy = LazyCommands(
                 self.lazy_commands, prepare=lambda built: _plain_help(built, self._help_names)
             )
+            lazy.update(self.commands)  # any registered on the app itself
+            self.commands = lazy
         _plain_help(self, self._help_names)
 
     def get_params(self, ctx: typer.Context) -> list[Any]:

@@ -9,8 +9,6 @@ One module per concern: ``idx`` (where the files are, reading them), ``verify`` 
 (augmentation and users' pictures). Their public names are all importable from here.
 """
 
-from typing import TYPE_CHECKING, Any
-
 from fmnist_toolkit.data.batches import (
     DeviceSplit,
     epoch_order,
@@ -18,6 +16,12 @@ from fmnist_toolkit.data.batches import (
     shuffled_order,
     split_indices,
     to_unit_float,
+)
+from fmnist_toolkit.data.download import (
+    copy_dataset,
+    fetch_dataset,
+    official_files,
+    official_mirrors,
 )
 from fmnist_toolkit.data.idx import (
     CLASS_NAMES,
@@ -45,27 +49,6 @@ from fmnist_toolkit.data.images import (
     mixup,
 )
 from fmnist_toolkit.data.verify import check_file, verify_dataset
-
-if TYPE_CHECKING:
-    from fmnist_toolkit.data.download import (
-        copy_dataset,
-        fetch_dataset,
-        official_files,
-        official_mirrors,
-    )
-
-# Fetching needs urllib and http.client, 50 ms to import: `download` is loaded on first use,
-# so the commands that never fetch (`fmt gan sample`) start without it.
-_DOWNLOAD_NAMES = ("copy_dataset", "fetch_dataset", "official_files", "official_mirrors")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _DOWNLOAD_NAMES:
-        from fmnist_toolkit.data import download
-
-        return getattr(download, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 __all__ = [
     "CLASS_NAMES",
