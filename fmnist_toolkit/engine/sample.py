@@ -118,23 +118,21 @@ def model_source(store: ModelStore, name: str) -> str:
 def load_generator(name: str, store: ModelStore, device: str | torch.device = "cpu") -> nn.Module:
     hint = "a sample needs a generator"
     model = load_model(name, store=store, device=device, kind="generator", hint=hint)
-    return _placed_for_inference(model, device)
+    return _placed_for_inference(model)
 
 
 def load_denoiser(name: str, store: ModelStore, device: str | torch.device = "cpu") -> nn.Module:
     """A denoiser or an autoencoder (any image-to-image model) by name or path."""
     hint = "--denoiser needs one"
     model = load_model(name, store=store, device=device, kind=IMAGE_TO_IMAGE_KINDS, hint=hint)
-    return _placed_for_inference(model, device)
+    return _placed_for_inference(model)
 
 
-def _placed_for_inference(model: nn.Module, device: str | torch.device) -> nn.Module:
+def _placed_for_inference(model: nn.Module) -> nn.Module:
     """The model in the layout its device runs fastest (:func:`place_model`): on the CPU the
     U-Net denoiser cleans a batch about 1.3x faster in channels_last, with the same images
     (to 1e-6). Only for sampling: these models are never saved again."""
-    import torch
-
-    return place_model(model, torch.device(device))
+    return place_model(model, next(model.parameters()).device)
 
 
 def choose_denoiser(
