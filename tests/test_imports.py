@@ -74,11 +74,16 @@ def test_a_command_registered_on_the_root_app_itself_is_kept() -> None:
 
     from fmnist_toolkit.cli import RootGroup
 
+    def hello(loud: bool = False) -> None:
+        """Say hello."""
+
     extra = typer.Typer(cls=RootGroup)
     extra.callback()(lambda: None)
-    extra.command("hello")(lambda: None)
+    extra.command("hello")(hello)
     commands = typer.main.get_command(extra).commands
     assert {"hello", "gan"} <= set(commands) and commands["hello"].name == "hello"
+    # made plain like every other command: a flag shows no <bool>
+    assert [param.metavar for param in commands["hello"].params] == [""]
 
 
 def test_only_the_fmt_process_collects_garbage_less_often() -> None:

@@ -16,7 +16,7 @@ class LazyCommands(MutableMapping[str, "TyperCommand | TyperGroup"]):
     Typer and click look a subcommand up by name (``get``), list the names (suggestions for a
     typo) and walk them all only for ``--help``, completion and docs: only those import every
     module. The attribute is a Typer app (a group) or a function (a single command);
-    ``prepare`` is called on each command once built.
+    ``prepare`` is called on each command as it comes in, built here or set from outside.
     """
 
     def __init__(
@@ -38,6 +38,7 @@ class LazyCommands(MutableMapping[str, "TyperCommand | TyperGroup"]):
         return self._built[name]
 
     def __setitem__(self, name: str, command: TyperCommand | TyperGroup) -> None:
+        self._prepare(command)
         self._targets.setdefault(name, "")
         self._built[name] = command
 
